@@ -1,0 +1,2 @@
+//! Runnable examples of whalewatcher live in `examples/`; this library is
+//! empty.
