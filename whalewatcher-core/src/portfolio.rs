@@ -1,0 +1,440 @@
+//! The portfolio: all alive containers of one engine, grouped into projects.
+//!
+//! A [`Portfolio`] is an immutable value built from persistent maps, so a
+//! snapshot costs an `Arc` increment, a change shares everything it did not
+//! touch with the previous snapshot, and a reader holding a snapshot never
+//! sees it torn or blocks the writer.
+
+use std::sync::Arc;
+
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
+
+use crate::container::Container;
+use crate::event::EventKind;
+
+/// Containers by id. foldhash instead of SipHash: ids come from the engine,
+/// and the read path is hashing-bound.
+type IdMap = imbl::GenericHashMap<
+    Arc<str>,
+    Arc<Container>,
+    foldhash::fast::RandomState,
+    imbl::shared_ptr::DefaultSharedPtr,
+>;
+
+/// A (compose) project and its alive containers.
+///
+/// The unnamed project `""` holds every container that belongs to no
+/// project; it always exists, even when empty. A named project exists only
+/// while it has containers.
+#[derive(Clone)]
+pub struct Project {
+    name: Arc<str>,
+    containers: IdMap,
+}
+
+impl Project {
+    fn new(name: Arc<str>) -> Self {
+        Project {
+            name,
+            containers: IdMap::default(),
+        }
+    }
+
+    /// The project's name; `""` for the unnamed project.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The number of containers in this project.
+    pub fn len(&self) -> usize {
+        self.containers.len()
+    }
+
+    /// Whether the project has no containers (only ever true for `""`).
+    pub fn is_empty(&self) -> bool {
+        self.containers.is_empty()
+    }
+
+    /// The container with this id, if it belongs to this project.
+    pub fn container(&self, id: &str) -> Option<&Arc<Container>> {
+        self.containers.get(id)
+    }
+
+    /// The container with this id or, failing that, this name.
+    ///
+    /// The name look-up scans the project.
+    pub fn find(&self, name_or_id: &str) -> Option<&Arc<Container>> {
+        self.container(name_or_id)
+            .or_else(|| self.containers().find(|c| c.name() == name_or_id))
+    }
+
+    /// The project's containers, in no particular order.
+    pub fn containers(&self) -> impl ExactSizeIterator<Item = &Arc<Container>> {
+        self.containers.values()
+    }
+
+    /// The project's containers sorted by name, then id.
+    pub fn containers_by_name(&self) -> Vec<&Arc<Container>> {
+        let mut containers: Vec<_> = self.containers().collect();
+        containers.sort_by(|a, b| (a.name(), a.id()).cmp(&(b.name(), b.id())));
+        containers
+    }
+}
+
+impl std::fmt::Debug for Project {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Project")
+            .field("name", &self.name)
+            .field("containers", &self.containers_by_name())
+            .finish()
+    }
+}
+
+impl Serialize for Project {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Project", 2)?;
+        s.serialize_field("name", &*self.name)?;
+        s.serialize_field("containers", &self.containers_by_name())?;
+        s.end()
+    }
+}
+
+/// All alive containers of one engine, indexed by id and grouped into
+/// projects; an immutable, consistent snapshot.
+///
+/// Cloning is cheap (a few reference counts) and [`insert`](Self::insert) /
+/// [`remove`](Self::remove) return nothing shared with other clones, so a
+/// consumer may keep its own copy up to date from the event stream.
+#[derive(Clone)]
+pub struct Portfolio {
+    containers: IdMap,
+    projects: imbl::OrdMap<Arc<str>, Project>,
+    revision: u64,
+}
+
+impl Default for Portfolio {
+    fn default() -> Self {
+        let unnamed: Arc<str> = Arc::from("");
+        Portfolio {
+            containers: IdMap::default(),
+            projects: imbl::OrdMap::unit(unnamed.clone(), Project::new(unnamed)),
+            revision: 0,
+        }
+    }
+}
+
+impl Portfolio {
+    /// An empty portfolio (with just the empty unnamed project).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many times the watcher published a change: each
+    /// [`Event`](crate::Event) carries the revision it produced, so the
+    /// first event after a snapshot of revision `r` has revision `r + 1`.
+    /// [`insert`](Self::insert) and [`remove`](Self::remove) leave it alone.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    pub(crate) fn set_revision(&mut self, revision: u64) {
+        self.revision = revision;
+    }
+
+    /// The total number of containers.
+    pub fn len(&self) -> usize {
+        self.containers.len()
+    }
+
+    /// Whether there are no containers at all.
+    pub fn is_empty(&self) -> bool {
+        self.containers.is_empty()
+    }
+
+    /// The container with this id.
+    pub fn container(&self, id: &str) -> Option<&Arc<Container>> {
+        self.containers.get(id)
+    }
+
+    /// The container with this id or, failing that, this name.
+    ///
+    /// The id look-up is a hash look-up; the name look-up scans.
+    pub fn find(&self, name_or_id: &str) -> Option<&Arc<Container>> {
+        self.container(name_or_id)
+            .or_else(|| self.containers().find(|c| c.name() == name_or_id))
+    }
+
+    /// All containers, in no particular order.
+    pub fn containers(&self) -> impl ExactSizeIterator<Item = &Arc<Container>> {
+        self.containers.values()
+    }
+
+    /// The project with this name; `""` always exists.
+    pub fn project(&self, name: &str) -> Option<&Project> {
+        self.projects.get(name)
+    }
+
+    /// All projects, sorted by name, so the unnamed project `""` comes first.
+    pub fn projects(&self) -> impl ExactSizeIterator<Item = &Project> {
+        self.projects.values()
+    }
+
+    /// The names of all projects, sorted, so `""` comes first.
+    pub fn project_names(&self) -> Vec<&str> {
+        self.projects.keys().map(|name| &**name).collect()
+    }
+
+    /// Adds a container, or replaces the one with the same id; returns the
+    /// replaced one.
+    pub fn insert(&mut self, container: impl Into<Arc<Container>>) -> Option<Arc<Container>> {
+        let container = container.into();
+        let id = container.shared_id().clone();
+        let replaced = self.containers.insert(id.clone(), container.clone());
+        if let Some(old) = &replaced {
+            if old.project() != container.project() {
+                self.remove_from_project(old);
+            }
+        }
+        match self.projects.get_mut(container.project()) {
+            Some(project) => {
+                project.containers.insert(id, container);
+            }
+            None => {
+                let name: Arc<str> = Arc::from(container.project());
+                let mut project = Project::new(name.clone());
+                project.containers.insert(id, container);
+                self.projects.insert(name, project);
+            }
+        }
+        replaced
+    }
+
+    /// Removes the container with this id, whatever project it is in;
+    /// returns it.
+    pub fn remove(&mut self, id: &str) -> Option<Arc<Container>> {
+        let removed = self.containers.remove(id)?;
+        self.remove_from_project(&removed);
+        Some(removed)
+    }
+
+    fn remove_from_project(&mut self, container: &Container) {
+        let name = container.project();
+        let Some(project) = self.projects.get_mut(name) else {
+            return;
+        };
+        project.containers.remove(container.id());
+        if project.is_empty() && !name.is_empty() {
+            self.projects.remove(name);
+        }
+    }
+
+    /// What happened between `old` and `self`, as the events a subscriber
+    /// who saw `old` needs to arrive at `self`: exited for what vanished,
+    /// started for what is new, exited then started for a container whose
+    /// initial process changed (it restarted), paused/unpaused for a changed
+    /// pause state, nothing for the unchanged.
+    ///
+    /// Sorted by kind (exits first), then id, so the result is
+    /// deterministic.
+    pub(crate) fn changes_since(&self, old: &Portfolio) -> Vec<(EventKind, Arc<Container>)> {
+        let mut exited = Vec::new();
+        let mut started = Vec::new();
+        let mut toggled = Vec::new();
+        for before in old.containers() {
+            match self.container(before.id()) {
+                None => exited.push((EventKind::Exited, before.clone())),
+                Some(now) if now.pid() != before.pid() => {
+                    exited.push((EventKind::Exited, before.clone()));
+                    started.push((EventKind::Started, now.clone()));
+                }
+                Some(now) if now.is_paused() != before.is_paused() => {
+                    let kind = if now.is_paused() {
+                        EventKind::Paused
+                    } else {
+                        EventKind::Unpaused
+                    };
+                    toggled.push((kind, now.clone()));
+                }
+                Some(_) => {}
+            }
+        }
+        started.extend(
+            self.containers()
+                .filter(|now| old.container(now.id()).is_none())
+                .map(|now| (EventKind::Started, now.clone())),
+        );
+        for group in [&mut exited, &mut started, &mut toggled] {
+            group.sort_by(|a, b| a.1.id().cmp(b.1.id()));
+        }
+        exited.extend(started);
+        exited.extend(toggled);
+        exited
+    }
+}
+
+impl<C: Into<Arc<Container>>> FromIterator<C> for Portfolio {
+    fn from_iter<I: IntoIterator<Item = C>>(iter: I) -> Self {
+        let mut portfolio = Portfolio::new();
+        for container in iter {
+            portfolio.insert(container);
+        }
+        portfolio
+    }
+}
+
+impl std::fmt::Debug for Portfolio {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.projects()).finish()
+    }
+}
+
+/// Two portfolios are equal when they hold equal containers, whatever
+/// their revisions.
+impl PartialEq for Portfolio {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len()
+            && self
+                .containers()
+                .all(|c| other.container(c.id()).is_some_and(|o| **o == **c))
+    }
+}
+
+impl Serialize for Portfolio {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let projects: Vec<&Project> = self.projects().collect();
+        let mut s = serializer.serialize_struct("Portfolio", 1)?;
+        s.serialize_field("projects", &projects)?;
+        s.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(id: &str, project: &str) -> Container {
+        Container::new(id, format!("name-{id}"), 100).with_project(project)
+    }
+
+    #[test]
+    fn unnamed_project_always_exists_named_ones_vanish_with_their_last_container() {
+        let mut portfolio = Portfolio::new();
+        assert!(portfolio.project("").is_some_and(Project::is_empty));
+        portfolio.insert(container("a", "shop"));
+        portfolio.insert(container("b", "shop"));
+        portfolio.insert(container("c", ""));
+        assert_eq!(portfolio.project_names(), ["", "shop"]);
+        assert_eq!(portfolio.project("shop").map(Project::len), Some(2));
+
+        portfolio.remove("a");
+        portfolio.remove("b");
+        assert_eq!(portfolio.project_names(), [""]);
+        portfolio.remove("c");
+        assert!(portfolio.project("").is_some_and(Project::is_empty));
+        assert!(portfolio.is_empty());
+    }
+
+    #[test]
+    fn removal_is_by_id_whatever_the_project() {
+        let mut portfolio: Portfolio = [container("a", "shop")].into_iter().collect();
+        assert_eq!(
+            portfolio.remove("a").map(|c| c.project().to_owned()),
+            Some("shop".into())
+        );
+        assert!(portfolio.project("shop").is_none());
+        assert!(portfolio.remove("a").is_none());
+    }
+
+    #[test]
+    fn replacing_moves_a_container_between_projects() {
+        let mut portfolio: Portfolio = [container("a", "one")].into_iter().collect();
+        assert!(portfolio.insert(container("a", "two")).is_some());
+        assert_eq!(portfolio.project_names(), ["", "two"]);
+        assert_eq!(portfolio.len(), 1);
+    }
+
+    #[test]
+    fn snapshots_are_independent_of_later_changes() {
+        let mut portfolio: Portfolio = [container("a", "")].into_iter().collect();
+        let snapshot = portfolio.clone();
+        portfolio.insert(container("b", "x"));
+        portfolio.remove("a");
+        assert!(snapshot.container("a").is_some());
+        assert!(snapshot.container("b").is_none());
+        assert_eq!(snapshot.project_names(), [""]);
+    }
+
+    #[test]
+    fn find_takes_ids_first_then_names() {
+        let portfolio: Portfolio = [container("a", "p"), Container::new("b", "a", 1)]
+            .into_iter()
+            .collect();
+        assert_eq!(portfolio.find("a").map(|c| c.id()), Some("a"));
+        assert_eq!(portfolio.find("name-a").map(|c| c.id()), Some("a"));
+        assert_eq!(
+            portfolio
+                .project("p")
+                .and_then(|p| p.find("name-a"))
+                .map(|c| c.id()),
+            Some("a")
+        );
+        assert!(portfolio.find("nope").is_none());
+    }
+
+    #[test]
+    fn changes_since_reports_only_the_difference() {
+        let old: Portfolio = [
+            container("gone", ""),
+            container("same", ""),
+            container("restarted", ""),
+            container("paused", ""),
+        ]
+        .into_iter()
+        .collect();
+        let new: Portfolio = [
+            container("same", "").with_labels([("irrelevant", "change")]),
+            container("restarted", "").with_pid(200),
+            container("paused", "").with_paused(true),
+            container("new", ""),
+        ]
+        .into_iter()
+        .collect();
+        let changes: Vec<(EventKind, String)> = new
+            .changes_since(&old)
+            .into_iter()
+            .map(|(kind, c)| (kind, c.id().to_owned()))
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                (EventKind::Exited, "gone".to_owned()),
+                (EventKind::Exited, "restarted".to_owned()),
+                (EventKind::Started, "new".to_owned()),
+                (EventKind::Started, "restarted".to_owned()),
+                (EventKind::Paused, "paused".to_owned()),
+            ]
+        );
+        assert!(new.changes_since(&new).is_empty());
+    }
+
+    #[test]
+    fn serializes_projects_with_containers_sorted_by_name() {
+        let portfolio: Portfolio = [
+            Container::new("2", "b", 2),
+            Container::new("1", "a", 1),
+            Container::new("3", "c", 3).with_project("p"),
+        ]
+        .into_iter()
+        .collect();
+        let json = serde_json::to_value(&portfolio).unwrap();
+        let names: Vec<_> = json["projects"][0]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(json["projects"][1]["name"], "p");
+    }
+}
