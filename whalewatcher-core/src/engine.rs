@@ -1,0 +1,80 @@
+//! The interface every engine crate implements.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use serde::Serialize;
+
+use crate::container::Container;
+use crate::error::EngineError;
+use crate::event::EngineEvent;
+
+/// The lifecycle events of an engine, as [`Engine::subscribe`] returns them.
+///
+/// An `Err` item or the end of the stream means the subscription is lost;
+/// the watcher then resynchronizes.
+pub type EngineEvents = BoxStream<'static, Result<EngineEvent, EngineError>>;
+
+/// What an engine says about itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct EngineInfo {
+    /// The engine's (more or less) unique id; its form depends on the engine.
+    pub id: String,
+    /// The kind of engine, for example `docker.com` or `podman.io`.
+    #[serde(rename = "type")]
+    pub engine_type: String,
+    /// The engine's version.
+    pub version: String,
+    /// The API endpoint the engine is reached at.
+    pub api: String,
+    /// The engine's PID, when known.
+    pub pid: Option<u32>,
+}
+
+/// A container engine, as the watcher needs it: list, inspect, subscribe.
+///
+/// Implemented once per engine (Docker/podman, containerd, CRI); the watcher
+/// does everything else. Implementations convert the engine's records into
+/// [`Container`]s and its events into [`EngineEvent`]s, and return typed
+/// [`EngineError`]s.
+#[async_trait]
+pub trait Engine: Send + Sync + Debug + 'static {
+    /// The API endpoint, for messages and [`EngineInfo::api`]; known
+    /// without talking to the engine.
+    fn api(&self) -> &str;
+
+    /// The kind of engine as far as known without talking to it; the
+    /// answer of [`info`](Self::info) may refine it (podman behind a Docker
+    /// endpoint, say).
+    fn engine_type(&self) -> &str;
+
+    /// The engine's PID, when the caller told it.
+    fn pid(&self) -> Option<u32> {
+        None
+    }
+
+    /// Asks the engine for its id, type and version.
+    async fn info(&self) -> Result<EngineInfo, EngineError>;
+
+    /// All alive (running or paused) containers, fully inspected.
+    async fn list(&self) -> Result<Vec<Container>, EngineError>;
+
+    /// One container by id (or name, where the engine has names).
+    ///
+    /// [`EngineError::NotFound`] when the engine does not know it,
+    /// [`EngineError::Processless`] when it is not alive.
+    async fn inspect(&self, id_or_name: &str) -> Result<Container, EngineError>;
+
+    /// Subscribes to the engine's lifecycle events.
+    ///
+    /// Resolves only once no event can be missed any more — the
+    /// subscription is live, or the engine will replay from a point taken
+    /// before this call returned — so that a [`list`](Self::list) right
+    /// after it misses nothing.
+    async fn subscribe(&self) -> Result<EngineEvents, EngineError>;
+
+    /// Releases the engine's connections; called by
+    /// [`Watcher::close`](crate::Watcher::close).
+    async fn close(&self) {}
+}

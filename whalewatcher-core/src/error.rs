@@ -1,0 +1,136 @@
+//! Errors of engines and of the watcher.
+
+use std::sync::Arc;
+
+/// The underlying cause of an [`EngineError`], shared so errors can be
+/// cloned to every party waiting on them.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What can go wrong talking to a container engine.
+///
+/// Typed so the watcher can tell a container that is gone (drop it) from an
+/// engine that is gone (resynchronize) from an engine that cannot do what
+/// we need (give up, once).
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The engine does not know this container.
+    #[error("container {id:?} not found")]
+    NotFound {
+        /// The id or name asked for.
+        id: String,
+    },
+    /// The container exists but has no initial process (created or exited).
+    #[error("container {id:?} has no process (not running)")]
+    Processless {
+        /// The container's id.
+        id: String,
+    },
+    /// The engine could not be reached, or the connection broke.
+    #[error("cannot reach the engine at {endpoint}: {cause}")]
+    Unreachable {
+        /// The engine's API endpoint.
+        endpoint: String,
+        /// What failed.
+        #[source]
+        cause: Cause,
+    },
+    /// The engine's event stream ended.
+    #[error("the event stream of the engine at {endpoint} ended")]
+    StreamEnded {
+        /// The engine's API endpoint.
+        endpoint: String,
+    },
+    /// The engine lacks something the watcher needs; retrying will not help.
+    #[error("the engine at {endpoint} does not support {what}")]
+    Unsupported {
+        /// The engine's API endpoint.
+        endpoint: String,
+        /// What is missing, for example "CRI container events".
+        what: String,
+    },
+    /// The operation was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+    /// The engine answered, but not with what its API promises.
+    #[error("the engine at {endpoint} answered unexpectedly: {message}")]
+    Protocol {
+        /// The engine's API endpoint.
+        endpoint: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+impl EngineError {
+    /// An [`Unreachable`](Self::Unreachable) error from any error type.
+    pub fn unreachable(
+        endpoint: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        EngineError::Unreachable {
+            endpoint: endpoint.into(),
+            cause: Arc::new(cause),
+        }
+    }
+
+    /// Whether retrying cannot help: the engine lacks a feature we need.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, EngineError::Unsupported { .. })
+    }
+
+    /// Whether the error says only that one container is gone or not alive,
+    /// not that anything is wrong with the engine.
+    pub fn is_container_gone(&self) -> bool {
+        matches!(
+            self,
+            EngineError::NotFound { .. } | EngineError::Processless { .. }
+        )
+    }
+}
+
+/// Why [`Watcher::watch`](crate::Watcher::watch) ended other than by
+/// cancellation.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WatchError {
+    /// The retry policy allowed no further attempt.
+    #[error("gave up watching after {attempts} failed attempts: {last}")]
+    GaveUp {
+        /// How many attempts in a row failed.
+        attempts: u32,
+        /// The error of the last attempt.
+        #[source]
+        last: EngineError,
+    },
+    /// The engine cannot be watched at all; retrying would not help.
+    #[error("cannot watch this engine: {0}")]
+    Unsupported(#[source] EngineError),
+    /// Another `watch` of the same watcher is running.
+    #[error("this watcher is already watching")]
+    AlreadyWatching,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_say_what_failed_and_with_which_input() {
+        let err = EngineError::unreachable(
+            "unix:///nope.sock",
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        );
+        assert_eq!(
+            err.to_string(),
+            "cannot reach the engine at unix:///nope.sock: entity not found"
+        );
+        assert!(!err.is_permanent());
+        let err = EngineError::Unsupported {
+            endpoint: "unix:///c.sock".into(),
+            what: "CRI container events".into(),
+        };
+        assert!(err.is_permanent());
+        assert!(EngineError::NotFound { id: "x".into() }.is_container_gone());
+    }
+}
