@@ -1,0 +1,66 @@
+//! The engine-independent core of whalewatcher.
+//!
+//! whalewatcher keeps an always-current, in-memory picture of the *alive*
+//! containers of a container engine — running or paused, so with a PID — and
+//! a stream of their lifecycle events, so that tools can ask "which
+//! containers are alive right now?" at any moment, in bursts, without
+//! loading the engine.
+//!
+//! - [`Container`], [`Project`], [`Portfolio`]: the picture, as immutable
+//!   snapshots that are cheap to take.
+//! - [`Engine`]: what each engine crate implements (list, inspect,
+//!   subscribe).
+//! - [`Watcher`]: the synchronization state machine that keeps a portfolio
+//!   in step with an engine, through reconnects, under a [`RetryPolicy`].
+//!
+//! ```
+//! # async fn demo(engine: impl whalewatcher_core::Engine) {
+//! use whalewatcher_core::{RetryPolicy, Watcher};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! let watcher = Watcher::new(engine, RetryPolicy::default());
+//! let cancel = CancellationToken::new();
+//! let watching = tokio::spawn({
+//!     let (watcher, cancel) = (watcher.clone(), cancel.clone());
+//!     async move { watcher.watch(cancel).await }
+//! });
+//! if watcher.ready().await.is_ok() {
+//!     for project in watcher.portfolio().projects() {
+//!         for container in project.containers() {
+//!             println!("{:?} {} {}", project.name(), container.name(), container.pid());
+//!         }
+//!     }
+//! }
+//! cancel.cancel();
+//! let _ = watching.await;
+//! # }
+//! ```
+
+mod container;
+mod engine;
+mod error;
+mod event;
+mod portfolio;
+mod retry;
+mod watcher;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+pub use container::{Container, Labels, Rucksack};
+pub use engine::{Engine, EngineEvents, EngineInfo};
+pub use error::{Cause, EngineError, WatchError};
+pub use event::{EngineEvent, Event, EventKind, EventSource, EventStream, Lagged};
+pub use portfolio::{Portfolio, Project};
+pub use retry::RetryPolicy;
+pub use watcher::{SyncStatus, Watcher, WatcherBuilder};
+
+/// Re-exported so users need not depend on async-trait to implement
+/// [`Engine`].
+pub use async_trait::async_trait;
+/// Re-exported: [`Watcher::watch`] takes one.
+pub use tokio_util::sync::CancellationToken;
+
+/// The label carrying the compose project name (Docker compose, nerdctl
+/// compose).
+pub const COMPOSE_PROJECT_LABEL: &str = "com.docker.compose.project";

@@ -1,0 +1,516 @@
+//! A scripted, in-process engine double and helpers for tests that drive
+//! the watcher through races deterministically.
+//!
+//! The double keeps a *truth* — the containers that are alive — and lets a
+//! test decide exactly when a list returns and with what, when each inspect
+//! answers, which events arrive when, and when the engine fails. It counts
+//! what the watcher does (calls, open streams, inspects in flight), so tests
+//! can assert concurrency and clean shutdown.
+//!
+//! It stands in for an engine only to exercise the state machine; whether
+//! an engine crate works is decided against the real engine.
+//!
+//! Enabled in this crate's tests and, for other crates, by the `testing`
+//! feature.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::Stream;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::container::Container;
+use crate::engine::{Engine, EngineEvents, EngineInfo};
+use crate::error::EngineError;
+use crate::event::{EngineEvent, Event, EventKind};
+use crate::portfolio::Portfolio;
+
+/// How long the helpers here wait for a condition before failing the test.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// The API endpoint the double reports.
+pub const SCRIPTED_API: &str = "scripted://engine";
+
+/// What the watcher has done to a [`ScriptedEngine`] so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// `info` calls.
+    pub info_calls: usize,
+    /// `list` calls.
+    pub list_calls: usize,
+    /// `inspect` calls.
+    pub inspect_calls: usize,
+    /// `subscribe` calls.
+    pub subscribe_calls: usize,
+    /// Event streams handed out and not yet dropped.
+    pub open_streams: usize,
+    /// Inspects begun and not yet finished or dropped.
+    pub inspects_in_flight: usize,
+    /// The most inspects ever in flight at once.
+    pub max_inspects_in_flight: usize,
+}
+
+/// A scripted engine double; clones share one engine.
+#[derive(Clone, Debug)]
+pub struct ScriptedEngine {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    /// Bumped on every change, so waiters can re-check their condition.
+    changed: watch::Sender<u64>,
+    list_calls: mpsc::UnboundedSender<ListCall>,
+    list_call_queue: tokio::sync::Mutex<mpsc::UnboundedReceiver<ListCall>>,
+    inspect_calls: mpsc::UnboundedSender<InspectCall>,
+    inspect_call_queue: tokio::sync::Mutex<mpsc::UnboundedReceiver<InspectCall>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    truth: BTreeMap<String, Container>,
+    down: bool,
+    subscribe_error: Option<EngineError>,
+    manual_lists: bool,
+    manual_inspects: bool,
+    inspect_latency: Duration,
+    streams: Vec<mpsc::UnboundedSender<Result<EngineEvent, EngineError>>>,
+    stats: EngineStats,
+}
+
+impl Default for ScriptedEngine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScriptedEngine {
+    /// An engine that is up, has no containers, and answers every call at
+    /// once from its truth.
+    pub fn new() -> Self {
+        let (list_calls, list_call_queue) = mpsc::unbounded_channel();
+        let (inspect_calls, inspect_call_queue) = mpsc::unbounded_channel();
+        ScriptedEngine {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::default()),
+                changed: watch::channel(0).0,
+                list_calls,
+                list_call_queue: tokio::sync::Mutex::new(list_call_queue),
+                inspect_calls,
+                inspect_call_queue: tokio::sync::Mutex::new(inspect_call_queue),
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Changes the state and wakes up waiters.
+    fn update<R>(&self, change: impl FnOnce(&mut State) -> R) -> R {
+        let result = change(&mut self.state());
+        self.shared.changed.send_modify(|n| *n += 1);
+        result
+    }
+
+    // ---- the truth ----
+
+    /// Adds alive containers without any event: they were there before.
+    pub fn add(&self, containers: impl IntoIterator<Item = Container>) {
+        self.update(|state| {
+            for container in containers {
+                state.truth.insert(container.id().to_owned(), container);
+            }
+        });
+    }
+
+    /// The alive containers as the engine knows them.
+    pub fn truth(&self) -> Portfolio {
+        self.state().truth.values().cloned().collect()
+    }
+
+    /// Starts a container: adds it to the truth and emits `Started`.
+    pub fn start(&self, container: Container) {
+        let id = container.id().to_owned();
+        self.add([container]);
+        self.emit(EngineEvent::new(EventKind::Started, id));
+    }
+
+    /// Kills a container: removes it from the truth and emits `Exited`.
+    pub fn die(&self, id: &str) {
+        self.update(|state| state.truth.remove(id));
+        self.emit(EngineEvent::new(EventKind::Exited, id));
+    }
+
+    /// Pauses a container in the truth and emits `Paused`.
+    pub fn pause(&self, id: &str) {
+        self.set_paused(id, true);
+        self.emit(EngineEvent::new(EventKind::Paused, id));
+    }
+
+    /// Unpauses a container in the truth and emits `Unpaused`.
+    pub fn unpause(&self, id: &str) {
+        self.set_paused(id, false);
+        self.emit(EngineEvent::new(EventKind::Unpaused, id));
+    }
+
+    fn set_paused(&self, id: &str, paused: bool) {
+        self.update(|state| {
+            if let Some(container) = state.truth.remove(id) {
+                state
+                    .truth
+                    .insert(id.to_owned(), container.with_paused(paused));
+            }
+        });
+    }
+
+    /// Sends an event to every open event stream, truth unchanged.
+    pub fn emit(&self, event: EngineEvent) {
+        self.update(|state| {
+            state
+                .streams
+                .retain(|stream| stream.send(Ok(event.clone())).is_ok())
+        });
+    }
+
+    // ---- failures ----
+
+    /// The engine goes away: every stream gets an error and ends, and every
+    /// call fails as unreachable until [`come_up`](Self::come_up).
+    pub fn go_down(&self) {
+        self.update(|state| {
+            state.down = true;
+            for stream in state.streams.drain(..) {
+                let _ = stream.send(Err(unreachable()));
+            }
+        });
+    }
+
+    /// The engine is back.
+    pub fn come_up(&self) {
+        self.update(|state| state.down = false);
+    }
+
+    /// Ends every open event stream without an error, engine still up.
+    pub fn end_streams(&self) {
+        self.update(|state| state.streams.clear());
+    }
+
+    /// Makes `subscribe` fail with `error` (or succeed again with `None`).
+    pub fn fail_subscriptions(&self, error: Option<EngineError>) {
+        self.update(|state| state.subscribe_error = error);
+    }
+
+    // ---- timing ----
+
+    /// From now on, each list call waits for the test to answer it; take
+    /// the calls with [`next_list`](Self::next_list).
+    pub fn hold_lists(&self) {
+        self.update(|state| state.manual_lists = true);
+    }
+
+    /// From now on, each inspect call waits for the test to answer it; take
+    /// the calls with [`next_inspect`](Self::next_inspect).
+    pub fn hold_inspects(&self) {
+        self.update(|state| state.manual_inspects = true);
+    }
+
+    /// Automatic inspects answer after `latency`, from the truth as it is
+    /// then.
+    pub fn set_inspect_latency(&self, latency: Duration) {
+        self.update(|state| state.inspect_latency = latency);
+    }
+
+    /// The next held list call; fails the test after [`DEADLINE`].
+    pub async fn next_list(&self) -> ListCall {
+        let mut queue = self.shared.list_call_queue.lock().await;
+        tokio::time::timeout(DEADLINE, queue.recv())
+            .await
+            .expect("no list call within the deadline")
+            .expect("list call queue closed")
+    }
+
+    /// The next held inspect call; fails the test after [`DEADLINE`].
+    pub async fn next_inspect(&self) -> InspectCall {
+        let mut queue = self.shared.inspect_call_queue.lock().await;
+        tokio::time::timeout(DEADLINE, queue.recv())
+            .await
+            .expect("no inspect call within the deadline")
+            .expect("inspect call queue closed")
+    }
+
+    // ---- observation ----
+
+    /// What the watcher has done so far.
+    pub fn stats(&self) -> EngineStats {
+        self.state().stats
+    }
+
+    /// Waits until `condition` holds for the stats; fails the test with
+    /// `what` after [`DEADLINE`].
+    pub async fn wait_until(&self, what: &str, condition: impl Fn(&EngineStats) -> bool) {
+        let mut changed = self.shared.changed.subscribe();
+        let waited = tokio::time::timeout(DEADLINE, async {
+            loop {
+                if condition(&self.stats()) {
+                    return;
+                }
+                changed.changed().await.expect("engine dropped");
+            }
+        })
+        .await;
+        assert!(
+            waited.is_ok(),
+            "timed out waiting until {what}: {:?}",
+            self.stats()
+        );
+    }
+
+    fn truth_of(&self, id: &str) -> Result<Container, EngineError> {
+        match self.state().truth.get(id) {
+            Some(container) if container.pid() != 0 => Ok(container.clone()),
+            Some(_) => Err(EngineError::Processless { id: id.to_owned() }),
+            None => Err(EngineError::NotFound { id: id.to_owned() }),
+        }
+    }
+}
+
+fn unreachable() -> EngineError {
+    EngineError::unreachable(
+        SCRIPTED_API,
+        std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "scripted engine is down",
+        ),
+    )
+}
+
+#[async_trait]
+impl Engine for ScriptedEngine {
+    fn api(&self) -> &str {
+        SCRIPTED_API
+    }
+
+    fn engine_type(&self) -> &str {
+        "scripted"
+    }
+
+    async fn info(&self) -> Result<EngineInfo, EngineError> {
+        let down = self.update(|state| {
+            state.stats.info_calls += 1;
+            state.down
+        });
+        if down {
+            return Err(unreachable());
+        }
+        Ok(EngineInfo {
+            id: "scripted-engine".into(),
+            engine_type: "scripted".into(),
+            version: "1.0".into(),
+            api: SCRIPTED_API.into(),
+            pid: None,
+        })
+    }
+
+    async fn list(&self) -> Result<Vec<Container>, EngineError> {
+        let (down, manual, truth) = self.update(|state| {
+            state.stats.list_calls += 1;
+            let truth: Vec<Container> = state.truth.values().cloned().collect();
+            (state.down, state.manual_lists, truth)
+        });
+        if down {
+            return Err(unreachable());
+        }
+        if !manual {
+            return Ok(truth);
+        }
+        let (reply, answer) = oneshot::channel();
+        let _ = self.shared.list_calls.send(ListCall {
+            as_called: truth,
+            reply,
+            engine: self.clone(),
+        });
+        answer.await.unwrap_or_else(|_| Err(unreachable()))
+    }
+
+    async fn inspect(&self, id: &str) -> Result<Container, EngineError> {
+        let _in_flight = InFlight::begin(self);
+        let (down, manual, latency) = {
+            let state = self.state();
+            (state.down, state.manual_inspects, state.inspect_latency)
+        };
+        if down {
+            return Err(unreachable());
+        }
+        if manual {
+            let (reply, answer) = oneshot::channel();
+            let _ = self.shared.inspect_calls.send(InspectCall {
+                id: id.to_owned(),
+                reply,
+                engine: self.clone(),
+            });
+            return answer.await.unwrap_or_else(|_| Err(unreachable()));
+        }
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        self.truth_of(id)
+    }
+
+    async fn subscribe(&self) -> Result<EngineEvents, EngineError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let refused = self.update(|state| {
+            state.stats.subscribe_calls += 1;
+            if state.down {
+                return Some(unreachable());
+            }
+            if let Some(error) = &state.subscribe_error {
+                return Some(error.clone());
+            }
+            state.streams.push(tx);
+            state.stats.open_streams += 1;
+            None
+        });
+        match refused {
+            Some(error) => Err(error),
+            None => Ok(Box::pin(ScriptedEvents {
+                events: rx,
+                engine: self.clone(),
+            })),
+        }
+    }
+}
+
+/// Counts an inspect as in flight until it finishes or is dropped.
+struct InFlight(ScriptedEngine);
+
+impl InFlight {
+    fn begin(engine: &ScriptedEngine) -> Self {
+        engine.update(|state| {
+            state.stats.inspect_calls += 1;
+            state.stats.inspects_in_flight += 1;
+            state.stats.max_inspects_in_flight = state
+                .stats
+                .max_inspects_in_flight
+                .max(state.stats.inspects_in_flight);
+        });
+        InFlight(engine.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.update(|state| state.stats.inspects_in_flight -= 1);
+    }
+}
+
+/// An event stream of the double; counted as open until dropped.
+struct ScriptedEvents {
+    events: mpsc::UnboundedReceiver<Result<EngineEvent, EngineError>>,
+    engine: ScriptedEngine,
+}
+
+impl Stream for ScriptedEvents {
+    type Item = Result<EngineEvent, EngineError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.events.poll_recv(cx)
+    }
+}
+
+impl Drop for ScriptedEvents {
+    fn drop(&mut self) {
+        self.engine.update(|state| state.stats.open_streams -= 1);
+    }
+}
+
+/// A list call waiting for the test's answer.
+#[derive(Debug)]
+pub struct ListCall {
+    as_called: Vec<Container>,
+    reply: oneshot::Sender<Result<Vec<Container>, EngineError>>,
+    engine: ScriptedEngine,
+}
+
+impl ListCall {
+    /// Answers with the truth as it was when the call arrived — the list
+    /// was taken then, and anything later is news to it.
+    pub fn reply_as_called(self) {
+        let _ = self.reply.send(Ok(self.as_called));
+    }
+
+    /// Answers with the truth as it is now.
+    pub fn reply_now(self) {
+        let truth = self.engine.state().truth.values().cloned().collect();
+        let _ = self.reply.send(Ok(truth));
+    }
+
+    /// Answers with these containers.
+    pub fn reply(self, containers: Vec<Container>) {
+        let _ = self.reply.send(Ok(containers));
+    }
+
+    /// Fails the call.
+    pub fn fail(self, error: EngineError) {
+        let _ = self.reply.send(Err(error));
+    }
+}
+
+/// An inspect call waiting for the test's answer.
+#[derive(Debug)]
+pub struct InspectCall {
+    id: String,
+    reply: oneshot::Sender<Result<Container, EngineError>>,
+    engine: ScriptedEngine,
+}
+
+impl InspectCall {
+    /// The id asked for.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Answers from the truth as it is now.
+    pub fn reply_now(self) {
+        let answer = self.engine.truth_of(&self.id);
+        let _ = self.reply.send(answer);
+    }
+
+    /// Answers with this result.
+    pub fn reply(self, result: Result<Container, EngineError>) {
+        let _ = self.reply.send(result);
+    }
+}
+
+/// Applies events to a snapshot the way a consumer would, failing the test
+/// on any event that does not fit — a start of a container already present
+/// (counted twice) or an exit or pause of one absent (something missed).
+pub fn replay(snapshot: &Portfolio, events: &[Event]) -> Portfolio {
+    let mut portfolio = snapshot.clone();
+    for event in events {
+        let id = event.container.id();
+        let present = portfolio.container(id).is_some();
+        match event.kind {
+            EventKind::Started => {
+                assert!(!present, "started twice: {id} ({event:?})");
+                portfolio.insert(event.container.clone());
+            }
+            EventKind::Exited => {
+                assert!(portfolio.remove(id).is_some(), "exit of unknown {id}");
+            }
+            EventKind::Paused | EventKind::Unpaused => {
+                assert!(present, "pause change of unknown {id}");
+                portfolio.insert(event.container.clone());
+            }
+        }
+    }
+    portfolio
+}
