@@ -1,0 +1,211 @@
+//! The read path: how fast a reader gets a snapshot and looks a container
+//! up by id while the watcher applies events, and how many bytes a tracked
+//! container costs.
+//!
+//! Run with `cargo bench -p whalewatcher-core --bench read_path`.
+//!
+//! Readers never wait for a write by construction (the snapshot is an
+//! atomically swapped `Arc`); this measures it: the same reads with the
+//! writer idle (the baseline) and applying 1,000 events/s, in one run,
+//! reported as ratios.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+use whalewatcher_core::testing::ScriptedEngine;
+use whalewatcher_core::{CancellationToken, Container, Portfolio, RetryPolicy, Watcher};
+
+#[global_allocator]
+static ALLOCATOR: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+
+const CONTAINERS: usize = 10_000;
+const EVENTS_PER_SECOND: u64 = 1_000;
+const BATCH: usize = 100;
+const BATCHES: usize = 50_000;
+
+fn id(i: usize) -> String {
+    format!("{i:064x}") // Docker-style 64 hex digits
+}
+
+fn container(i: usize) -> Container {
+    Container::new(id(i), format!("container-{i}"), 1000 + i as u32)
+        .with_project(if i % 10 == 0 { "" } else { "project-a" })
+        .with_labels([
+            ("com.docker.compose.project", "project-a".to_owned()),
+            ("com.docker.compose.service", format!("service-{}", i % 7)),
+            ("org.opencontainers.image.version", "1.2.3".to_owned()),
+            ("com.example.team", "observability".to_owned()),
+            ("com.example.instance", format!("{i}")),
+        ])
+}
+
+fn label_bytes(container: &Container) -> usize {
+    container
+        .labels()
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .sum()
+}
+
+/// Bytes per tracked container, and how many of them are label text.
+fn memory() {
+    let containers: Vec<Container> = (0..CONTAINERS).map(container).collect();
+    let labels: usize = containers.iter().map(label_bytes).sum();
+    let region = Region::new(ALLOCATOR);
+    // What the watcher builds from a list: the containers and their index.
+    let rebuilt: Vec<Container> = containers.clone();
+    let portfolio: Portfolio = rebuilt.into_iter().collect();
+    let change = region.change();
+    let live = change.bytes_allocated as isize - change.bytes_deallocated as isize
+        + change.bytes_reallocated;
+    let per_container = live as f64 / CONTAINERS as f64;
+    let label_per_container = labels as f64 / CONTAINERS as f64;
+    let allocations = (change.allocations - change.deallocations) as f64 / CONTAINERS as f64;
+    println!("memory, {CONTAINERS} containers with 5 labels each (64-char ids):");
+    println!("  bytes per container:            {per_container:8.1}");
+    println!("  of which label text:            {label_per_container:8.1}");
+    println!(
+        "  without label text:             {:8.1}   (goal <= 600)",
+        per_container - label_per_container
+    );
+    println!("  live allocations per container: {allocations:8.1}");
+    assert_eq!(portfolio.len(), CONTAINERS);
+}
+
+struct Reads {
+    ns_per_lookup: Vec<f64>,
+    revisions_seen: u64,
+}
+
+/// Takes a snapshot and looks up one container, `BATCH` times per timed
+/// batch; returns the ns per snapshot+lookup of each batch.
+fn read(watcher: &Watcher, ids: &[String]) -> Reads {
+    let mut ns_per_lookup = Vec::with_capacity(BATCHES);
+    let mut first_revision = None;
+    let mut last_revision = 0;
+    let mut found = 0usize;
+    let mut next = 0usize;
+    for _ in 0..BATCHES {
+        let started = Instant::now();
+        for _ in 0..BATCH {
+            next = (next + 7919) % ids.len();
+            let portfolio = watcher.portfolio();
+            found += portfolio.container(&ids[next]).is_some() as usize;
+            last_revision = portfolio.revision();
+        }
+        ns_per_lookup.push(started.elapsed().as_nanos() as f64 / BATCH as f64);
+        first_revision.get_or_insert(last_revision);
+    }
+    assert_eq!(
+        found,
+        BATCH * BATCHES,
+        "every lookup must find its container"
+    );
+    Reads {
+        ns_per_lookup,
+        revisions_seen: last_revision - first_revision.unwrap_or(0),
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p) as usize]
+}
+
+fn main() {
+    memory();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let engine = ScriptedEngine::new();
+    engine.add((0..CONTAINERS).map(container));
+    let watcher = Watcher::new(engine.clone(), RetryPolicy::none());
+    let cancel = CancellationToken::new();
+    let watching = runtime.spawn({
+        let (watcher, cancel) = (watcher.clone(), cancel.clone());
+        async move { watcher.watch(cancel).await }
+    });
+    runtime.block_on(watcher.ready()).unwrap();
+    let ids: Vec<String> = (0..CONTAINERS).map(id).collect();
+
+    // The writer: pause/unpause events at a steady rate, when switched on.
+    let writing = Arc::new(AtomicBool::new(false));
+    let writer = runtime.spawn({
+        let (engine, writing, cancel) = (engine.clone(), writing.clone(), cancel.clone());
+        async move {
+            let mut tick =
+                tokio::time::interval(Duration::from_micros(1_000_000 / EVENTS_PER_SECOND));
+            let mut i = 0usize;
+            while !cancel.is_cancelled() {
+                tick.tick().await;
+                if writing.load(Ordering::Relaxed) {
+                    let id = id(i % CONTAINERS);
+                    if i / CONTAINERS % 2 == 0 {
+                        engine.pause(&id)
+                    } else {
+                        engine.unpause(&id)
+                    }
+                    i += 1;
+                }
+            }
+        }
+    });
+
+    // Interleaved rounds: idle writer (baseline), busy writer.
+    let mut idle = Vec::new();
+    let mut busy = Vec::new();
+    let mut revisions_idle = 0;
+    let mut revisions_busy = 0;
+    let mut busy_seconds = 0.0;
+    for _round in 0..3 {
+        writing.store(false, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(20)); // let the writer settle
+        let reads = read(&watcher, &ids);
+        revisions_idle += reads.revisions_seen;
+        idle.extend(reads.ns_per_lookup);
+
+        writing.store(true, Ordering::Relaxed);
+        let started = Instant::now();
+        let reads = read(&watcher, &ids);
+        busy_seconds += started.elapsed().as_secs_f64();
+        revisions_busy += reads.revisions_seen;
+        busy.extend(reads.ns_per_lookup);
+    }
+    cancel.cancel();
+    runtime.block_on(async {
+        let _ = watching.await;
+        let _ = writer.await;
+    });
+
+    idle.sort_by(f64::total_cmp);
+    busy.sort_by(f64::total_cmp);
+    println!();
+    println!("read path: snapshot + lookup by id, {CONTAINERS} containers, batches of {BATCH}");
+    println!("  writer              p50 ns   p99 ns  p99.9 ns   max ns  portfolio revisions seen");
+    for (name, samples, revisions) in [
+        ("idle (baseline)", &idle, revisions_idle),
+        ("1000 events/s", &busy, revisions_busy),
+    ] {
+        println!(
+            "  {name:<16} {:8.1} {:8.1} {:9.1} {:8.1}  {revisions}",
+            percentile(samples, 0.5),
+            percentile(samples, 0.99),
+            percentile(samples, 0.999),
+            samples[samples.len() - 1],
+        );
+    }
+    println!(
+        "  busy/idle ratio:     p50 {:.2}x  p99 {:.2}x  p99.9 {:.2}x",
+        percentile(&busy, 0.5) / percentile(&idle, 0.5),
+        percentile(&busy, 0.99) / percentile(&idle, 0.99),
+        percentile(&busy, 0.999) / percentile(&idle, 0.999),
+    );
+    println!(
+        "  events applied while reading: {revisions_busy} in {busy_seconds:.2} s ({:.0}/s)",
+        revisions_busy as f64 / busy_seconds
+    );
+}
