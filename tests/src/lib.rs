@@ -1,3 +1,57 @@
-//! Support for the integration tests against real engines: where the
-//! engines are and how to make containers on them. Filled in by the test
-//! rig.
+//! Support for the integration tests against the rig's real engines (see
+//! `docker/setup`): where each engine is, and how to make, change and clean
+//! up containers and pods on it.
+//!
+//! A test whose engine cannot be reached fails with the reason; nothing
+//! here skips.
+
+pub mod containerd;
+pub mod cri;
+pub mod docker;
+pub mod rig;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+/// How long a test waits for an engine to do something before failing.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// The label key that marks what a test created, for cleanup.
+pub const TEST_LABEL: &str = "whalewatcher-rig.test";
+
+/// A label value unique to one test run: `test` plus process id and a
+/// counter, so parallel tests and earlier runs never collide.
+pub fn test_label_value(test: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{test}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Awaits `work`, failing the test with `what` after [`DEADLINE`].
+pub async fn within<F: Future>(what: &str, work: F) -> F::Output {
+    match tokio::time::timeout(DEADLINE, work).await {
+        Ok(output) => output,
+        Err(_) => panic!("timed out after {DEADLINE:?} waiting for {what}"),
+    }
+}
+
+/// Runs a command to completion, failing the test with its output if it
+/// fails; returns its standard output.
+pub fn run_command(program: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {} failed: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}

@@ -1,0 +1,208 @@
+//! Containers and tasks on the rig's containerd 1.7: the native API for the
+//! test's own calls, the `ctr` CLI inside the engine's container to make
+//! and change containers (as a user of containerd would).
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use containerd_client::services::v1::events_client::EventsClient;
+use containerd_client::services::v1::{PublishRequest, SubscribeRequest};
+use containerd_client::tonic::transport::Channel;
+use containerd_client::tonic::{Request, Streaming};
+use containerd_client::types::Envelope;
+use containerd_client::with_namespace;
+use futures::StreamExt;
+
+use crate::{rig, run_command, test_label_value, within, TEST_LABEL};
+
+/// The topic of the markers [`ContainerdTest::subscribe`] publishes to
+/// learn that its subscription is live.
+pub const BARRIER_TOPIC: &str = "/whalewatcher-rig/barrier";
+
+/// One test's view of the rig's containerd; the containers it makes carry
+/// its label and are removed when this is dropped.
+#[derive(Debug)]
+pub struct ContainerdTest {
+    /// A channel to the native API (and the CRI API on the same socket).
+    pub channel: Channel,
+    /// The engine.
+    pub engine: rig::Engine,
+    /// This test's value of [`TEST_LABEL`].
+    pub label: String,
+    host_docker: String,
+    namespaces: Mutex<BTreeSet<String>>,
+}
+
+impl ContainerdTest {
+    /// Connects to the rig's containerd for the test named `test`; fails the
+    /// test with the reason when it does not answer.
+    pub async fn connect(rig: &rig::Rig, test: &str) -> Self {
+        let engine = rig.containerd.clone();
+        let channel = containerd_client::connect(engine.socket())
+            .await
+            .unwrap_or_else(|e| panic!("containerd at {} does not answer: {e}", engine.endpoint));
+        ContainerdTest {
+            channel,
+            engine,
+            label: test_label_value(test),
+            host_docker: rig.host_docker.endpoint.clone(),
+            namespaces: Mutex::default(),
+        }
+    }
+
+    /// Runs `ctr -n namespace args…` in the engine's container.
+    pub fn ctr(&self, namespace: &str, args: &[&str]) -> String {
+        let head = [
+            "-H",
+            &self.host_docker,
+            "exec",
+            self.engine.container(),
+            "ctr",
+            "-n",
+            namespace,
+        ];
+        run_command("docker", &[&head[..], args].concat())
+    }
+
+    /// Imports the workload image into `namespace` unless it is there.
+    pub fn ensure_image(&self, namespace: &str) {
+        let image = self.engine.image();
+        if !self
+            .ctr(namespace, &["images", "ls", "-q"])
+            .lines()
+            .any(|l| l == image)
+        {
+            self.ctr(namespace, &["images", "import", "/rig-images/busybox.tar"]);
+        }
+    }
+
+    /// Creates a container `id` in `namespace` with the test label and
+    /// `labels` and starts its task (sleeping, in a network namespace of its
+    /// own with only loopback).
+    pub fn run(&self, namespace: &str, id: &str, labels: &[(&str, &str)]) {
+        self.ensure_image(namespace);
+        self.namespaces.lock().unwrap().insert(namespace.to_owned());
+        let mut args = vec!["run".to_owned(), "-d".to_owned()];
+        let test_label = format!("{TEST_LABEL}={}", self.label);
+        for label in
+            std::iter::once(test_label).chain(labels.iter().map(|(k, v)| format!("{k}={v}")))
+        {
+            args.extend(["--label".to_owned(), label]);
+        }
+        args.extend([self.engine.image().to_owned(), id.to_owned()]);
+        args.extend(["sleep".to_owned(), "2147483647".to_owned()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.ctr(namespace, &args);
+    }
+
+    /// Kills the task of container `id` with SIGKILL.
+    pub fn kill(&self, namespace: &str, id: &str) {
+        self.ctr(namespace, &["tasks", "kill", "-s", "SIGKILL", id]);
+    }
+
+    /// Subscribes to events matching `filters` (containerd filter syntax)
+    /// and returns once the subscription is live.
+    ///
+    /// containerd sends no response headers until the first event, so the
+    /// call itself cannot tell; instead a marker is published on
+    /// [`BARRIER_TOPIC`] until one comes through.
+    pub async fn subscribe(&self, filters: &[&str]) -> Streaming<Envelope> {
+        let mut filters: Vec<String> = filters.iter().map(|f| (*f).to_owned()).collect();
+        filters.push(format!("topic==\"{BARRIER_TOPIC}\""));
+        let mut client = EventsClient::new(self.channel.clone());
+        let subscribing = tokio::spawn(async move {
+            client
+                .subscribe(SubscribeRequest { filters })
+                .await
+                .map(|response| response.into_inner())
+        });
+        let subscribing = within("containerd's event subscription", async {
+            let mut publisher = EventsClient::new(self.channel.clone());
+            let mut subscribing = subscribing;
+            loop {
+                let marker = PublishRequest {
+                    topic: BARRIER_TOPIC.to_owned(),
+                    event: Some(prost_types::Any {
+                        type_url: "whalewatcher-rig/barrier".to_owned(),
+                        value: Vec::new(),
+                    }),
+                };
+                publisher
+                    .publish(with_namespace!(marker, "default"))
+                    .await
+                    .unwrap_or_else(|e| panic!("cannot publish a barrier marker: {e}"));
+                tokio::select! {
+                    done = &mut subscribing => break done,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+            }
+        })
+        .await;
+        let mut events = subscribing
+            .expect("subscription task panicked")
+            .unwrap_or_else(|e| panic!("cannot subscribe to containerd's events: {e}"));
+        // Live from the first marker on; whatever came before it is older.
+        // Later markers are left to the predicates of the test's waits.
+        wait_for_event(&mut events, "the first barrier marker", |e| {
+            e.topic == BARRIER_TOPIC
+        })
+        .await;
+        events
+    }
+}
+
+impl Drop for ContainerdTest {
+    /// Removes this test's containers and tasks in every namespace it used.
+    fn drop(&mut self) {
+        let namespaces =
+            std::mem::take(&mut *self.namespaces.lock().unwrap_or_else(|e| e.into_inner()));
+        for namespace in namespaces {
+            let filter = format!("labels.\"{TEST_LABEL}\"==\"{}\"", self.label);
+            let script = format!(
+                "for c in $(ctr -n {namespace} containers ls -q '{filter}'); do \
+                   ctr -n {namespace} tasks rm -f $c >/dev/null 2>&1; \
+                   ctr -n {namespace} containers rm $c; done"
+            );
+            run_command(
+                "docker",
+                &[
+                    "-H",
+                    &self.host_docker,
+                    "exec",
+                    self.engine.container(),
+                    "sh",
+                    "-c",
+                    &script,
+                ],
+            );
+        }
+    }
+}
+
+/// Reads events until one on `topic` satisfies `wanted`; fails the test
+/// after the deadline.
+pub async fn wait_for_event(
+    events: &mut Streaming<Envelope>,
+    what: &str,
+    wanted: impl Fn(&Envelope) -> bool,
+) -> Envelope {
+    within(what, async {
+        loop {
+            let envelope = events
+                .next()
+                .await
+                .unwrap_or_else(|| panic!("event stream ended waiting for {what}"))
+                .unwrap_or_else(|e| panic!("event stream broke waiting for {what}: {e}"));
+            if wanted(&envelope) {
+                return envelope;
+            }
+        }
+    })
+    .await
+}
+
+/// Makes a `Request` for a namespaced call.
+pub fn namespaced<T>(message: T, namespace: &str) -> Request<T> {
+    with_namespace!(message, namespace)
+}

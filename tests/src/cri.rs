@@ -1,0 +1,206 @@
+//! Pods and containers on the rig's containerd CRI plugin, through the CRI
+//! API (no crictl on the rig's machines).
+//!
+//! containerd 1.7's CRI container events are one shared queue, not a
+//! broadcast: two event streams on one engine split the events. Tests that
+//! read them must not run at the same time.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use containerd_client::tonic::transport::Channel;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use k8s_cri::v1::{
+    ContainerConfig, ContainerMetadata, CreateContainerRequest, ImageSpec, LinuxPodSandboxConfig,
+    LinuxSandboxSecurityContext, ListPodSandboxRequest, NamespaceMode, NamespaceOption,
+    PodSandboxConfig, PodSandboxFilter, PodSandboxMetadata, RemovePodSandboxRequest,
+    RunPodSandboxRequest, StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
+};
+
+use crate::{rig, test_label_value, TEST_LABEL};
+
+/// One test's view of the CRI API; its pods carry its label and are
+/// removed when this is dropped.
+#[derive(Debug)]
+pub struct CriTest {
+    /// The CRI runtime service.
+    pub client: RuntimeServiceClient<Channel>,
+    /// The engine.
+    pub engine: rig::Engine,
+    /// This test's value of [`TEST_LABEL`].
+    pub label: String,
+    pods: Mutex<Vec<String>>,
+}
+
+/// A pod sandbox the test made, and the configuration its containers need.
+#[derive(Clone, Debug)]
+pub struct Pod {
+    /// The sandbox id.
+    pub id: String,
+    /// Its configuration.
+    pub config: PodSandboxConfig,
+}
+
+impl CriTest {
+    /// Connects to the rig's containerd CRI plugin for the test `test`.
+    pub async fn connect(rig: &rig::Rig, test: &str) -> Self {
+        let engine = rig.containerd.clone();
+        let channel = containerd_client::connect(engine.socket())
+            .await
+            .unwrap_or_else(|e| panic!("CRI at {} does not answer: {e}", engine.endpoint));
+        CriTest {
+            client: RuntimeServiceClient::new(channel),
+            engine,
+            label: test_label_value(test),
+            pods: Mutex::default(),
+        }
+    }
+
+    /// Runs a pod sandbox `name` in Kubernetes namespace `namespace`, in
+    /// the host network namespace (the engine container's: loopback only)
+    /// and without a hostname, so no CNI is needed.
+    pub async fn run_pod(&self, name: &str, namespace: &str) -> Pod {
+        let config = PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: name.to_owned(),
+                uid: format!("{name}-{}", self.label),
+                namespace: namespace.to_owned(),
+                attempt: 0,
+            }),
+            labels: HashMap::from([(TEST_LABEL.to_owned(), self.label.clone())]),
+            linux: Some(LinuxPodSandboxConfig {
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(NamespaceOption {
+                        network: NamespaceMode::Node as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let id = self
+            .client
+            .clone()
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("cannot run pod {name}: {e}"))
+            .into_inner()
+            .pod_sandbox_id;
+        self.pods.lock().unwrap().push(id.clone());
+        Pod { id, config }
+    }
+
+    /// Creates and starts a sleeping container `name` in `pod`; returns its
+    /// id.
+    pub async fn run_container(&self, pod: &Pod, name: &str) -> String {
+        let config = ContainerConfig {
+            metadata: Some(ContainerMetadata {
+                name: name.to_owned(),
+                attempt: 0,
+            }),
+            image: Some(ImageSpec {
+                image: self.engine.image().to_owned(),
+                ..Default::default()
+            }),
+            command: vec!["sleep".into(), "2147483647".into()],
+            labels: HashMap::from([(TEST_LABEL.to_owned(), self.label.clone())]),
+            ..Default::default()
+        };
+        let mut client = self.client.clone();
+        let id = client
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: pod.id.clone(),
+                config: Some(config),
+                sandbox_config: Some(pod.config.clone()),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("cannot create container {name}: {e}"))
+            .into_inner()
+            .container_id;
+        client
+            .start_container(StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("cannot start container {name}: {e}"));
+        id
+    }
+
+    /// Stops a container.
+    pub async fn stop_container(&self, id: &str) {
+        self.client
+            .clone()
+            .stop_container(StopContainerRequest {
+                container_id: id.to_owned(),
+                timeout: 0,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("cannot stop container {id}: {e}"));
+    }
+
+    /// Stops a pod sandbox and its containers.
+    pub async fn stop_pod(&self, pod: &Pod) {
+        self.client
+            .clone()
+            .stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: pod.id.clone(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("cannot stop pod {}: {e}", pod.id));
+    }
+
+    async fn remove_pods(socket: String, label: String) {
+        let Ok(channel) = containerd_client::connect(socket).await else {
+            return;
+        };
+        let mut client = RuntimeServiceClient::new(channel);
+        let filter = PodSandboxFilter {
+            label_selector: HashMap::from([(TEST_LABEL.to_owned(), label)]),
+            ..Default::default()
+        };
+        let Ok(pods) = client
+            .list_pod_sandbox(ListPodSandboxRequest {
+                filter: Some(filter),
+            })
+            .await
+        else {
+            return;
+        };
+        for pod in pods.into_inner().items {
+            let id = pod.id;
+            let _ = client
+                .stop_pod_sandbox(StopPodSandboxRequest {
+                    pod_sandbox_id: id.clone(),
+                })
+                .await;
+            let _ = client
+                .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id })
+                .await;
+        }
+    }
+}
+
+impl Drop for CriTest {
+    /// Removes this test's pods (and so their containers), also after a
+    /// failure: on a runtime and connection of its own, as this may run in
+    /// a panic, or block the runtime the test's own connection lives on.
+    fn drop(&mut self) {
+        if self.pods.lock().map(|p| p.is_empty()).unwrap_or(false) {
+            return;
+        }
+        let (socket, label) = (self.engine.socket().to_owned(), self.label.clone());
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for cleanup")
+                .block_on(CriTest::remove_pods(socket, label));
+        })
+        .join();
+    }
+}

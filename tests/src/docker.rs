@@ -1,0 +1,157 @@
+//! Containers on the Docker-API engines — host dockerd, dockerd 26 and
+//! podman — through bollard.
+
+use std::collections::HashMap;
+
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, KillContainerOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use bollard::{Docker, API_DEFAULT_VERSION};
+
+use crate::{rig, run_command, test_label_value, TEST_LABEL};
+
+/// One test's view of a Docker-API engine: a client, and a label on every
+/// container the test makes, which are removed when this is dropped.
+#[derive(Debug)]
+pub struct DockerTest {
+    /// The client, for the test's own calls.
+    pub docker: Docker,
+    /// The engine.
+    pub engine: rig::Engine,
+    /// This test's value of [`TEST_LABEL`].
+    pub label: String,
+}
+
+impl DockerTest {
+    /// Connects to `engine` for the test named `test`; fails the test with
+    /// the reason when the engine does not answer.
+    pub async fn connect(engine: &rig::Engine, test: &str) -> Self {
+        let docker = Docker::connect_with_unix(engine.socket(), 30, API_DEFAULT_VERSION)
+            .unwrap_or_else(|e| panic!("bad endpoint {}: {e}", engine.endpoint))
+            .negotiate_version()
+            .await
+            .unwrap_or_else(|e| panic!("the engine at {} does not answer: {e}", engine.endpoint));
+        DockerTest {
+            docker,
+            engine: engine.clone(),
+            label: test_label_value(test),
+        }
+    }
+
+    /// A filter that selects this test's containers, for list and events.
+    pub fn label_filter(&self) -> HashMap<String, Vec<String>> {
+        HashMap::from([(
+            "label".to_owned(),
+            vec![format!("{TEST_LABEL}={}", self.label)],
+        )])
+    }
+
+    /// Creates and starts a container named `name` (made unique) that
+    /// sleeps, without network, with the test label and `labels`; returns
+    /// its id.
+    pub async fn run(&self, name: &str, labels: &[(&str, &str)]) -> String {
+        self.run_with(name, labels, HostConfig::default()).await
+    }
+
+    /// Like [`run`](Self::run), with a host configuration (for example
+    /// `privileged`); the network is always none.
+    pub async fn run_with(&self, name: &str, labels: &[(&str, &str)], host: HostConfig) -> String {
+        let id = self.create(name, labels, host).await;
+        self.docker
+            .start_container(&id, None)
+            .await
+            .unwrap_or_else(|e| panic!("cannot start {name} on {}: {e}", self.engine.endpoint));
+        id
+    }
+
+    /// Creates (but does not start) a container like [`run`](Self::run).
+    pub async fn create(&self, name: &str, labels: &[(&str, &str)], host: HostConfig) -> String {
+        let mut all: HashMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        all.insert(TEST_LABEL.to_owned(), self.label.clone());
+        let body = ContainerCreateBody {
+            image: Some(self.engine.image().to_owned()),
+            cmd: Some(vec!["sleep".into(), "2147483647".into()]),
+            labels: Some(all),
+            host_config: Some(HostConfig {
+                network_mode: Some("none".into()),
+                ..host
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::new()
+            .name(&format!("{name}-{}", self.label))
+            .build();
+        self.docker
+            .create_container(Some(options), body)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create {name} on {}: {e}", self.engine.endpoint))
+            .id
+    }
+
+    /// Pauses a container.
+    pub async fn pause(&self, id: &str) {
+        self.docker
+            .pause_container(id)
+            .await
+            .unwrap_or_else(|e| panic!("cannot pause {id}: {e}"));
+    }
+
+    /// Unpauses a container.
+    pub async fn unpause(&self, id: &str) {
+        self.docker
+            .unpause_container(id)
+            .await
+            .unwrap_or_else(|e| panic!("cannot unpause {id}: {e}"));
+    }
+
+    /// Kills a container with SIGKILL.
+    pub async fn kill(&self, id: &str) {
+        let options = KillContainerOptionsBuilder::new().signal("KILL").build();
+        self.docker
+            .kill_container(id, Some(options))
+            .await
+            .unwrap_or_else(|e| panic!("cannot kill {id}: {e}"));
+    }
+
+    /// Removes a container, killing it if need be.
+    pub async fn remove(&self, id: &str) {
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        self.docker
+            .remove_container(id, Some(options))
+            .await
+            .unwrap_or_else(|e| panic!("cannot remove {id}: {e}"));
+    }
+}
+
+impl Drop for DockerTest {
+    /// Removes this test's containers, also when the test failed: through
+    /// the docker CLI, which needs no runtime (this may run in a panic).
+    fn drop(&mut self) {
+        let filter = format!("label={TEST_LABEL}={}", self.label);
+        let host = ["-H", self.engine.endpoint.as_str()];
+        let ids = run_command(
+            "docker",
+            &[&host[..], &["ps", "-aq", "--filter", &filter]].concat(),
+        );
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            // Kill first: podman's forced remove otherwise waits out the
+            // stop timeout, as `sleep` (PID 1) ignores SIGTERM. Stopped
+            // ones make kill fail, which is fine.
+            let _ = std::process::Command::new("docker")
+                .args([&host[..], &["kill"], &ids[..]].concat())
+                .output();
+            run_command(
+                "docker",
+                &[&host[..], &["rm", "-f", "-v"], &ids[..]].concat(),
+            );
+        }
+    }
+}
