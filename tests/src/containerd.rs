@@ -111,44 +111,52 @@ impl ContainerdTest {
         let mut filters: Vec<String> = filters.iter().map(|f| (*f).to_owned()).collect();
         filters.push(format!("topic==\"{BARRIER_TOPIC}\""));
         let mut client = EventsClient::new(self.channel.clone());
-        let subscribing = tokio::spawn(async move {
+        let mut subscribing = tokio::spawn(async move {
             client
                 .subscribe(SubscribeRequest { filters })
                 .await
                 .map(|response| response.into_inner())
         });
-        let subscribing = within("containerd's event subscription", async {
-            let mut publisher = EventsClient::new(self.channel.clone());
-            let mut subscribing = subscribing;
-            loop {
-                let marker = PublishRequest {
-                    topic: BARRIER_TOPIC.to_owned(),
-                    event: Some(prost_types::Any {
-                        type_url: "whalewatcher-rig/barrier".to_owned(),
-                        value: Vec::new(),
-                    }),
-                };
-                publisher
-                    .publish(with_namespace!(marker, "default"))
-                    .await
-                    .unwrap_or_else(|e| panic!("cannot publish a barrier marker: {e}"));
+        within("containerd's event subscription to go live", async {
+            // Until the call returns: it returns with the first event,
+            // which may be any matching event, not necessarily a marker.
+            let mut events = loop {
+                self.publish_marker().await;
                 tokio::select! {
-                    done = &mut subscribing => break done,
+                    done = &mut subscribing => break done
+                        .expect("subscription task panicked")
+                        .unwrap_or_else(|e| panic!("cannot subscribe to containerd's events: {e}")),
                     _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+            };
+            // Live once a marker comes through; markers published before the
+            // subscription existed are lost, so keep publishing until then.
+            // Later markers are left to the predicates of the test's waits.
+            loop {
+                match tokio::time::timeout(Duration::from_millis(100), events.next()).await {
+                    Ok(Some(Ok(envelope))) if envelope.topic == BARRIER_TOPIC => return events,
+                    Ok(Some(Ok(_older))) => {}
+                    Ok(Some(Err(e))) => panic!("containerd's event stream broke: {e}"),
+                    Ok(None) => panic!("containerd's event stream ended"),
+                    Err(_) => self.publish_marker().await,
                 }
             }
         })
-        .await;
-        let mut events = subscribing
-            .expect("subscription task panicked")
-            .unwrap_or_else(|e| panic!("cannot subscribe to containerd's events: {e}"));
-        // Live from the first marker on; whatever came before it is older.
-        // Later markers are left to the predicates of the test's waits.
-        wait_for_event(&mut events, "the first barrier marker", |e| {
-            e.topic == BARRIER_TOPIC
-        })
-        .await;
-        events
+        .await
+    }
+
+    async fn publish_marker(&self) {
+        let marker = PublishRequest {
+            topic: BARRIER_TOPIC.to_owned(),
+            event: Some(prost_types::Any {
+                type_url: "whalewatcher-rig/barrier".to_owned(),
+                value: Vec::new(),
+            }),
+        };
+        EventsClient::new(self.channel.clone())
+            .publish(with_namespace!(marker, "default"))
+            .await
+            .unwrap_or_else(|e| panic!("cannot publish a barrier marker: {e}"));
     }
 }
 
