@@ -35,20 +35,32 @@ wait_for() {
     done
 }
 
-# stop_pid NAME PIDFILE: stops the process whose PID the file holds, if it
-# still runs: SIGTERM, then SIGKILL after 20s.
+# stop_pid NAME PIDFILE MARK: stops the process whose PID the file holds —
+# only if its command line contains MARK (the rig's own socket path), so a
+# PID reused by another process, or a zombie, is never signalled. SIGTERM,
+# then SIGKILL after 20s.
 stop_pid() {
-    local name=$1 pidfile=$2 pid
+    local name=$1 pidfile=$2 mark=$3 pid
     [[ -s $pidfile ]] || return 0
     pid=$(<"$pidfile")
-    if kill -0 "$pid" 2>/dev/null; then
-        say "stopping $name (PID $pid)"
-        kill -TERM "$pid"
-        local deadline=$((SECONDS + 20))
-        while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
-        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
-    fi
     rm -f "$pidfile"
+    is_ours() { [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *"$mark"* ]]; }
+    is_ours || return 0
+    say "stopping $name (PID $pid)"
+    kill -TERM "$pid"
+    local deadline=$((SECONDS + 20))
+    while is_ours && ((SECONDS < deadline)); do sleep 0.2; done
+    if is_ours; then kill -KILL "$pid"; fi
+}
+
+# unmount_leftovers: unmounts what dead engines left mounted under the
+# rig's directories (overlays, network namespaces), deepest first.
+unmount_leftovers() {
+    local dir
+    for dir in "$RIG_RUN" "$RIG_DATA"; do
+        awk -v d="$dir" '$2 == d || index($2, d "/") == 1 {print $2}' /proc/self/mounts | sort -r |
+            while read -r mountpoint; do umount -l "$mountpoint" 2>/dev/null || true; done
+    done
 }
 
 # host_docker ARGS...: the docker CLI against the rig's host dockerd.
