@@ -49,6 +49,14 @@ pub enum EngineError {
         /// What is missing, for example "CRI container events".
         what: String,
     },
+    /// The endpoint given (or found in the environment) cannot be used.
+    #[error("invalid engine endpoint {endpoint:?}: {reason}")]
+    InvalidEndpoint {
+        /// The endpoint as given.
+        endpoint: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The operation was cancelled.
     #[error("cancelled")]
     Cancelled,
@@ -74,9 +82,13 @@ impl EngineError {
         }
     }
 
-    /// Whether retrying cannot help: the engine lacks a feature we need.
+    /// Whether retrying cannot help: the engine lacks a feature we need,
+    /// or the endpoint itself is wrong.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, EngineError::Unsupported { .. })
+        matches!(
+            self,
+            EngineError::Unsupported { .. } | EngineError::InvalidEndpoint { .. }
+        )
     }
 
     /// Whether the error says only that one container is gone or not alive,
