@@ -1,0 +1,348 @@
+//! Pure conversions of the engine's records into the core's model.
+
+use std::collections::HashMap;
+use std::time::{Duration, UNIX_EPOCH};
+
+use bollard::models::{ContainerInspectResponse, EventMessage, EventMessageTypeEnum};
+use serde::Deserialize;
+use whalewatcher_core::{Container, EngineError, EngineEvent, EventKind, COMPOSE_PROJECT_LABEL};
+
+use crate::{RucksackPacker, INFRA_LABEL, POD_ID_LABEL, POD_NAME_LABEL, PRIVILEGED_LABEL};
+
+/// What podman's own API tells of a container's pod (the Docker API does
+/// not tell it at all).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+pub(crate) struct PodMembership {
+    #[serde(rename = "Id")]
+    pub id: String,
+    /// The pod's id; empty when the container is in no pod.
+    #[serde(rename = "Pod", default)]
+    pub pod_id: String,
+    #[serde(rename = "PodName", default)]
+    pub pod_name: String,
+    #[serde(rename = "IsInfra", default)]
+    pub is_infra: bool,
+}
+
+/// Builds a [`Container`] from an inspect response; a container without a
+/// running or paused process is [`EngineError::Processless`].
+pub(crate) fn container(
+    inspected: &ContainerInspectResponse,
+    pod: Option<&PodMembership>,
+    packer: Option<&RucksackPacker>,
+    endpoint: &str,
+) -> Result<Container, EngineError> {
+    let id = inspected.id.clone().ok_or_else(|| EngineError::Protocol {
+        endpoint: endpoint.to_owned(),
+        message: "container inspect response without an Id".into(),
+    })?;
+    let state = inspected.state.as_ref();
+    let running = state.and_then(|s| s.running).unwrap_or(false);
+    let paused = state.and_then(|s| s.paused).unwrap_or(false);
+    let pid = state.and_then(|s| s.pid).unwrap_or(0);
+    if !(running || paused) || pid <= 0 {
+        return Err(EngineError::Processless { id });
+    }
+    let mut labels: HashMap<String, String> = inspected
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.clone())
+        .unwrap_or_default();
+    let project = labels
+        .get(COMPOSE_PROJECT_LABEL)
+        .cloned()
+        .unwrap_or_default();
+    if inspected.host_config.as_ref().and_then(|h| h.privileged) == Some(true) {
+        labels.insert(PRIVILEGED_LABEL.to_owned(), String::new());
+    }
+    if let Some(pod) = pod.filter(|p| !p.pod_id.is_empty()) {
+        labels.insert(POD_ID_LABEL.to_owned(), pod.pod_id.clone());
+        labels.insert(POD_NAME_LABEL.to_owned(), pod.pod_name.clone());
+        if pod.is_infra {
+            labels.insert(INFRA_LABEL.to_owned(), String::new());
+        }
+    }
+    let name = inspected.name.as_deref().unwrap_or_default();
+    let mut container = Container::new(id, name.trim_start_matches('/'), pid as u32)
+        .with_labels(labels)
+        .with_project(project)
+        .with_paused(paused);
+    if let Some(rucksack) = packer.and_then(|pack| pack(inspected)) {
+        container = container.with_rucksack(rucksack);
+    }
+    Ok(container)
+}
+
+/// The lifecycle event in an engine event, if it is one: a container's
+/// start, die (podman's native name: died), pause or unpause.
+pub(crate) fn engine_event(message: &EventMessage) -> Option<EngineEvent> {
+    if message.typ != Some(EventMessageTypeEnum::CONTAINER) {
+        return None;
+    }
+    let kind = match message.action.as_deref()? {
+        "start" => EventKind::Started,
+        "die" | "died" => EventKind::Exited,
+        "pause" => EventKind::Paused,
+        "unpause" => EventKind::Unpaused,
+        _ => return None,
+    };
+    let actor = message.actor.as_ref()?;
+    let mut event = EngineEvent::new(kind, actor.id.clone()?);
+    event.project = actor
+        .attributes
+        .as_ref()
+        .and_then(|a| a.get(COMPOSE_PROJECT_LABEL).cloned());
+    event.timestamp = match (message.time_nano, message.time) {
+        (Some(nanos), _) if nanos > 0 => Some(UNIX_EPOCH + Duration::from_nanos(nanos as u64)),
+        (_, Some(secs)) if secs > 0 => Some(UNIX_EPOCH + Duration::from_secs(secs as u64)),
+        _ => None,
+    };
+    Some(event)
+}
+
+/// The engine's `SystemTime` (RFC 3339 with nanoseconds) as the
+/// `seconds.nanoseconds` that the events API's `since` takes.
+pub(crate) fn since(system_time: &str) -> Option<String> {
+    let parsed =
+        time::OffsetDateTime::parse(system_time, &time::format_description::well_known::Rfc3339)
+            .ok()?;
+    let nanos = parsed.unix_timestamp_nanos();
+    Some(format!(
+        "{}.{:09}",
+        nanos.div_euclid(1_000_000_000),
+        nanos.rem_euclid(1_000_000_000)
+    ))
+}
+
+/// Parses a container inspect response, first mapping container states
+/// that bollard's typed model does not know (podman's `stopped`,
+/// `configured`, `initialized`) onto Docker's, and dropping any other
+/// unknown one: one odd container must not fail a whole list.
+pub(crate) fn inspect_response(body: &[u8]) -> Result<ContainerInspectResponse, serde_json::Error> {
+    let mut value: serde_json::Value = serde_json::from_slice(body)?;
+    if let Some(state) = value.get_mut("State").and_then(|s| s.as_object_mut()) {
+        let status = state
+            .get("Status")
+            .and_then(|s| s.as_str())
+            .unwrap_or_default();
+        let docker_status = match status {
+            "" | "created" | "running" | "paused" | "restarting" | "removing" | "exited"
+            | "dead" | "stopping" => Some(status),
+            "stopped" => Some("exited"),
+            "configured" | "initialized" => Some("created"),
+            _ => None,
+        }
+        .map(str::to_owned);
+        match docker_status {
+            Some(status) => state.insert("Status".into(), status.into()),
+            None => state.remove("Status"),
+        };
+    }
+    serde_json::from_value(value)
+}
+
+/// The ids in a container list response, without parsing anything else
+/// (the list's typed state is as strict as the inspect's).
+pub(crate) fn listed_ids(body: &[u8]) -> Result<Vec<String>, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct Listed {
+        #[serde(rename = "Id")]
+        id: String,
+    }
+    Ok(serde_json::from_slice::<Vec<Listed>>(body)?
+        .into_iter()
+        .map(|listed| listed.id)
+        .collect())
+}
+
+/// A unix time as a [`SystemTime`](std::time::SystemTime), for tests.
+#[cfg(test)]
+fn at(nanos: u64) -> std::time::SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An inspect response captured from dockerd 26 on the rig (shortened).
+    const DOCKER_INSPECT: &str = r#"{
+        "Id": "bacfbd845efa3620b58547cdd7e91abe0106b4199b83965ad3e810743d68a638",
+        "Name": "/shop-web-1",
+        "State": {"Status": "running", "Running": true, "Paused": false, "Restarting": false,
+                  "OOMKilled": false, "Dead": false, "Pid": 4242, "ExitCode": 0},
+        "Config": {"Labels": {"com.docker.compose.project": "shop",
+                              "com.docker.compose.service": "web"}},
+        "HostConfig": {"Privileged": true, "NetworkMode": "none"}
+    }"#;
+
+    /// A paused container as podman 5's Docker API shows it (shortened).
+    const PODMAN_PAUSED_INSPECT: &str = r#"{
+        "Id": "f30a4d7b43dfaa22617d224c73927412ab176b12a9d28dad51901567eb855e66",
+        "Name": "/inpod",
+        "State": {"Status": "paused", "Running": false, "Paused": true, "Pid": 313},
+        "Config": {"Labels": {"whalewatcher-rig": "image"}},
+        "HostConfig": {"Privileged": false}
+    }"#;
+
+    const EXITED_INSPECT: &str = r#"{
+        "Id": "dead", "Name": "/gone",
+        "State": {"Status": "exited", "Running": false, "Paused": false, "Pid": 0, "ExitCode": 137}
+    }"#;
+
+    fn inspect(json: &str) -> ContainerInspectResponse {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn docker_inspect_becomes_a_container_with_project_and_privileged_marker() {
+        let c = container(&inspect(DOCKER_INSPECT), None, None, "unix:///d.sock").unwrap();
+        assert_eq!(c.name(), "shop-web-1", "no leading slash");
+        assert_eq!(c.pid(), 4242);
+        assert_eq!(c.project(), "shop");
+        assert!(!c.is_paused());
+        assert_eq!(c.label(PRIVILEGED_LABEL), Some(""));
+        assert_eq!(c.label("com.docker.compose.service"), Some("web"));
+    }
+
+    #[test]
+    fn podman_paused_container_in_a_pod_gets_pod_labels() {
+        let pod = PodMembership {
+            id: "f30a4d7b43df".into(),
+            pod_id: "165700d0c263".into(),
+            pod_name: "rigpod".into(),
+            is_infra: true,
+        };
+        let c = container(&inspect(PODMAN_PAUSED_INSPECT), Some(&pod), None, "x").unwrap();
+        assert!(c.is_paused());
+        assert_eq!(c.pid(), 313);
+        assert_eq!(c.label(POD_NAME_LABEL), Some("rigpod"));
+        assert_eq!(c.label(POD_ID_LABEL), Some("165700d0c263"));
+        assert_eq!(c.label(INFRA_LABEL), Some(""));
+        assert_eq!(c.label(PRIVILEGED_LABEL), None);
+        assert_eq!(c.project(), "");
+    }
+
+    #[test]
+    fn not_in_a_pod_means_no_pod_labels() {
+        let pod = PodMembership {
+            id: "x".into(),
+            ..Default::default()
+        };
+        let c = container(&inspect(PODMAN_PAUSED_INSPECT), Some(&pod), None, "x").unwrap();
+        assert_eq!(c.label(POD_ID_LABEL), None);
+    }
+
+    #[test]
+    fn a_container_without_process_is_processless() {
+        let err = container(&inspect(EXITED_INSPECT), None, None, "x").unwrap_err();
+        assert!(matches!(err, EngineError::Processless { id } if id == "dead"));
+    }
+
+    #[test]
+    fn the_rucksack_packer_sees_the_raw_inspect_response() {
+        let packer: RucksackPacker = std::sync::Arc::new(|raw: &ContainerInspectResponse| {
+            let mode = raw.host_config.as_ref()?.network_mode.clone()?;
+            Some(std::sync::Arc::new(mode) as whalewatcher_core::Rucksack)
+        });
+        let c = container(&inspect(DOCKER_INSPECT), None, Some(&packer), "x").unwrap();
+        assert_eq!(c.rucksack::<String>().map(String::as_str), Some("none"));
+    }
+
+    #[test]
+    fn lifecycle_events_are_mapped_and_others_dropped() {
+        let event = |action: &str| -> EventMessage {
+            serde_json::from_str(&format!(
+                r#"{{"Type": "container", "Action": "{action}", "time": 1795350473,
+                    "timeNano": 1795350473144202114,
+                    "Actor": {{"ID": "abc", "Attributes": {{"com.docker.compose.project": "shop", "name": "web"}}}}}}"#
+            ))
+            .unwrap()
+        };
+        let started = engine_event(&event("start")).unwrap();
+        assert_eq!(started.kind, EventKind::Started);
+        assert_eq!(started.id, "abc");
+        assert_eq!(started.project.as_deref(), Some("shop"));
+        assert_eq!(started.timestamp, Some(at(1795350473144202114)));
+        assert_eq!(engine_event(&event("die")).unwrap().kind, EventKind::Exited);
+        assert_eq!(
+            engine_event(&event("died")).unwrap().kind,
+            EventKind::Exited
+        );
+        assert_eq!(
+            engine_event(&event("pause")).unwrap().kind,
+            EventKind::Paused
+        );
+        assert_eq!(
+            engine_event(&event("unpause")).unwrap().kind,
+            EventKind::Unpaused
+        );
+        for other in [
+            "create",
+            "kill",
+            "destroy",
+            "exec_start: sh",
+            "health_status: healthy",
+        ] {
+            assert!(engine_event(&event(other)).is_none(), "{other}");
+        }
+        let network: EventMessage =
+            serde_json::from_str(r#"{"Type": "network", "Action": "start", "Actor": {"ID": "n"}}"#)
+                .unwrap();
+        assert!(engine_event(&network).is_none());
+    }
+
+    #[test]
+    fn a_podman_died_event_without_labels_still_names_the_container() {
+        let died: EventMessage = serde_json::from_str(
+            r#"{"Type": "container", "Action": "die", "timeNano": 5, "Actor": {"ID": "abc", "Attributes": {"exitCode": "137"}}}"#,
+        )
+        .unwrap();
+        let event = engine_event(&died).unwrap();
+        assert_eq!(
+            (event.kind, event.id.as_str(), event.project),
+            (EventKind::Exited, "abc", None)
+        );
+    }
+
+    #[test]
+    fn podman_only_states_do_not_break_parsing() {
+        for (podman, docker) in [
+            ("stopped", Some("exited")),
+            ("initialized", Some("created")),
+            ("weird", None),
+        ] {
+            let json = EXITED_INSPECT.replace("\"exited\"", &format!("\"{podman}\""));
+            let parsed = inspect_response(json.as_bytes()).unwrap();
+            let status = parsed.state.and_then(|s| s.status).map(|s| s.to_string());
+            assert_eq!(status.as_deref(), docker, "{podman}");
+        }
+        let c = container(
+            &inspect_response(DOCKER_INSPECT.as_bytes()).unwrap(),
+            None,
+            None,
+            "x",
+        )
+        .unwrap();
+        assert_eq!(c.pid(), 4242);
+    }
+
+    #[test]
+    fn list_ids_are_read_whatever_the_states() {
+        let body = br#"[{"Id": "a", "State": "stopped"}, {"Id": "b", "State": "running", "Names": ["/b"]}]"#;
+        assert_eq!(listed_ids(body).unwrap(), ["a", "b"]);
+    }
+
+    #[test]
+    fn engine_system_time_becomes_since() {
+        assert_eq!(
+            since("2026-11-22T12:28:48.248166811Z").as_deref(),
+            Some("1795350528.248166811")
+        );
+        assert_eq!(
+            since("2026-11-22T13:28:48.5+01:00").as_deref(),
+            Some("1795350528.500000000")
+        );
+        assert_eq!(since("yesterday"), None);
+    }
+}
