@@ -39,6 +39,21 @@ pub async fn within<F: Future>(what: &str, work: F) -> F::Output {
     }
 }
 
+/// Waits until `condition` holds, checking every 50 ms; fails the test with
+/// `what` after [`DEADLINE`].
+pub async fn eventually<F, Fut>(what: &str, condition: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    within(what, async {
+        while !condition().await {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+}
+
 /// Runs a command to completion, failing the test with its output if it
 /// fails; returns its standard output.
 pub fn run_command(program: &str, args: &[&str]) -> String {

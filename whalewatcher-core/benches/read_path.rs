@@ -31,7 +31,11 @@ fn id(i: usize) -> String {
 
 fn container(i: usize) -> Container {
     Container::new(id(i), format!("container-{i}"), 1000 + i as u32)
-        .with_project(if i % 10 == 0 { "" } else { "project-a" })
+        .with_project(if i.is_multiple_of(10) {
+            ""
+        } else {
+            "project-a"
+        })
         .with_labels([
             ("com.docker.compose.project", "project-a".to_owned()),
             ("com.docker.compose.service", format!("service-{}", i % 7)),
@@ -144,7 +148,7 @@ fn main() {
                 tick.tick().await;
                 if writing.load(Ordering::Relaxed) {
                     let id = id(i % CONTAINERS);
-                    if i / CONTAINERS % 2 == 0 {
+                    if (i / CONTAINERS).is_multiple_of(2) {
                         engine.pause(&id)
                     } else {
                         engine.unpause(&id)

@@ -1,0 +1,615 @@
+//! whalewatcher-moby against the real Docker-API engines of the rig: host
+//! dockerd 20.10, dockerd 26 and podman 5. Every scenario runs on each.
+//!
+//! Tests on one engine run in parallel, so each compares only the
+//! containers that carry its own test label.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bollard::models::HostConfig;
+use bollard::query_parameters::{ListContainersOptionsBuilder, RestartContainerOptionsBuilder};
+use futures::StreamExt;
+use tokio::task::JoinHandle;
+use whalewatcher_core::{
+    CancellationToken, Container, EngineError, Event, EventKind, RetryPolicy, WatchError, Watcher,
+    COMPOSE_PROJECT_LABEL,
+};
+use whalewatcher_moby::{
+    MobyEngine, DOCKER_TYPE, INFRA_LABEL, PODMAN_TYPE, POD_ID_LABEL, POD_NAME_LABEL,
+    PRIVILEGED_LABEL,
+};
+use whalewatcher_tests::docker::DockerTest;
+use whalewatcher_tests::rig::{self, Rig};
+use whalewatcher_tests::{eventually, run_command, within, TEST_LABEL};
+
+/// A watcher of one engine, running, with a subscriber from the start.
+struct Watching {
+    watcher: Watcher,
+    cancel: CancellationToken,
+    task: JoinHandle<Result<(), WatchError>>,
+    events: whalewatcher_core::EventStream,
+    seen: Vec<Event>,
+}
+
+impl Watching {
+    fn start(engine: &rig::Engine) -> Self {
+        let moby = MobyEngine::builder()
+            .endpoint(engine.endpoint.clone())
+            .build()
+            .expect("engine");
+        let watcher = Watcher::new(moby, RetryPolicy::default());
+        let (_, events) = watcher.subscribe();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn({
+            let (watcher, cancel) = (watcher.clone(), cancel.clone());
+            async move { watcher.watch(cancel).await }
+        });
+        Watching {
+            watcher,
+            cancel,
+            task,
+            events,
+            seen: Vec::new(),
+        }
+    }
+
+    /// This test's containers in the portfolio, by id.
+    fn mine(&self, t: &DockerTest) -> BTreeMap<String, Arc<Container>> {
+        self.watcher
+            .portfolio()
+            .containers()
+            .filter(|c| c.label(TEST_LABEL) == Some(t.label.as_str()))
+            .map(|c| (c.id().to_owned(), c.clone()))
+            .collect()
+    }
+
+    /// Reads events until `done` holds for those of container `id`.
+    async fn events_of(
+        &mut self,
+        id: &str,
+        what: &str,
+        done: impl Fn(&[EventKind]) -> bool,
+    ) -> Vec<EventKind> {
+        within(what, async {
+            loop {
+                let kinds: Vec<EventKind> = self
+                    .seen
+                    .iter()
+                    .filter(|e| e.container.id() == id)
+                    .map(|e| e.kind)
+                    .collect();
+                if done(&kinds) {
+                    return kinds;
+                }
+                let event = self
+                    .events
+                    .next()
+                    .await
+                    .expect("event stream open")
+                    .expect("no lag");
+                self.seen.push(event);
+            }
+        })
+        .await
+    }
+
+    async fn stop(self) {
+        self.cancel.cancel();
+        within("the watch to stop", self.task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// What the engine itself says of this test's alive containers.
+async fn truth(t: &DockerTest) -> BTreeMap<String, (String, u32, bool, String, bool)> {
+    // All of them, judged by inspect: podman's list without `all` leaves
+    // out paused containers.
+    let options = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&t.label_filter())
+        .build();
+    let mut truth = BTreeMap::new();
+    for summary in t.docker.list_containers(Some(options)).await.expect("list") {
+        let id = summary.id.expect("id");
+        let Ok(inspected) = t.docker.inspect_container(&id, None).await else {
+            continue; // gone meanwhile
+        };
+        let state = inspected.state.expect("state");
+        if !(state.running == Some(true) || state.paused == Some(true)) {
+            continue;
+        }
+        let labels = inspected.config.and_then(|c| c.labels).unwrap_or_default();
+        truth.insert(
+            id,
+            (
+                inspected
+                    .name
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_owned(),
+                state.pid.unwrap_or(0) as u32,
+                state.paused == Some(true),
+                labels
+                    .get(COMPOSE_PROJECT_LABEL)
+                    .cloned()
+                    .unwrap_or_default(),
+                inspected.host_config.and_then(|h| h.privileged) == Some(true),
+            ),
+        );
+    }
+    truth
+}
+
+/// Whether the portfolio shows exactly the engine's truth for this test:
+/// ids, names, PIDs, pause states, projects, privileged markers, labels.
+async fn matches_truth(w: &Watching, t: &DockerTest) -> bool {
+    let truth = truth(t).await;
+    let mine = w.mine(t);
+    mine.len() == truth.len()
+        && truth
+            .iter()
+            .all(|(id, (name, pid, paused, project, privileged))| {
+                mine.get(id).is_some_and(|c| {
+                    c.name() == name
+                        && c.pid() == *pid
+                        && c.is_paused() == *paused
+                        && c.project() == project
+                        && c.labels().contains_key(PRIVILEGED_LABEL) == *privileged
+                        && c.label(TEST_LABEL) == Some(t.label.as_str())
+                })
+            })
+}
+
+async fn wait_for_truth(w: &Watching, t: &DockerTest, what: &str) {
+    let deadline = tokio::time::Instant::now() + whalewatcher_tests::DEADLINE;
+    while !matches_truth(w, t).await {
+        if tokio::time::Instant::now() >= deadline {
+            let truth = truth(t).await;
+            let mine = w.mine(t);
+            let only_truth: Vec<_> = truth
+                .iter()
+                .filter(|(id, _)| !mine.contains_key(*id))
+                .collect();
+            let only_mine: Vec<_> = mine
+                .values()
+                .filter(|c| !truth.contains_key(c.id()))
+                .collect();
+            let differing: Vec<_> = mine
+                .values()
+                .filter_map(|c| truth.get(c.id()).map(|t| (c, t)))
+                .filter(|(c, t)| c.pid() != t.1 || c.is_paused() != t.2)
+                .collect();
+            panic!(
+                "timed out waiting for {what}:\n only in the engine: {only_truth:?}\n \
+                 only in the portfolio: {only_mine:?}\n differing: {differing:?}\n events: {:?}",
+                w.watcher.status()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+// ---- scenarios, each run on every engine ----
+
+/// ~20 containers in two compose projects and standalone, one paused, one
+/// privileged (where the engine can run one), a few stopped.
+async fn initial_sync_equals_the_truth(engine: &rig::Engine, can_run_privileged: bool) {
+    let t = DockerTest::connect(engine, "moby-initial-sync").await;
+    let shop = format!("shop-{}", t.label);
+    let blog = format!("blog-{}", t.label);
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(
+            t.run(&format!("shop{i}"), &[(COMPOSE_PROJECT_LABEL, &shop)])
+                .await,
+        );
+    }
+    for i in 0..5 {
+        ids.push(
+            t.run(&format!("blog{i}"), &[(COMPOSE_PROJECT_LABEL, &blog)])
+                .await,
+        );
+    }
+    for i in 0..6 {
+        ids.push(
+            t.run(&format!("solo{i}"), &[("purpose", "standalone")])
+                .await,
+        );
+    }
+    t.pause(&ids[0]).await;
+    if can_run_privileged {
+        let privileged = HostConfig {
+            privileged: Some(true),
+            ..Default::default()
+        };
+        t.run_with("privileged", &[], privileged).await;
+    }
+    for i in 0..2 {
+        let stopped = t.run(&format!("stopped{i}"), &[]).await;
+        t.kill(&stopped).await;
+    }
+    t.create("never-started", &[], HostConfig::default()).await;
+
+    let w = Watching::start(engine);
+    w.watcher.ready().await.expect("synced");
+    assert!(
+        matches_truth(&w, &t).await,
+        "portfolio differs from the engine's truth"
+    );
+    let portfolio = w.watcher.portfolio();
+    assert_eq!(portfolio.project(&shop).map(|p| p.len()), Some(6));
+    assert_eq!(portfolio.project(&blog).map(|p| p.len()), Some(5));
+    assert!(portfolio.container(&ids[0]).unwrap().is_paused());
+    let privileged = w
+        .mine(&t)
+        .values()
+        .filter(|c| c.labels().contains_key(PRIVILEGED_LABEL))
+        .count();
+    assert_eq!(privileged, usize::from(can_run_privileged));
+    assert_eq!(w.mine(&t).len(), 17 + usize::from(can_run_privileged));
+    assert!(
+        w.mine(&t).values().all(|c| !c.name().starts_with('/')),
+        "names without the leading slash"
+    );
+    w.stop().await;
+}
+
+/// The engine's own lifecycle events of container `id` since `since`, up
+/// to its exit.
+async fn engine_log(t: &DockerTest, id: &str, since: u64) -> Vec<EventKind> {
+    let filters = std::collections::HashMap::from([
+        ("container", vec![id]),
+        ("event", vec!["start", "die", "pause", "unpause"]),
+    ]);
+    let options = bollard::query_parameters::EventsOptionsBuilder::new()
+        .since(&since.to_string())
+        .filters(&filters)
+        .build();
+    let mut events = t.docker.events(Some(options));
+    let mut kinds = Vec::new();
+    within("the engine's own event log", async {
+        while kinds.last() != Some(&EventKind::Exited) {
+            let event = events.next().await.expect("stream open").expect("event");
+            kinds.push(match event.action.as_deref() {
+                Some("start") => EventKind::Started,
+                Some("pause") => EventKind::Paused,
+                Some("unpause") => EventKind::Unpaused,
+                _ => EventKind::Exited,
+            });
+        }
+    })
+    .await;
+    kinds
+}
+
+/// start, pause, unpause, kill: portfolio and events follow, in order.
+async fn lifecycle_is_followed_in_order(engine: &rig::Engine) {
+    let t = DockerTest::connect(engine, "moby-lifecycle").await;
+    let mut w = Watching::start(engine);
+    w.watcher.ready().await.expect("synced");
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1;
+
+    let id = t.run("life", &[]).await;
+    w.events_of(&id, "started", |k| k.contains(&EventKind::Started))
+        .await;
+    assert!(w
+        .watcher
+        .portfolio()
+        .container(&id)
+        .is_some_and(|c| c.pid() > 0));
+    t.pause(&id).await;
+    w.events_of(&id, "paused", |k| k.contains(&EventKind::Paused))
+        .await;
+    t.unpause(&id).await;
+    w.events_of(&id, "unpaused", |k| k.contains(&EventKind::Unpaused))
+        .await;
+    t.kill(&id).await;
+    let kinds = w
+        .events_of(&id, "exited", |k| k.contains(&EventKind::Exited))
+        .await;
+    assert!(w.watcher.portfolio().container(&id).is_none());
+    assert_eq!(
+        &kinds[..3],
+        [EventKind::Started, EventKind::Paused, EventKind::Unpaused]
+    );
+    // Under load dockerd may log a late second pause/unpause pair (its
+    // monitor handles the task's paused event after the unpause); the
+    // subscriber must see exactly what the engine logged, in order.
+    let engine_log = engine_log(&t, &id, since).await;
+    assert_eq!(
+        kinds, engine_log,
+        "the subscriber's events differ from the engine's"
+    );
+    w.stop().await;
+}
+
+/// A restart keeps the id: die, then start; it ends present and running.
+async fn restart_ends_present_and_running(engine: &rig::Engine) {
+    let t = DockerTest::connect(engine, "moby-restart").await;
+    let mut w = Watching::start(engine);
+    w.watcher.ready().await.expect("synced");
+    let id = t.run("restarted", &[]).await;
+    w.events_of(&id, "started", |k| k.contains(&EventKind::Started))
+        .await;
+    let first_pid = w.watcher.portfolio().container(&id).unwrap().pid();
+
+    let now = RestartContainerOptionsBuilder::new().t(0).build();
+    t.docker
+        .restart_container(&id, Some(now))
+        .await
+        .expect("restart");
+    let kinds = w
+        .events_of(&id, "exit and start again", |k| {
+            k.iter().filter(|k| **k == EventKind::Started).count() == 2
+        })
+        .await;
+    assert_eq!(
+        kinds,
+        [EventKind::Started, EventKind::Exited, EventKind::Started]
+    );
+    let c = w
+        .watcher
+        .portfolio()
+        .container(&id)
+        .cloned()
+        .expect("present");
+    assert!(!c.is_paused());
+    assert_ne!(c.pid(), first_pid, "a new initial process");
+    wait_for_truth(&w, &t, "the portfolio to equal the truth").await;
+    w.stop().await;
+}
+
+/// 30 containers started and killed while the watcher synchronizes.
+async fn churn_during_the_initial_sync_ends_in_the_truth(engine: &rig::Engine) {
+    let t = Arc::new(DockerTest::connect(engine, "moby-churn").await);
+    let churn = tokio::spawn({
+        let t = t.clone();
+        async move {
+            for i in 0..30 {
+                let id = t.run(&format!("churn{i}"), &[]).await;
+                if i % 2 == 0 {
+                    t.kill(&id).await;
+                }
+            }
+        }
+    });
+    let w = Watching::start(engine);
+    w.watcher.ready().await.expect("synced");
+    churn.await.expect("churn");
+    wait_for_truth(&w, &t, "the portfolio to equal the truth after churn").await;
+    assert_eq!(w.mine(&t).len(), 15);
+    w.stop().await;
+}
+
+async fn unknown_id_is_not_found(engine: &rig::Engine) {
+    let moby = MobyEngine::new(Some(&engine.endpoint)).expect("engine");
+    use whalewatcher_core::Engine;
+    let err = moby
+        .inspect("no-such-container-anywhere")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, EngineError::NotFound { ref id } if id == "no-such-container-anywhere"),
+        "{err:?}"
+    );
+}
+
+macro_rules! on_every_engine {
+    ($($engine:ident: privileged $privileged:expr, type $type:expr;)*) => {$(
+        mod $engine {
+            use super::*;
+
+            fn engine() -> rig::Engine {
+                Rig::load().$engine
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn initial_sync_equals_the_truth() {
+                super::initial_sync_equals_the_truth(&engine(), $privileged).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn lifecycle_is_followed_in_order() {
+                super::lifecycle_is_followed_in_order(&engine()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn restart_ends_present_and_running() {
+                super::restart_ends_present_and_running(&engine()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn churn_during_the_initial_sync_ends_in_the_truth() {
+                super::churn_during_the_initial_sync_ends_in_the_truth(&engine()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn unknown_id_is_not_found() {
+                super::unknown_id_is_not_found(&engine()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn engine_type_id_and_version_are_reported() {
+                let engine = engine();
+                let w = Watching::start(&engine);
+                w.watcher.ready().await.expect("synced");
+                assert_eq!(w.watcher.engine_type(), $type);
+                assert_eq!(w.watcher.version(), engine.version);
+                assert!(!w.watcher.id().is_empty());
+                assert_eq!(w.watcher.api(), engine.endpoint);
+                w.stop().await;
+            }
+        }
+    )*};
+}
+
+// `docker run --privileged` fails on the rig's host dockerd 20.10 (runc
+// cannot apply all capabilities in this VM); the marker's conversion is
+// unit-tested, and checked live on dockerd 26 and podman.
+on_every_engine! {
+    host_docker: privileged false, type DOCKER_TYPE;
+    docker: privileged true, type DOCKER_TYPE;
+    podman: privileged true, type PODMAN_TYPE;
+}
+
+// ---- podman only ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_pods_show_as_labels_and_a_died_event_without_labels_removes_by_id() {
+    let rig = Rig::load();
+    let t = DockerTest::connect(&rig.podman, "moby-podman-pod").await;
+    let pod = format!("pod-{}", t.label);
+    let podman = |args: &[&str]| {
+        let head = [
+            "-H",
+            rig.host_docker.endpoint.as_str(),
+            "exec",
+            rig.podman.container(),
+            "podman",
+        ];
+        run_command("docker", &[&head[..], args].concat())
+    };
+    let test_label = format!("{TEST_LABEL}={}", t.label);
+    let image = rig.podman.image();
+    let pause = image.replace("busybox", "pause");
+    podman(&[
+        "pod",
+        "create",
+        "--name",
+        &pod,
+        "--network",
+        "none",
+        "--infra-image",
+        &pause,
+        "--label",
+        &test_label,
+    ]);
+    struct RemovePod<F: Fn(&[&str]) -> String>(F, String);
+    impl<F: Fn(&[&str]) -> String> Drop for RemovePod<F> {
+        fn drop(&mut self) {
+            (self.0)(&["pod", "rm", "-f", "-t", "0", &self.1]);
+        }
+    }
+    let _cleanup = RemovePod(podman, pod.clone());
+
+    let mut w = Watching::start(&rig.podman);
+    w.watcher.ready().await.expect("synced");
+    let id = podman(&[
+        "run",
+        "-d",
+        "--pod",
+        &pod,
+        "--label",
+        &test_label,
+        image,
+        "sleep",
+        "2147483647",
+    ]);
+    let id = id.trim().to_owned();
+    w.events_of(&id, "the pod's container started", |k| {
+        k.contains(&EventKind::Started)
+    })
+    .await;
+    let c = w
+        .watcher
+        .portfolio()
+        .container(&id)
+        .cloned()
+        .expect("present");
+    assert_eq!(c.label(POD_NAME_LABEL), Some(pod.as_str()));
+    let pod_id = c.label(POD_ID_LABEL).expect("pod id").to_owned();
+    assert!(c.label(INFRA_LABEL).is_none());
+    eventually(
+        "the pod's infra container to be alive and marked",
+        || async {
+            w.watcher.portfolio().containers().any(|c| {
+                c.label(POD_ID_LABEL) == Some(pod_id.as_str())
+                    && c.labels().contains_key(INFRA_LABEL)
+            })
+        },
+    )
+    .await;
+
+    t.kill(&id).await;
+    w.events_of(&id, "exited", |k| k.contains(&EventKind::Exited))
+        .await;
+    assert!(w.watcher.portfolio().container(&id).is_none());
+    w.stop().await;
+}
+
+// ---- bad input ----
+
+#[tokio::test]
+async fn a_missing_socket_is_unreachable_and_not_retried_without_a_policy() {
+    let moby = MobyEngine::new(Some("unix:///run/whalewatcher-rig/no-such.sock")).expect("engine");
+    let watcher = Watcher::new(moby, RetryPolicy::none());
+    let ended = watcher.watch(CancellationToken::new()).await;
+    match ended {
+        Err(WatchError::GaveUp {
+            attempts: 1,
+            last: EngineError::Unreachable { endpoint, .. },
+        }) => {
+            assert_eq!(endpoint, "unix:///run/whalewatcher-rig/no-such.sock")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        watcher.ready().await,
+        Err(EngineError::Unreachable { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_socket_that_does_not_speak_the_docker_api_is_a_typed_error_retried_with_backoff() {
+    let dir = std::env::temp_dir().join(format!("ww-garbage-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("garbage.sock");
+    let _ = std::fs::remove_file(&socket);
+    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let server = tokio::spawn({
+        let accepted = accepted.clone();
+        async move {
+            use tokio::io::AsyncWriteExt;
+            while let Ok((mut stream, _)) = listener.accept().await {
+                accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let _ = stream
+                    .write_all(b"SSH-2.0-not-docker\r\n\x00\x01garbage")
+                    .await;
+            }
+        }
+    });
+
+    let moby = MobyEngine::new(Some(socket.to_str().unwrap())).expect("engine");
+    let watcher = Watcher::new(moby, RetryPolicy::default());
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn({
+        let (watcher, cancel) = (watcher.clone(), cancel.clone());
+        async move { watcher.watch(cancel).await }
+    });
+    let ready = watcher.ready().await;
+    assert!(
+        matches!(
+            ready,
+            Err(EngineError::Unreachable { .. } | EngineError::Protocol { .. })
+        ),
+        "{ready:?}"
+    );
+    // Observe the retries over a fixed window.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+    server.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+    // Backoff from 100 ms, doubling: a handful of attempts in 2 s, not a spin.
+    let attempts = watcher.status().attempts;
+    assert!((2..=8).contains(&attempts), "{attempts} attempts in 2 s");
+    assert!(accepted.load(std::sync::atomic::Ordering::Relaxed) <= 3 * attempts as usize);
+}
