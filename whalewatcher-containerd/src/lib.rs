@@ -1,7 +1,341 @@
-//! The whalewatcher engine for plain containerd through its native gRPC API.
+//! The whalewatcher engine for plain containerd, through its native gRPC
+//! API (containerd-client, tonic).
 //!
-//! Implements [`whalewatcher_core::Engine`]; the watcher in
-//! `whalewatcher-core` does the synchronization. This crate is a
-//! placeholder until its engine lands.
+//! ```no_run
+//! use whalewatcher_containerd::ContainerdEngine;
+//! use whalewatcher_core::{RetryPolicy, Watcher};
+//!
+//! let engine = ContainerdEngine::new("/run/containerd/containerd.sock");
+//! let watcher = Watcher::new(engine, RetryPolicy::default());
+//! ```
+//!
+//! - All namespaces but the ignored ones (default: `moby`, whose containers
+//!   Docker reports, and `k8s.io`, the CRI engine's). A container is alive
+//!   while its task is running, pausing or paused. Its id is
+//!   `namespace/id`, just `id` in `default`; its name comes from nerdctl's
+//!   name label, its project from the compose label.
+//! - A sync costs one namespace list plus one container list and one task
+//!   list per namespace — never a round trip per container.
+//! - containerd answers an event subscription only with its first event, so
+//!   awaiting the call says nothing about when it went live. The engine
+//!   publishes markers on a topic of its own until one comes through; only
+//!   then does the watcher list, so nothing falls between.
+//! - A `/tasks/exit` of an exec'd process is not the container dying.
 
-pub use whalewatcher_core::Engine;
+mod convert;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use containerd_client::services::v1::containers_client::ContainersClient;
+use containerd_client::services::v1::events_client::EventsClient;
+use containerd_client::services::v1::introspection_client::IntrospectionClient;
+use containerd_client::services::v1::namespaces_client::NamespacesClient;
+use containerd_client::services::v1::tasks_client::TasksClient;
+use containerd_client::services::v1::version_client::VersionClient;
+use containerd_client::services::v1::{
+    GetContainerRequest, GetRequest, ListContainersRequest, ListNamespacesRequest,
+    ListTasksRequest, PublishRequest, SubscribeRequest,
+};
+use containerd_client::tonic::metadata::MetadataValue;
+use containerd_client::tonic::transport::Channel;
+use containerd_client::tonic::{Code, Request, Status};
+use futures::StreamExt;
+use whalewatcher_core::{async_trait, Container, Engine, EngineError, EngineEvents, EngineInfo};
+
+pub use convert::NERDCTL_NAME_LABEL;
+
+/// The engine type reported for containerd.
+pub const CONTAINERD_TYPE: &str = "containerd.io";
+
+/// The namespaces ignored unless told otherwise: Docker's (watch Docker
+/// itself) and the CRI plugin's (watch it through CRI).
+pub const DEFAULT_IGNORED_NAMESPACES: [&str; 2] = ["moby", "k8s.io"];
+
+/// The topic of the markers that prove a subscription live.
+pub const BARRIER_TOPIC: &str = "/whalewatcher/barrier";
+
+const TOPICS: [&str; 4] = [
+    "/tasks/start",
+    "/tasks/exit",
+    "/tasks/paused",
+    "/tasks/resumed",
+];
+
+/// containerd, through its native API.
+#[derive(Debug)]
+pub struct ContainerdEngine {
+    socket: PathBuf,
+    api: String,
+    pid: Option<u32>,
+    ignored: BTreeSet<String>,
+    /// Connected on first use; tonic reconnects it after a loss.
+    channel: tokio::sync::OnceCell<Channel>,
+}
+
+impl ContainerdEngine {
+    /// An engine at the unix socket `socket`, ignoring the
+    /// [default namespaces](DEFAULT_IGNORED_NAMESPACES). Does no I/O.
+    pub fn new(socket: impl Into<PathBuf>) -> Self {
+        let socket = socket.into();
+        ContainerdEngine {
+            api: format!("unix://{}", socket.display()),
+            socket,
+            pid: None,
+            ignored: DEFAULT_IGNORED_NAMESPACES
+                .iter()
+                .map(|ns| (*ns).to_owned())
+                .collect(),
+            channel: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// Ignores exactly these namespaces instead of the default ones.
+    pub fn ignore_namespaces<S: Into<String>>(
+        mut self,
+        namespaces: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.ignored = namespaces.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The engine's PID, when the caller knows it (otherwise containerd's
+    /// own answer is used, in its PID namespace).
+    pub fn with_pid(mut self, pid: u32) -> Self {
+        self.pid = Some(pid);
+        self
+    }
+
+    async fn channel(&self) -> Result<Channel, EngineError> {
+        self.channel
+            .get_or_try_init(|| async {
+                containerd_client::connect(&self.socket)
+                    .await
+                    .map_err(|e| EngineError::unreachable(self.api.clone(), e))
+            })
+            .await
+            .cloned()
+    }
+
+    fn error(&self, status: Status, id: Option<&str>) -> EngineError {
+        match status.code() {
+            Code::NotFound if id.is_some() => EngineError::NotFound {
+                id: id.unwrap_or_default().to_owned(),
+            },
+            Code::Unimplemented => EngineError::Unsupported {
+                endpoint: self.api.clone(),
+                what: status.message().to_owned(),
+            },
+            Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded => {
+                EngineError::unreachable(self.api.clone(), status)
+            }
+            _ => EngineError::Protocol {
+                endpoint: self.api.clone(),
+                message: status.to_string(),
+            },
+        }
+    }
+
+    /// A request in `namespace`; a name containerd could not have is
+    /// refused here rather than in a panic.
+    fn namespaced<T>(&self, message: T, namespace: &str) -> Result<Request<T>, EngineError> {
+        let valid = namespace
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+            && namespace
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        let value = MetadataValue::try_from(namespace)
+            .ok()
+            .filter(|_| valid)
+            .ok_or_else(|| EngineError::Protocol {
+                endpoint: self.api.clone(),
+                message: format!("invalid containerd namespace name {namespace:?}"),
+            })?;
+        let mut request = Request::new(message);
+        request.metadata_mut().insert("containerd-namespace", value);
+        Ok(request)
+    }
+
+    /// The alive containers of one namespace: two round trips.
+    async fn list_namespace(
+        &self,
+        channel: &Channel,
+        namespace: &str,
+    ) -> Result<Vec<Container>, EngineError> {
+        let mut records = ContainersClient::new(channel.clone());
+        let mut tasks = TasksClient::new(channel.clone());
+        let (records, tasks) = futures::join!(
+            records.list(self.namespaced(ListContainersRequest::default(), namespace)?),
+            tasks.list(self.namespaced(ListTasksRequest::default(), namespace)?),
+        );
+        let records = records
+            .map_err(|s| self.error(s, None))?
+            .into_inner()
+            .containers;
+        let tasks: HashMap<String, _> = tasks
+            .map_err(|s| self.error(s, None))?
+            .into_inner()
+            .tasks
+            .into_iter()
+            .map(|task| (convert::task_container_id(&task).to_owned(), task))
+            .collect();
+        Ok(records
+            .iter()
+            .filter_map(|record| convert::container(namespace, record, tasks.get(&record.id)?))
+            .collect())
+    }
+
+    async fn publish_marker(&self, channel: &Channel) -> Result<(), EngineError> {
+        let marker = PublishRequest {
+            topic: BARRIER_TOPIC.to_owned(),
+            event: Some(prost_types::Any {
+                type_url: "whalewatcher/barrier".to_owned(),
+                value: Vec::new(),
+            }),
+        };
+        EventsClient::new(channel.clone())
+            .publish(self.namespaced(marker, "default")?)
+            .await
+            .map(|_| ())
+            .map_err(|s| self.error(s, None))
+    }
+}
+
+#[async_trait]
+impl Engine for ContainerdEngine {
+    fn api(&self) -> &str {
+        &self.api
+    }
+
+    fn engine_type(&self) -> &str {
+        CONTAINERD_TYPE
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    async fn info(&self) -> Result<EngineInfo, EngineError> {
+        let channel = self.channel().await?;
+        let version = VersionClient::new(channel.clone())
+            .version(())
+            .await
+            .map_err(|s| self.error(s, None))?
+            .into_inner();
+        let server = IntrospectionClient::new(channel)
+            .server(())
+            .await
+            .map_err(|s| self.error(s, None))?
+            .into_inner();
+        Ok(EngineInfo {
+            id: server.uuid,
+            engine_type: CONTAINERD_TYPE.to_owned(),
+            version: version.version,
+            api: self.api.clone(),
+            pid: self
+                .pid
+                .or(u32::try_from(server.pid).ok().filter(|pid| *pid != 0)),
+        })
+    }
+
+    async fn list(&self) -> Result<Vec<Container>, EngineError> {
+        let channel = self.channel().await?;
+        let namespaces = NamespacesClient::new(channel.clone())
+            .list(ListNamespacesRequest::default())
+            .await
+            .map_err(|s| self.error(s, None))?
+            .into_inner()
+            .namespaces;
+        let watched = namespaces
+            .iter()
+            .filter(|ns| !self.ignored.contains(&ns.name));
+        let lists = futures::future::try_join_all(
+            watched.map(|ns| self.list_namespace(&channel, &ns.name)),
+        )
+        .await?;
+        Ok(lists.into_iter().flatten().collect())
+    }
+
+    async fn inspect(&self, id: &str) -> Result<Container, EngineError> {
+        let (namespace, container_id) = convert::split_display_id(id);
+        if self.ignored.contains(namespace) {
+            return Err(EngineError::NotFound { id: id.to_owned() });
+        }
+        let channel = self.channel().await?;
+        let record = ContainersClient::new(channel.clone())
+            .get(self.namespaced(
+                GetContainerRequest {
+                    id: container_id.to_owned(),
+                },
+                namespace,
+            )?)
+            .await
+            .map_err(|s| self.error(s, Some(id)))?
+            .into_inner()
+            .container
+            .ok_or_else(|| EngineError::NotFound { id: id.to_owned() })?;
+        let task = TasksClient::new(channel)
+            .get(self.namespaced(
+                GetRequest {
+                    container_id: container_id.to_owned(),
+                    exec_id: String::new(),
+                },
+                namespace,
+            )?)
+            .await
+            .map_err(|s| match self.error(s, Some(id)) {
+                EngineError::NotFound { id } => EngineError::Processless { id },
+                other => other,
+            })?
+            .into_inner()
+            .process
+            .ok_or_else(|| EngineError::Processless { id: id.to_owned() })?;
+        convert::container(namespace, &record, &task)
+            .ok_or_else(|| EngineError::Processless { id: id.to_owned() })
+    }
+
+    async fn subscribe(&self) -> Result<EngineEvents, EngineError> {
+        let channel = self.channel().await?;
+        let mut filters: Vec<String> = TOPICS.iter().map(|t| format!("topic==\"{t}\"")).collect();
+        filters.push(format!("topic==\"{BARRIER_TOPIC}\""));
+        let mut client = EventsClient::new(channel.clone());
+        let subscribing = client.subscribe(SubscribeRequest { filters });
+        tokio::pin!(subscribing);
+        // The call returns with the first matching event, whichever it is.
+        let mut events = loop {
+            self.publish_marker(&channel).await?;
+            tokio::select! {
+                subscribed = &mut subscribing => break subscribed.map_err(|s| self.error(s, None))?.into_inner(),
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        };
+        // Live once a marker comes through; markers published before the
+        // subscription existed are lost, so keep publishing until then.
+        // Events before it are older than the list to come.
+        loop {
+            match tokio::time::timeout(Duration::from_millis(100), events.next()).await {
+                Ok(Some(Ok(envelope))) if envelope.topic == BARRIER_TOPIC => break,
+                Ok(Some(Ok(_older))) => {}
+                Ok(Some(Err(status))) => return Err(self.error(status, None)),
+                Ok(None) => {
+                    return Err(EngineError::StreamEnded {
+                        endpoint: self.api.clone(),
+                    })
+                }
+                Err(_) => self.publish_marker(&channel).await?,
+            }
+        }
+        let (api, ignored) = (self.api.clone(), self.ignored.clone());
+        Ok(Box::pin(events.filter_map(move |item| {
+            let mapped = match item {
+                Ok(envelope) if ignored.contains(&envelope.namespace) => None,
+                Ok(envelope) => convert::engine_event(&envelope).map(Ok),
+                Err(status) => Some(Err(EngineError::unreachable(api.clone(), status))),
+            };
+            async move { mapped }
+        })))
+    }
+}

@@ -1,0 +1,250 @@
+//! Pure conversions of containerd's records and events into the core's
+//! model.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use containerd_client::events::{TaskExit, TaskPaused, TaskResumed, TaskStart};
+use containerd_client::services::v1::Container as Record;
+use containerd_client::types::v1::{Process, Status};
+use containerd_client::types::Envelope;
+use prost::Message;
+use whalewatcher_core::{Container, EngineEvent, EventKind, COMPOSE_PROJECT_LABEL};
+
+/// The label nerdctl stores a container's name in.
+pub const NERDCTL_NAME_LABEL: &str = "nerdctl/name";
+
+/// The id the portfolio shows: `namespace/id`, or just `id` in `default`.
+pub(crate) fn display_id(namespace: &str, id: &str) -> String {
+    if namespace == "default" {
+        id.to_owned()
+    } else {
+        format!("{namespace}/{id}")
+    }
+}
+
+/// The namespace and containerd id of a display id.
+pub(crate) fn split_display_id(display_id: &str) -> (&str, &str) {
+    display_id
+        .split_once('/')
+        .unwrap_or(("default", display_id))
+}
+
+/// The container a task belongs to. A task from the task *list* names its
+/// container in `id` and leaves `container_id` empty (seen on containerd
+/// 1.7); a task from a get fills `container_id`.
+pub(crate) fn task_container_id(task: &Process) -> &str {
+    if task.container_id.is_empty() {
+        &task.id
+    } else {
+        &task.container_id
+    }
+}
+
+/// The container of a record and its task, if the task is alive: running,
+/// or pausing/paused.
+pub(crate) fn container(namespace: &str, record: &Record, task: &Process) -> Option<Container> {
+    let paused = match Status::try_from(task.status).ok()? {
+        Status::Running => false,
+        Status::Paused | Status::Pausing => true,
+        _ => return None,
+    };
+    if task.pid == 0 {
+        return None;
+    }
+    let name = record
+        .labels
+        .get(NERDCTL_NAME_LABEL)
+        .cloned()
+        .unwrap_or_else(|| record.id.clone());
+    let project = record
+        .labels
+        .get(COMPOSE_PROJECT_LABEL)
+        .cloned()
+        .unwrap_or_default();
+    Some(
+        Container::new(display_id(namespace, &record.id), name, task.pid)
+            .with_labels(record.labels.clone())
+            .with_project(project)
+            .with_paused(paused),
+    )
+}
+
+/// The lifecycle event in an envelope, if it is one. A `/tasks/exit` of an
+/// exec'd process (its id differs from the container's) is not the
+/// container dying, so it is no event here.
+pub(crate) fn engine_event(envelope: &Envelope) -> Option<EngineEvent> {
+    let any = envelope.event.as_ref()?;
+    let (kind, container_id) = match envelope.topic.as_str() {
+        "/tasks/start" => (
+            EventKind::Started,
+            TaskStart::decode(any.value.as_slice()).ok()?.container_id,
+        ),
+        "/tasks/exit" => {
+            let exit = TaskExit::decode(any.value.as_slice()).ok()?;
+            if !exit.id.is_empty() && exit.id != exit.container_id {
+                return None;
+            }
+            (EventKind::Exited, exit.container_id)
+        }
+        "/tasks/paused" => (
+            EventKind::Paused,
+            TaskPaused::decode(any.value.as_slice()).ok()?.container_id,
+        ),
+        "/tasks/resumed" => (
+            EventKind::Unpaused,
+            TaskResumed::decode(any.value.as_slice()).ok()?.container_id,
+        ),
+        _ => return None,
+    };
+    let mut event = EngineEvent::new(kind, display_id(&envelope.namespace, &container_id));
+    event.timestamp = envelope.timestamp.as_ref().and_then(|t| {
+        let nanos = u64::try_from(t.seconds).ok()? * 1_000_000_000 + u64::try_from(t.nanos).ok()?;
+        Some(UNIX_EPOCH + Duration::from_nanos(nanos))
+    });
+    Some(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn envelope(namespace: &str, topic: &str, event: impl Message) -> Envelope {
+        Envelope {
+            timestamp: Some(prost_types::Timestamp {
+                seconds: 2,
+                nanos: 5,
+            }),
+            namespace: namespace.into(),
+            topic: topic.into(),
+            event: Some(prost_types::Any {
+                type_url: "containerd.events.X".into(),
+                value: event.encode_to_vec(),
+            }),
+        }
+    }
+
+    #[test]
+    fn display_ids_carry_the_namespace_except_in_default() {
+        assert_eq!(display_id("default", "web"), "web");
+        assert_eq!(display_id("shop", "web"), "shop/web");
+        assert_eq!(split_display_id("shop/web"), ("shop", "web"));
+        assert_eq!(split_display_id("web"), ("default", "web"));
+    }
+
+    #[test]
+    fn alive_tasks_become_containers_with_nerdctl_name_and_project() {
+        let record = Record {
+            id: "c1".into(),
+            labels: HashMap::from([
+                (NERDCTL_NAME_LABEL.into(), "web".into()),
+                (COMPOSE_PROJECT_LABEL.into(), "shop".into()),
+            ]),
+            ..Default::default()
+        };
+        let task = |status: Status| Process {
+            container_id: "c1".into(),
+            pid: 42,
+            status: status as i32,
+            ..Default::default()
+        };
+        let c = container("ns", &record, &task(Status::Running)).unwrap();
+        assert_eq!(
+            (c.id(), c.name(), c.pid(), c.project()),
+            ("ns/c1", "web", 42, "shop")
+        );
+        assert!(!c.is_paused());
+        assert!(container("ns", &record, &task(Status::Pausing))
+            .unwrap()
+            .is_paused());
+        assert!(container("ns", &record, &task(Status::Paused))
+            .unwrap()
+            .is_paused());
+        for dead in [Status::Created, Status::Stopped, Status::Unknown] {
+            assert!(container("ns", &record, &task(dead)).is_none(), "{dead:?}");
+        }
+        let unnamed = Record {
+            id: "c2".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            container("default", &unnamed, &task(Status::Running))
+                .unwrap()
+                .name(),
+            "c2"
+        );
+    }
+
+    #[test]
+    fn listed_tasks_name_their_container_in_id() {
+        let listed = Process {
+            id: "c1".into(),
+            pid: 3,
+            ..Default::default()
+        };
+        assert_eq!(task_container_id(&listed), "c1");
+        let got = Process {
+            container_id: "c1".into(),
+            ..Default::default()
+        };
+        assert_eq!(task_container_id(&got), "c1");
+    }
+
+    #[test]
+    fn task_events_map_and_exec_exits_do_not_remove_the_container() {
+        let start = envelope(
+            "ns",
+            "/tasks/start",
+            TaskStart {
+                container_id: "c1".into(),
+                pid: 7,
+            },
+        );
+        let event = engine_event(&start).unwrap();
+        assert_eq!(
+            (event.kind, event.id.as_str()),
+            (EventKind::Started, "ns/c1")
+        );
+        assert_eq!(
+            event.timestamp,
+            Some(UNIX_EPOCH + Duration::from_nanos(2_000_000_005))
+        );
+
+        let exit = |id: &str| TaskExit {
+            container_id: "c1".into(),
+            id: id.into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            engine_event(&envelope("ns", "/tasks/exit", exit("c1")))
+                .unwrap()
+                .kind,
+            EventKind::Exited
+        );
+        assert!(engine_event(&envelope("ns", "/tasks/exit", exit("exec-1"))).is_none());
+
+        let paused = envelope(
+            "default",
+            "/tasks/paused",
+            TaskPaused {
+                container_id: "c1".into(),
+            },
+        );
+        assert_eq!(engine_event(&paused).unwrap().id, "c1");
+        let resumed = envelope(
+            "default",
+            "/tasks/resumed",
+            TaskResumed {
+                container_id: "c1".into(),
+            },
+        );
+        assert_eq!(engine_event(&resumed).unwrap().kind, EventKind::Unpaused);
+        assert!(engine_event(&envelope(
+            "default",
+            "/containers/create",
+            TaskPaused::default()
+        ))
+        .is_none());
+    }
+}
