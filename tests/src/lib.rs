@@ -9,6 +9,7 @@ pub mod containerd;
 pub mod cri;
 pub mod docker;
 pub mod rig;
+pub mod watching;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -10,9 +10,8 @@ use std::sync::Arc;
 use bollard::models::HostConfig;
 use bollard::query_parameters::{ListContainersOptionsBuilder, RestartContainerOptionsBuilder};
 use futures::StreamExt;
-use tokio::task::JoinHandle;
 use whalewatcher_core::{
-    CancellationToken, Container, EngineError, Event, EventKind, RetryPolicy, WatchError, Watcher,
+    CancellationToken, EngineError, EventKind, RetryPolicy, WatchError, Watcher,
     COMPOSE_PROJECT_LABEL,
 };
 use whalewatcher_moby::{
@@ -21,86 +20,14 @@ use whalewatcher_moby::{
 };
 use whalewatcher_tests::docker::DockerTest;
 use whalewatcher_tests::rig::{self, Rig};
+use whalewatcher_tests::watching::Watching;
 use whalewatcher_tests::{eventually, run_command, within, TEST_LABEL};
 
-/// A watcher of one engine, running, with a subscriber from the start.
-struct Watching {
-    watcher: Watcher,
-    cancel: CancellationToken,
-    task: JoinHandle<Result<(), WatchError>>,
-    events: whalewatcher_core::EventStream,
-    seen: Vec<Event>,
-}
-
-impl Watching {
-    fn start(engine: &rig::Engine) -> Self {
-        let moby = MobyEngine::builder()
-            .endpoint(engine.endpoint.clone())
-            .build()
-            .expect("engine");
-        let watcher = Watcher::new(moby, RetryPolicy::default());
-        let (_, events) = watcher.subscribe();
-        let cancel = CancellationToken::new();
-        let task = tokio::spawn({
-            let (watcher, cancel) = (watcher.clone(), cancel.clone());
-            async move { watcher.watch(cancel).await }
-        });
-        Watching {
-            watcher,
-            cancel,
-            task,
-            events,
-            seen: Vec::new(),
-        }
-    }
-
-    /// This test's containers in the portfolio, by id.
-    fn mine(&self, t: &DockerTest) -> BTreeMap<String, Arc<Container>> {
-        self.watcher
-            .portfolio()
-            .containers()
-            .filter(|c| c.label(TEST_LABEL) == Some(t.label.as_str()))
-            .map(|c| (c.id().to_owned(), c.clone()))
-            .collect()
-    }
-
-    /// Reads events until `done` holds for those of container `id`.
-    async fn events_of(
-        &mut self,
-        id: &str,
-        what: &str,
-        done: impl Fn(&[EventKind]) -> bool,
-    ) -> Vec<EventKind> {
-        within(what, async {
-            loop {
-                let kinds: Vec<EventKind> = self
-                    .seen
-                    .iter()
-                    .filter(|e| e.container.id() == id)
-                    .map(|e| e.kind)
-                    .collect();
-                if done(&kinds) {
-                    return kinds;
-                }
-                let event = self
-                    .events
-                    .next()
-                    .await
-                    .expect("event stream open")
-                    .expect("no lag");
-                self.seen.push(event);
-            }
-        })
-        .await
-    }
-
-    async fn stop(self) {
-        self.cancel.cancel();
-        within("the watch to stop", self.task)
-            .await
-            .unwrap()
-            .unwrap();
-    }
+fn moby(engine: &rig::Engine) -> MobyEngine {
+    MobyEngine::builder()
+        .endpoint(engine.endpoint.clone())
+        .build()
+        .expect("engine")
 }
 
 /// What the engine itself says of this test's alive containers.
@@ -147,7 +74,7 @@ async fn truth(t: &DockerTest) -> BTreeMap<String, (String, u32, bool, String, b
 /// ids, names, PIDs, pause states, projects, privileged markers, labels.
 async fn matches_truth(w: &Watching, t: &DockerTest) -> bool {
     let truth = truth(t).await;
-    let mine = w.mine(t);
+    let mine = w.mine(&t.label);
     mine.len() == truth.len()
         && truth
             .iter()
@@ -168,7 +95,7 @@ async fn wait_for_truth(w: &Watching, t: &DockerTest, what: &str) {
     while !matches_truth(w, t).await {
         if tokio::time::Instant::now() >= deadline {
             let truth = truth(t).await;
-            let mine = w.mine(t);
+            let mine = w.mine(&t.label);
             let only_truth: Vec<_> = truth
                 .iter()
                 .filter(|(id, _)| !mine.contains_key(*id))
@@ -233,7 +160,7 @@ async fn initial_sync_equals_the_truth(engine: &rig::Engine, can_run_privileged:
     }
     t.create("never-started", &[], HostConfig::default()).await;
 
-    let w = Watching::start(engine);
+    let w = Watching::start(moby(engine));
     w.watcher.ready().await.expect("synced");
     assert!(
         matches_truth(&w, &t).await,
@@ -244,14 +171,16 @@ async fn initial_sync_equals_the_truth(engine: &rig::Engine, can_run_privileged:
     assert_eq!(portfolio.project(&blog).map(|p| p.len()), Some(5));
     assert!(portfolio.container(&ids[0]).unwrap().is_paused());
     let privileged = w
-        .mine(&t)
+        .mine(&t.label)
         .values()
         .filter(|c| c.labels().contains_key(PRIVILEGED_LABEL))
         .count();
     assert_eq!(privileged, usize::from(can_run_privileged));
-    assert_eq!(w.mine(&t).len(), 17 + usize::from(can_run_privileged));
+    assert_eq!(w.mine(&t.label).len(), 17 + usize::from(can_run_privileged));
     assert!(
-        w.mine(&t).values().all(|c| !c.name().starts_with('/')),
+        w.mine(&t.label)
+            .values()
+            .all(|c| !c.name().starts_with('/')),
         "names without the leading slash"
     );
     w.stop().await;
@@ -288,7 +217,7 @@ async fn engine_log(t: &DockerTest, id: &str, since: u64) -> Vec<EventKind> {
 /// start, pause, unpause, kill: portfolio and events follow, in order.
 async fn lifecycle_is_followed_in_order(engine: &rig::Engine) {
     let t = DockerTest::connect(engine, "moby-lifecycle").await;
-    let mut w = Watching::start(engine);
+    let mut w = Watching::start(moby(engine));
     w.watcher.ready().await.expect("synced");
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -333,7 +262,7 @@ async fn lifecycle_is_followed_in_order(engine: &rig::Engine) {
 /// A restart keeps the id: die, then start; it ends present and running.
 async fn restart_ends_present_and_running(engine: &rig::Engine) {
     let t = DockerTest::connect(engine, "moby-restart").await;
-    let mut w = Watching::start(engine);
+    let mut w = Watching::start(moby(engine));
     w.watcher.ready().await.expect("synced");
     let id = t.run("restarted", &[]).await;
     w.events_of(&id, "started", |k| k.contains(&EventKind::Started))
@@ -380,11 +309,11 @@ async fn churn_during_the_initial_sync_ends_in_the_truth(engine: &rig::Engine) {
             }
         }
     });
-    let w = Watching::start(engine);
+    let w = Watching::start(moby(engine));
     w.watcher.ready().await.expect("synced");
     churn.await.expect("churn");
     wait_for_truth(&w, &t, "the portfolio to equal the truth after churn").await;
-    assert_eq!(w.mine(&t).len(), 15);
+    assert_eq!(w.mine(&t.label).len(), 15);
     w.stop().await;
 }
 
@@ -438,7 +367,7 @@ macro_rules! on_every_engine {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn engine_type_id_and_version_are_reported() {
                 let engine = engine();
-                let w = Watching::start(&engine);
+                let w = Watching::start(moby(&engine));
                 w.watcher.ready().await.expect("synced");
                 assert_eq!(w.watcher.engine_type(), $type);
                 assert_eq!(w.watcher.version(), engine.version);
@@ -499,7 +428,7 @@ async fn podman_pods_show_as_labels_and_a_died_event_without_labels_removes_by_i
     }
     let _cleanup = RemovePod(podman, pod.clone());
 
-    let mut w = Watching::start(&rig.podman);
+    let mut w = Watching::start(moby(&rig.podman));
     w.watcher.ready().await.expect("synced");
     let id = podman(&[
         "run",

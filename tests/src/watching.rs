@@ -1,0 +1,95 @@
+//! A running watcher of a real engine, with a subscriber from the start.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use tokio::task::JoinHandle;
+use whalewatcher_core::{
+    CancellationToken, Container, Engine, Event, EventKind, EventStream, RetryPolicy, WatchError,
+    Watcher,
+};
+
+use crate::{within, TEST_LABEL};
+
+/// A watcher running in a task of its own, and what its subscriber saw.
+#[derive(Debug)]
+pub struct Watching {
+    /// The watcher.
+    pub watcher: Watcher,
+    /// Every event seen so far by [`events_of`](Self::events_of).
+    pub seen: Vec<Event>,
+    cancel: CancellationToken,
+    task: JoinHandle<Result<(), WatchError>>,
+    events: EventStream,
+}
+
+impl Watching {
+    /// Starts watching `engine` with the default (forever) retry policy.
+    pub fn start(engine: impl Engine) -> Self {
+        let watcher = Watcher::new(engine, RetryPolicy::default());
+        let (_, events) = watcher.subscribe();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn({
+            let (watcher, cancel) = (watcher.clone(), cancel.clone());
+            async move { watcher.watch(cancel).await }
+        });
+        Watching {
+            watcher,
+            seen: Vec::new(),
+            cancel,
+            task,
+            events,
+        }
+    }
+
+    /// The containers in the portfolio with this test label value, by id.
+    pub fn mine(&self, label: &str) -> BTreeMap<String, Arc<Container>> {
+        self.watcher
+            .portfolio()
+            .containers()
+            .filter(|c| c.label(TEST_LABEL) == Some(label))
+            .map(|c| (c.id().to_owned(), c.clone()))
+            .collect()
+    }
+
+    /// Reads events until `done` holds for the kinds of container `id`'s
+    /// events; returns those kinds.
+    pub async fn events_of(
+        &mut self,
+        id: &str,
+        what: &str,
+        done: impl Fn(&[EventKind]) -> bool,
+    ) -> Vec<EventKind> {
+        within(what, async {
+            loop {
+                let kinds: Vec<EventKind> = self
+                    .seen
+                    .iter()
+                    .filter(|e| e.container.id() == id)
+                    .map(|e| e.kind)
+                    .collect();
+                if done(&kinds) {
+                    return kinds;
+                }
+                let event = self
+                    .events
+                    .next()
+                    .await
+                    .expect("event stream open")
+                    .expect("no lag");
+                self.seen.push(event);
+            }
+        })
+        .await
+    }
+
+    /// Stops the watch and waits for it to end.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        within("the watch to stop", self.task)
+            .await
+            .expect("watch task")
+            .expect("watch ended with an error");
+    }
+}

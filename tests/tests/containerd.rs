@@ -1,0 +1,329 @@
+//! whalewatcher-containerd against the rig's containerd 1.7.
+//!
+//! The engine-restart test takes the engine exclusively; the others share
+//! it and compare only the containers that carry their own test label.
+
+use std::collections::BTreeMap;
+
+use whalewatcher_containerd::{ContainerdEngine, NERDCTL_NAME_LABEL};
+use whalewatcher_core::{
+    CancellationToken, Engine, EngineError, EventKind, EventSource, RetryPolicy, WatchError,
+    Watcher, COMPOSE_PROJECT_LABEL,
+};
+use whalewatcher_tests::containerd::ContainerdTest;
+use whalewatcher_tests::rig::Rig;
+use whalewatcher_tests::watching::Watching;
+use whalewatcher_tests::{eventually, run_command, TEST_LABEL};
+
+/// Shared by the tests that only use the engine; taken alone by the one
+/// that restarts it.
+static ENGINE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+const NAMESPACE: &str = "whalewatcher-a";
+
+fn engine(rig: &Rig) -> ContainerdEngine {
+    ContainerdEngine::new(rig.containerd.socket())
+}
+
+/// What containerd itself says (through ctr) of this test's alive
+/// containers in `namespaces`: display id → (PID, paused).
+fn truth(t: &ContainerdTest, namespaces: &[&str]) -> BTreeMap<String, (u32, bool)> {
+    let mut truth = BTreeMap::new();
+    for namespace in namespaces {
+        let filter = format!("labels.\"{TEST_LABEL}\"==\"{}\"", t.label);
+        let mine: Vec<String> = t
+            .ctr(namespace, &["containers", "ls", "-q", &filter])
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        for line in t.ctr(namespace, &["tasks", "ls"]).lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [id, pid, status] = fields[..] else {
+                continue;
+            };
+            if !mine.iter().any(|m| m == id) || !matches!(status, "RUNNING" | "PAUSED" | "PAUSING")
+            {
+                continue;
+            }
+            let display = if *namespace == "default" {
+                id.to_owned()
+            } else {
+                format!("{namespace}/{id}")
+            };
+            truth.insert(display, (pid.parse().unwrap(), status != "RUNNING"));
+        }
+    }
+    truth
+}
+
+fn portfolio_view(w: &Watching, t: &ContainerdTest) -> BTreeMap<String, (u32, bool)> {
+    w.mine(&t.label)
+        .into_iter()
+        .map(|(id, c)| (id, (c.pid(), c.is_paused())))
+        .collect()
+}
+
+async fn wait_for_truth(w: &Watching, t: &ContainerdTest, namespaces: &[&str]) {
+    eventually("the portfolio to equal containerd's truth", || async {
+        portfolio_view(w, t) == truth(t, namespaces)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaces_names_projects_and_pauses_equal_the_truth() {
+    let _shared = ENGINE.read().await;
+    let rig = Rig::load();
+    let t = ContainerdTest::connect(&rig, "cd-sync").await;
+    let project = format!("shop-{}", t.label);
+    let (web, db, solo, hidden) = (
+        format!("web-{}", t.label),
+        format!("db-{}", t.label),
+        format!("solo-{}", t.label),
+        format!("hidden-{}", t.label),
+    );
+    t.run(
+        NAMESPACE,
+        &web,
+        &[
+            (NERDCTL_NAME_LABEL, "web"),
+            (COMPOSE_PROJECT_LABEL, &project),
+        ],
+    );
+    t.run(
+        NAMESPACE,
+        &db,
+        &[
+            (NERDCTL_NAME_LABEL, "db"),
+            (COMPOSE_PROJECT_LABEL, &project),
+        ],
+    );
+    t.run("default", &solo, &[]);
+    t.ctr("default", &["tasks", "pause", &solo]);
+    t.run("moby", &hidden, &[]); // ignored by default
+
+    let w = Watching::start(engine(&rig));
+    w.watcher.ready().await.expect("synced");
+    assert_eq!(portfolio_view(&w, &t), truth(&t, &[NAMESPACE, "default"]));
+    let portfolio = w.watcher.portfolio();
+    let web_c = portfolio
+        .container(&format!("{NAMESPACE}/{web}"))
+        .expect("namespaced id");
+    assert_eq!((web_c.name(), web_c.project()), ("web", project.as_str()));
+    assert_eq!(portfolio.project(&project).map(|p| p.len()), Some(2));
+    let solo_c = portfolio
+        .container(&solo)
+        .expect("default namespace: plain id");
+    assert!(solo_c.is_paused());
+    assert_eq!(solo_c.name(), solo, "no nerdctl name: the id");
+    assert!(
+        portfolio.containers().all(|c| !c.id().starts_with("moby/")),
+        "the ignored namespace must be absent"
+    );
+    assert_eq!(w.watcher.engine_type(), "containerd.io");
+    assert_eq!(w.watcher.version(), rig.containerd.version);
+    assert!(!w.watcher.id().is_empty());
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_and_kill_are_followed_in_order() {
+    let _shared = ENGINE.read().await;
+    let rig = Rig::load();
+    let t = ContainerdTest::connect(&rig, "cd-life").await;
+    let mut w = Watching::start(engine(&rig));
+    w.watcher.ready().await.expect("synced");
+
+    let id = format!("life-{}", t.label);
+    let display = format!("{NAMESPACE}/{id}");
+    t.run(NAMESPACE, &id, &[]);
+    w.events_of(&display, "started", |k| k.contains(&EventKind::Started))
+        .await;
+    t.ctr(NAMESPACE, &["tasks", "pause", &id]);
+    w.events_of(&display, "paused", |k| k.contains(&EventKind::Paused))
+        .await;
+    assert!(w
+        .watcher
+        .portfolio()
+        .container(&display)
+        .unwrap()
+        .is_paused());
+    t.ctr(NAMESPACE, &["tasks", "resume", &id]);
+    w.events_of(&display, "resumed", |k| k.contains(&EventKind::Unpaused))
+        .await;
+    t.kill(NAMESPACE, &id);
+    let kinds = w
+        .events_of(&display, "exited", |k| k.contains(&EventKind::Exited))
+        .await;
+    assert_eq!(
+        kinds,
+        [
+            EventKind::Started,
+            EventKind::Paused,
+            EventKind::Unpaused,
+            EventKind::Exited
+        ]
+    );
+    assert!(w.watcher.portfolio().container(&display).is_none());
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_that_ends_does_not_remove_its_container() {
+    let _shared = ENGINE.read().await;
+    let rig = Rig::load();
+    let t = ContainerdTest::connect(&rig, "cd-exec").await;
+    let mut w = Watching::start(engine(&rig));
+    w.watcher.ready().await.expect("synced");
+
+    let id = format!("exec-{}", t.label);
+    t.run("default", &id, &[]);
+    w.events_of(&id, "started", |k| k.contains(&EventKind::Started))
+        .await;
+    t.ctr(
+        "default",
+        &["tasks", "exec", "--exec-id", "probe", &id, "true"],
+    );
+    // Fence: once this start is through, so is the exec's exit event.
+    let fence = format!("fence-{}", t.label);
+    t.run("default", &fence, &[]);
+    w.events_of(&fence, "the fence started", |k| {
+        k.contains(&EventKind::Started)
+    })
+    .await;
+    assert!(
+        w.watcher.portfolio().container(&id).is_some(),
+        "the exec's exit removed it"
+    );
+    assert_eq!(
+        w.events_of(&id, "nothing more", |_| true).await,
+        [EventKind::Started]
+    );
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_tasks_churned_during_the_initial_sync_end_in_the_truth() {
+    let _shared = ENGINE.read().await;
+    let rig = Rig::load();
+    let t = std::sync::Arc::new(ContainerdTest::connect(&rig, "cd-churn").await);
+    let churn = tokio::task::spawn_blocking({
+        let t = t.clone();
+        move || {
+            for i in 0..30 {
+                let id = format!("churn{i}-{}", t.label);
+                t.run(NAMESPACE, &id, &[]);
+                if i % 2 == 0 {
+                    t.kill(NAMESPACE, &id);
+                }
+            }
+        }
+    });
+    let w = Watching::start(engine(&rig));
+    w.watcher.ready().await.expect("synced");
+    churn.await.expect("churn");
+    wait_for_truth(&w, &t, &[NAMESPACE]).await;
+    assert_eq!(w.mine(&t.label).len(), 15);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_restart_is_resynchronized_and_subscribers_see_the_difference() {
+    let _alone = ENGINE.write().await;
+    let rig = Rig::load();
+    let t = ContainerdTest::connect(&rig, "cd-restart").await;
+    let before = format!("before-{}", t.label);
+    t.run("default", &before, &[]);
+    let mut w = Watching::start(engine(&rig));
+    w.watcher.ready().await.expect("synced");
+    w.events_of(&before, "the initial start", |k| {
+        k.contains(&EventKind::Started)
+    })
+    .await;
+
+    // All tasks die with the engine's container; containerd comes back.
+    run_command(
+        "docker",
+        &[
+            "-H",
+            &rig.host_docker.endpoint,
+            "restart",
+            "-t",
+            "5",
+            rig.containerd.container(),
+        ],
+    );
+    eventually("containerd to answer again", || async {
+        std::process::Command::new("docker")
+            .args([
+                "-H",
+                &rig.host_docker.endpoint,
+                "exec",
+                rig.containerd.container(),
+                "ctr",
+                "version",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+    .await;
+    let after = format!("after-{}", t.label);
+    t.run("default", &after, &[]);
+
+    let vanished = w
+        .events_of(&before, "the vanished one's exit", |k| {
+            k.contains(&EventKind::Exited)
+        })
+        .await;
+    assert_eq!(vanished, [EventKind::Started, EventKind::Exited]);
+    let exit = w
+        .seen
+        .iter()
+        .find(|e| e.container.id() == before && e.kind == EventKind::Exited)
+        .unwrap();
+    assert_eq!(
+        exit.source,
+        EventSource::Sync,
+        "reported by the resync's difference"
+    );
+    w.events_of(&after, "the new one's start", |k| {
+        k.contains(&EventKind::Started)
+    })
+    .await;
+    wait_for_truth(&w, &t, &["default"]).await;
+    assert_eq!(w.mine(&t.label).keys().collect::<Vec<_>>(), [&after]);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_socket_is_unreachable() {
+    let engine = ContainerdEngine::new("/run/whalewatcher-rig/no-such-containerd.sock");
+    let watcher = Watcher::new(engine, RetryPolicy::none());
+    let ended = watcher.watch(CancellationToken::new()).await;
+    assert!(
+        matches!(
+            ended,
+            Err(WatchError::GaveUp {
+                last: EngineError::Unreachable { .. },
+                ..
+            })
+        ),
+        "{ended:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_socket_that_is_not_containerd_is_a_typed_error() {
+    let rig = Rig::load();
+    let engine = ContainerdEngine::new(rig.host_docker.socket()); // speaks HTTP/1.1, not gRPC
+    let err = engine.info().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EngineError::Unreachable { .. } | EngineError::Protocol { .. }
+        ),
+        "{err:?}"
+    );
+    let err = engine.inspect("bad namespace!/x").await.unwrap_err();
+    assert!(matches!(err, EngineError::Protocol { .. }), "{err:?}");
+}
