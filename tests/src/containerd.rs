@@ -4,10 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
-use std::time::Duration;
 
-use containerd_client::services::v1::events_client::EventsClient;
-use containerd_client::services::v1::{PublishRequest, SubscribeRequest};
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Request, Streaming};
 use containerd_client::types::Envelope;
@@ -15,10 +12,6 @@ use containerd_client::with_namespace;
 use futures::StreamExt;
 
 use crate::{rig, run_command, test_label_value, within, TEST_LABEL};
-
-/// The topic of the markers [`ContainerdTest::subscribe`] publishes to
-/// learn that its subscription is live.
-pub const BARRIER_TOPIC: &str = "/whalewatcher-rig/barrier";
 
 /// One test's view of the rig's containerd; the containers it makes carry
 /// its label and are removed when this is dropped.
@@ -102,61 +95,15 @@ impl ContainerdTest {
     }
 
     /// Subscribes to events matching `filters` (containerd filter syntax)
-    /// and returns once the subscription is live.
-    ///
-    /// containerd sends no response headers until the first event, so the
-    /// call itself cannot tell; instead a marker is published on
-    /// [`BARRIER_TOPIC`] until one comes through.
+    /// and returns once the subscription is live, with the engine crate's
+    /// own barrier.
     pub async fn subscribe(&self, filters: &[&str]) -> Streaming<Envelope> {
-        let mut filters: Vec<String> = filters.iter().map(|f| (*f).to_owned()).collect();
-        filters.push(format!("topic==\"{BARRIER_TOPIC}\""));
-        let mut client = EventsClient::new(self.channel.clone());
-        let mut subscribing = tokio::spawn(async move {
-            client
-                .subscribe(SubscribeRequest { filters })
-                .await
-                .map(|response| response.into_inner())
-        });
-        within("containerd's event subscription to go live", async {
-            // Until the call returns: it returns with the first event,
-            // which may be any matching event, not necessarily a marker.
-            let mut events = loop {
-                self.publish_marker().await;
-                tokio::select! {
-                    done = &mut subscribing => break done
-                        .expect("subscription task panicked")
-                        .unwrap_or_else(|e| panic!("cannot subscribe to containerd's events: {e}")),
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                }
-            };
-            // Live once a marker comes through; markers published before the
-            // subscription existed are lost, so keep publishing until then.
-            // Later markers are left to the predicates of the test's waits.
-            loop {
-                match tokio::time::timeout(Duration::from_millis(100), events.next()).await {
-                    Ok(Some(Ok(envelope))) if envelope.topic == BARRIER_TOPIC => return events,
-                    Ok(Some(Ok(_older))) => {}
-                    Ok(Some(Err(e))) => panic!("containerd's event stream broke: {e}"),
-                    Ok(None) => panic!("containerd's event stream ended"),
-                    Err(_) => self.publish_marker().await,
-                }
-            }
-        })
+        within(
+            "containerd's event subscription to go live",
+            whalewatcher_containerd::live_subscription(&self.channel, filters),
+        )
         .await
-    }
-
-    async fn publish_marker(&self) {
-        let marker = PublishRequest {
-            topic: BARRIER_TOPIC.to_owned(),
-            event: Some(prost_types::Any {
-                type_url: "whalewatcher-rig/barrier".to_owned(),
-                value: Vec::new(),
-            }),
-        };
-        EventsClient::new(self.channel.clone())
-            .publish(with_namespace!(marker, "default"))
-            .await
-            .unwrap_or_else(|e| panic!("cannot publish a barrier marker: {e}"));
+        .unwrap_or_else(|e| panic!("cannot subscribe to containerd's events: {e}"))
     }
 }
 

@@ -40,7 +40,8 @@ use containerd_client::services::v1::{
 };
 use containerd_client::tonic::metadata::MetadataValue;
 use containerd_client::tonic::transport::Channel;
-use containerd_client::tonic::{Code, Request, Status};
+use containerd_client::tonic::{Code, Request, Status, Streaming};
+use containerd_client::types::Envelope;
 use futures::StreamExt;
 use whalewatcher_core::{async_trait, Container, Engine, EngineError, EngineEvents, EngineInfo};
 
@@ -187,21 +188,62 @@ impl ContainerdEngine {
             .filter_map(|record| convert::container(namespace, record, tasks.get(&record.id)?))
             .collect())
     }
+}
 
-    async fn publish_marker(&self, channel: &Channel) -> Result<(), EngineError> {
-        let marker = PublishRequest {
-            topic: BARRIER_TOPIC.to_owned(),
-            event: Some(prost_types::Any {
-                type_url: "whalewatcher/barrier".to_owned(),
-                value: Vec::new(),
-            }),
-        };
-        EventsClient::new(channel.clone())
-            .publish(self.namespaced(marker, "default")?)
-            .await
-            .map(|_| ())
-            .map_err(|s| self.error(s, None))
+/// Subscribes to containerd's events matching `filters` (containerd filter
+/// syntax) and returns once the subscription is live.
+///
+/// containerd answers a subscription only with its first event, which may
+/// be any matching one, so awaiting the call says nothing about when the
+/// subscription went live. Markers are published on [`BARRIER_TOPIC`]
+/// until one comes through; markers published before the subscription
+/// existed are lost, hence the repetition. Events before the first marker
+/// are dropped (they are older than anything listed afterwards); later
+/// markers stay in the stream, for the caller to skip by topic.
+pub async fn live_subscription(
+    channel: &Channel,
+    filters: &[&str],
+) -> Result<Streaming<Envelope>, Status> {
+    let mut filters: Vec<String> = filters.iter().map(|f| (*f).to_owned()).collect();
+    filters.push(format!("topic==\"{BARRIER_TOPIC}\""));
+    let mut client = EventsClient::new(channel.clone());
+    let subscribing = client.subscribe(SubscribeRequest { filters });
+    tokio::pin!(subscribing);
+    let mut events = loop {
+        publish_marker(channel).await?;
+        tokio::select! {
+            subscribed = &mut subscribing => break subscribed?.into_inner(),
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    };
+    loop {
+        match tokio::time::timeout(Duration::from_millis(100), events.next()).await {
+            Ok(Some(Ok(envelope))) if envelope.topic == BARRIER_TOPIC => return Ok(events),
+            Ok(Some(Ok(_older))) => {}
+            Ok(Some(Err(status))) => return Err(status),
+            Ok(None) => return Err(Status::unavailable("containerd's event stream ended")),
+            Err(_) => publish_marker(channel).await?,
+        }
     }
+}
+
+async fn publish_marker(channel: &Channel) -> Result<(), Status> {
+    let marker = PublishRequest {
+        topic: BARRIER_TOPIC.to_owned(),
+        event: Some(prost_types::Any {
+            type_url: "whalewatcher/barrier".to_owned(),
+            value: Vec::new(),
+        }),
+    };
+    let mut request = Request::new(marker);
+    request.metadata_mut().insert(
+        "containerd-namespace",
+        MetadataValue::from_static("default"),
+    );
+    EventsClient::new(channel.clone())
+        .publish(request)
+        .await
+        .map(|_| ())
 }
 
 #[async_trait]
@@ -299,35 +341,11 @@ impl Engine for ContainerdEngine {
 
     async fn subscribe(&self) -> Result<EngineEvents, EngineError> {
         let channel = self.channel().await?;
-        let mut filters: Vec<String> = TOPICS.iter().map(|t| format!("topic==\"{t}\"")).collect();
-        filters.push(format!("topic==\"{BARRIER_TOPIC}\""));
-        let mut client = EventsClient::new(channel.clone());
-        let subscribing = client.subscribe(SubscribeRequest { filters });
-        tokio::pin!(subscribing);
-        // The call returns with the first matching event, whichever it is.
-        let mut events = loop {
-            self.publish_marker(&channel).await?;
-            tokio::select! {
-                subscribed = &mut subscribing => break subscribed.map_err(|s| self.error(s, None))?.into_inner(),
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            }
-        };
-        // Live once a marker comes through; markers published before the
-        // subscription existed are lost, so keep publishing until then.
-        // Events before it are older than the list to come.
-        loop {
-            match tokio::time::timeout(Duration::from_millis(100), events.next()).await {
-                Ok(Some(Ok(envelope))) if envelope.topic == BARRIER_TOPIC => break,
-                Ok(Some(Ok(_older))) => {}
-                Ok(Some(Err(status))) => return Err(self.error(status, None)),
-                Ok(None) => {
-                    return Err(EngineError::StreamEnded {
-                        endpoint: self.api.clone(),
-                    })
-                }
-                Err(_) => self.publish_marker(&channel).await?,
-            }
-        }
+        let topics = TOPICS.map(|t| format!("topic==\"{t}\""));
+        let filters: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let events = live_subscription(&channel, &filters)
+            .await
+            .map_err(|s| self.error(s, None))?;
         let (api, ignored) = (self.api.clone(), self.ignored.clone());
         Ok(Box::pin(events.filter_map(move |item| {
             let mapped = match item {
