@@ -407,15 +407,16 @@ impl Engine for MobyEngine {
 
     async fn list(&self) -> Result<Vec<Container>, EngineError> {
         let ids = self.alive_ids().await?;
+        // One pod look-up for all; nobody is in a pod on Docker.
         let pods = if self.is_podman().await? {
-            Some(self.pods(None).await?)
+            self.pods(None).await?
         } else {
-            None
+            HashMap::new()
         };
         futures::stream::iter(ids)
             .map(|id| {
-                let pods = pods.as_ref().or(Some(&EMPTY_PODS));
-                async move { self.inspect_with(&id, pods).await }
+                let pods = &pods;
+                async move { self.inspect_with(&id, Some(pods)).await }
             })
             .buffer_unordered(self.max_concurrent_inspects)
             // Gone since the list: not alive, so not ours.
@@ -464,7 +465,3 @@ impl Engine for MobyEngine {
         Ok(Box::pin(events))
     }
 }
-
-/// The pod membership of a Docker engine: nobody is in a pod.
-static EMPTY_PODS: std::sync::LazyLock<HashMap<String, PodMembership>> =
-    std::sync::LazyLock::new(HashMap::new);
