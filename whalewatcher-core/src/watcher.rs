@@ -237,9 +237,10 @@ impl Watcher {
         self.engine_info().api.clone()
     }
 
-    /// The engine's PID, when known.
+    /// The engine's PID, when known: as the caller told the engine, else as
+    /// the engine said at the last (re)connect.
     pub fn pid(&self) -> Option<u32> {
-        self.shared.engine.pid()
+        self.engine_info().pid
     }
 
     /// Synchronizes with the engine and keeps following it until `cancel`
