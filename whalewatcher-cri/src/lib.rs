@@ -1,7 +1,496 @@
-//! The whalewatcher engine for CRI runtimes (containerd's CRI plugin, cri-o) through the CRI container events API.
+//! The whalewatcher engine for CRI runtimes (containerd's CRI plugin,
+//! cri-o) through the CRI API and its container events (k8s-cri, tonic).
 //!
-//! Implements [`whalewatcher_core::Engine`]; the watcher in
-//! `whalewatcher-core` does the synchronization. This crate is a
-//! placeholder until its engine lands.
+//! ```no_run
+//! use whalewatcher_core::{RetryPolicy, Watcher};
+//! use whalewatcher_cri::CriEngine;
+//!
+//! let engine = CriEngine::new("/run/containerd/containerd.sock");
+//! let watcher = Watcher::new(engine, RetryPolicy::default());
+//! ```
+//!
+//! - Running containers and ready pod sandboxes are alive. Sandboxes are
+//!   containers too, marked with [`POD_SANDBOX_LABEL`] and named after
+//!   their pod. Every container carries its pod's name, namespace and uid
+//!   and its own name within the pod as labels, and its annotations as
+//!   labels prefixed with [`ANNOTATION_KEY_PREFIX`] — the label names the
+//!   Go whalewatcher uses, so tools keep working.
+//! - CRI has no PIDs; the verbose status's `info` JSON has them. A sync
+//!   costs one container list and one sandbox list plus exactly one status
+//!   round trip per container and per sandbox. A started event costs one
+//!   status round trip: the event carries its pod, which is remembered.
+//! - Events come from `GetContainerEvents`. containerd 1.7 serves all its
+//!   event streams from one queue: events emitted while nobody listens are
+//!   replayed to the next stream, and two streams split the events. So:
+//!   one stream per engine (never two watchers on one CRI engine), a full
+//!   relist after every reconnect, and stale replayed events are harmless
+//!   (a start of a container since gone finds it gone; an exit of one
+//!   never seen changes nothing).
+//! - An engine without container events is an
+//!   [`EngineError::Unsupported`], reported once, not retried: containerd
+//!   before 1.7 answers `Unimplemented`; cri-o without
+//!   `enable_pod_events = true` ends the stream at once.
+//! - CRI has no engine id; the engine's host name stands in (see
+//!   [`CriEngine::with_pid`]).
 
-pub use whalewatcher_core::Engine;
+mod connection;
+mod convert;
+mod hostname;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use futures::{StreamExt, TryStreamExt};
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use k8s_cri::v1::{
+    ContainerEventResponse, ContainerFilter, ContainerState, ContainerStateValue,
+    ContainerStatusRequest, GetEventsRequest, ListContainersRequest, ListPodSandboxRequest,
+    PodSandboxFilter, PodSandboxState, PodSandboxStateValue, PodSandboxStatusRequest,
+    VersionRequest,
+};
+use tonic::transport::Channel;
+use tonic::{Code, Response, Status, Streaming};
+use whalewatcher_core::{async_trait, Container, Engine, EngineError, EngineEvents, EngineInfo};
+
+use convert::{Pod, VerboseInfo};
+pub use convert::{
+    ANNOTATION_KEY_PREFIX, POD_CONTAINER_NAME_LABEL, POD_NAMESPACE_LABEL, POD_NAME_LABEL,
+    POD_SANDBOX_LABEL, POD_UID_LABEL,
+};
+
+/// The engine type reported for CRI runtimes.
+pub const CRI_TYPE: &str = "k8s.io/cri-api";
+
+/// What an engine lacks when it cannot stream container events.
+const NO_EVENTS: &str = "CRI container events";
+
+/// What an engine lacks when it ends the event stream before any event
+/// (cri-o without its pod events option).
+const EVENTS_DISABLED: &str = "CRI container events: it ended the event stream at once \
+                               (cri-o needs enable_pod_events = true)";
+
+/// How many status round trips a list runs at once, unless told.
+pub const DEFAULT_MAX_CONCURRENT_INSPECTS: usize = 16;
+
+/// A CRI runtime, through the CRI API.
+#[derive(Debug)]
+pub struct CriEngine {
+    socket: PathBuf,
+    api: String,
+    pid: Option<u32>,
+    max_concurrent_inspects: usize,
+    /// Connected on first use; tonic reconnects it after a loss.
+    channel: tokio::sync::OnceCell<Channel>,
+    /// The pods of the sandboxes known to be alive, by sandbox id: filled
+    /// by lists and by started events, which carry their pod, so that
+    /// inspecting a started container costs one round trip.
+    pods: Arc<Mutex<HashMap<String, Pod>>>,
+}
+
+impl CriEngine {
+    /// An engine at the unix socket `socket`. Does no I/O.
+    pub fn new(socket: impl Into<PathBuf>) -> Self {
+        let socket = socket.into();
+        CriEngine {
+            api: format!("unix://{}", socket.display()),
+            socket,
+            pid: None,
+            max_concurrent_inspects: DEFAULT_MAX_CONCURRENT_INSPECTS,
+            channel: tokio::sync::OnceCell::new(),
+            pods: Arc::default(),
+        }
+    }
+
+    /// The engine's PID, when the caller knows it: CRI cannot tell. The
+    /// engine id is then the host name in that process's UTS namespace
+    /// (when this process may look; otherwise, and without a PID, this
+    /// host's name).
+    pub fn with_pid(mut self, pid: u32) -> Self {
+        self.pid = Some(pid);
+        self
+    }
+
+    /// How many status round trips a list runs at once (at least one).
+    pub fn max_concurrent_inspects(mut self, max: usize) -> Self {
+        self.max_concurrent_inspects = max.max(1);
+        self
+    }
+
+    async fn client(&self) -> Result<RuntimeServiceClient<Channel>, EngineError> {
+        self.channel
+            .get_or_try_init(|| connection::connect(self.socket.clone()))
+            .await
+            .cloned()
+            .map(RuntimeServiceClient::new)
+            .map_err(|e| EngineError::unreachable(self.api.clone(), e))
+    }
+
+    fn error(&self, status: Status, id: Option<&str>) -> EngineError {
+        status_error(&self.api, status, id)
+    }
+
+    fn pods(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pod>> {
+        lock(&self.pods)
+    }
+
+    /// A running container: one verbose status round trip, plus one for its
+    /// pod in the rare case it is not known yet.
+    async fn inspect_container(
+        &self,
+        client: &mut RuntimeServiceClient<Channel>,
+        id: &str,
+    ) -> Result<Container, EngineError> {
+        let response = client
+            .container_status(ContainerStatusRequest {
+                container_id: id.to_owned(),
+                verbose: true,
+            })
+            .await
+            .map_err(|s| self.error(s, Some(id)))?
+            .into_inner();
+        let processless = || EngineError::Processless { id: id.to_owned() };
+        let status = response.status.ok_or_else(processless)?;
+        if status.state != ContainerState::ContainerRunning as i32 {
+            return Err(processless());
+        }
+        let info = VerboseInfo::parse(&response.info)
+            .filter(|info| info.pid != 0)
+            .ok_or_else(|| self.no_pid(id))?;
+        let sandbox_id = info.sandbox_id.unwrap_or_default();
+        let known = self.pods().get(&sandbox_id).cloned();
+        let pod = match known {
+            Some(pod) => pod,
+            None => self.fetch_pod(client, &sandbox_id).await?,
+        };
+        let name = status.metadata.as_ref().map_or("", |m| m.name.as_str());
+        Ok(convert::container(
+            &status.id,
+            name,
+            &status.labels,
+            &status.annotations,
+            &pod,
+            info.pid,
+        ))
+    }
+
+    /// The pod of a sandbox not known yet; remembered.
+    async fn fetch_pod(
+        &self,
+        client: &mut RuntimeServiceClient<Channel>,
+        sandbox_id: &str,
+    ) -> Result<Pod, EngineError> {
+        let status = client
+            .pod_sandbox_status(PodSandboxStatusRequest {
+                pod_sandbox_id: sandbox_id.to_owned(),
+                verbose: false,
+            })
+            .await
+            .map_err(|s| self.error(s, Some(sandbox_id)))?
+            .into_inner()
+            .status;
+        let pod = Pod::from_metadata(status.as_ref().and_then(|s| s.metadata.as_ref()));
+        self.pods().insert(sandbox_id.to_owned(), pod.clone());
+        Ok(pod)
+    }
+
+    /// A ready pod sandbox: one verbose status round trip.
+    async fn inspect_sandbox(
+        &self,
+        client: &mut RuntimeServiceClient<Channel>,
+        id: &str,
+    ) -> Result<Container, EngineError> {
+        let response = client
+            .pod_sandbox_status(PodSandboxStatusRequest {
+                pod_sandbox_id: id.to_owned(),
+                verbose: true,
+            })
+            .await
+            .map_err(|s| self.error(s, Some(id)))?
+            .into_inner();
+        let processless = || EngineError::Processless { id: id.to_owned() };
+        let status = response.status.ok_or_else(processless)?;
+        if status.state != PodSandboxState::SandboxReady as i32 {
+            return Err(processless());
+        }
+        let info = VerboseInfo::parse(&response.info)
+            .filter(|info| info.pid != 0)
+            .ok_or_else(|| self.no_pid(id))?;
+        let pod = Pod::from_metadata(status.metadata.as_ref());
+        self.pods().insert(status.id.clone(), pod.clone());
+        Ok(convert::sandbox(
+            &status.id,
+            &status.labels,
+            &status.annotations,
+            &pod,
+            info.pid,
+        ))
+    }
+
+    fn no_pid(&self, id: &str) -> EngineError {
+        EngineError::Protocol {
+            endpoint: self.api.clone(),
+            message: format!("the verbose status of {id:?} has no PID in its info"),
+        }
+    }
+
+    /// Inspects each id (sandboxes or containers) with at most
+    /// `max_concurrent_inspects` round trips in flight; what is no longer
+    /// alive by then is left out.
+    async fn inspect_all(
+        &self,
+        client: &RuntimeServiceClient<Channel>,
+        ids: Vec<(String, bool)>,
+    ) -> Result<Vec<Container>, EngineError> {
+        let inspected: Vec<Option<Container>> = futures::stream::iter(ids)
+            .map(|(id, is_sandbox)| {
+                let mut client = client.clone();
+                async move {
+                    let result = if is_sandbox {
+                        self.inspect_sandbox(&mut client, &id).await
+                    } else {
+                        self.inspect_container(&mut client, &id).await
+                    };
+                    match result {
+                        Err(error) if error.is_container_gone() => Ok(None),
+                        other => other.map(Some),
+                    }
+                }
+            })
+            .buffer_unordered(self.max_concurrent_inspects)
+            .try_collect()
+            .await?;
+        Ok(inspected.into_iter().flatten().collect())
+    }
+}
+
+#[async_trait]
+impl Engine for CriEngine {
+    fn api(&self) -> &str {
+        &self.api
+    }
+
+    fn engine_type(&self) -> &str {
+        CRI_TYPE
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    async fn info(&self) -> Result<EngineInfo, EngineError> {
+        let version = self
+            .client()
+            .await?
+            .version(VersionRequest {
+                version: "v1".to_owned(),
+            })
+            .await
+            .map_err(|s| self.error(s, None))?
+            .into_inner();
+        let pid = self.pid;
+        let id = tokio::task::spawn_blocking(move || hostname::engine_hostname(pid))
+            .await
+            .unwrap_or_default();
+        Ok(EngineInfo {
+            id,
+            engine_type: CRI_TYPE.to_owned(),
+            version: convert::version(&version),
+            api: self.api.clone(),
+            pid: self.pid,
+        })
+    }
+
+    async fn list(&self) -> Result<Vec<Container>, EngineError> {
+        let client = self.client().await?;
+        let (mut sandboxes, mut containers) = (client.clone(), client.clone());
+        let (sandboxes, containers) = futures::join!(
+            sandboxes.list_pod_sandbox(ListPodSandboxRequest {
+                filter: Some(PodSandboxFilter {
+                    state: Some(PodSandboxStateValue {
+                        state: PodSandboxState::SandboxReady as i32,
+                    }),
+                    ..Default::default()
+                }),
+            }),
+            containers.list_containers(ListContainersRequest {
+                filter: Some(ContainerFilter {
+                    state: Some(ContainerStateValue {
+                        state: ContainerState::ContainerRunning as i32,
+                    }),
+                    ..Default::default()
+                }),
+            }),
+        );
+        let sandboxes = sandboxes
+            .map_err(|s| self.error(s, None))?
+            .into_inner()
+            .items;
+        let containers = containers
+            .map_err(|s| self.error(s, None))?
+            .into_inner()
+            .containers;
+        // The pods as they are now; what events added meanwhile is at worst
+        // fetched again.
+        *self.pods() = sandboxes
+            .iter()
+            .map(|s| (s.id.clone(), Pod::from_metadata(s.metadata.as_ref())))
+            .collect();
+        let ids = sandboxes
+            .into_iter()
+            .map(|s| (s.id, true))
+            .chain(containers.into_iter().map(|c| (c.id, false)))
+            .collect();
+        self.inspect_all(&client, ids).await
+    }
+
+    async fn inspect(&self, id: &str) -> Result<Container, EngineError> {
+        let mut client = self.client().await?;
+        let known_sandbox = self.pods().contains_key(id);
+        if !known_sandbox {
+            match self.inspect_container(&mut client, id).await {
+                // Perhaps a sandbox this engine has not seen yet.
+                Err(EngineError::NotFound { .. }) => {}
+                other => return other,
+            }
+        }
+        self.inspect_sandbox(&mut client, id).await
+    }
+
+    async fn subscribe(&self) -> Result<EngineEvents, EngineError> {
+        let mut client = self.client().await?;
+        let mut barrier = client.clone();
+        let mut call: Call = Box::pin(async move {
+            client
+                .get_container_events(GetEventsRequest::default())
+                .await
+        });
+        // The engine answers the call only with its first event. A version
+        // round trip sent after it proves the engine has the request: if it
+        // had refused it (Unimplemented), the refusal would be here first.
+        let answered = tokio::select! {
+            biased;
+            answer = &mut call => Some(answer),
+            version = barrier.version(VersionRequest { version: "v1".to_owned() }) => {
+                version.map_err(|s| self.error(s, None))?;
+                None
+            }
+        };
+        let feed = match answered {
+            None => Feed::Calling(call),
+            Some(Ok(response)) => Feed::Open(Box::new(response.into_inner()), false),
+            Some(Err(status)) => return Err(events_error(&self.api, status)),
+        };
+        Ok(follow(feed, self.api.clone(), self.pods.clone()))
+    }
+}
+
+type Call = BoxFuture<'static, Result<Response<Streaming<ContainerEventResponse>>, Status>>;
+
+/// Where an event stream stands.
+enum Feed {
+    /// The call is not answered yet: no event so far.
+    Calling(Call),
+    /// The stream is open; whether any event came through.
+    Open(Box<Streaming<ContainerEventResponse>>, bool),
+    /// The stream failed or ended, and that was reported.
+    Done,
+}
+
+/// The lifecycle events of `feed`, remembering the pods they carry.
+fn follow(feed: Feed, api: String, pods: Arc<Mutex<HashMap<String, Pod>>>) -> EngineEvents {
+    futures::stream::unfold(feed, move |mut feed| {
+        let (api, pods) = (api.clone(), pods.clone());
+        async move {
+            loop {
+                feed = match feed {
+                    Feed::Calling(call) => match call.await {
+                        Ok(response) => Feed::Open(Box::new(response.into_inner()), false),
+                        Err(status) => return Some((Err(events_error(&api, status)), Feed::Done)),
+                    },
+                    Feed::Open(mut stream, seen) => match stream.message().await {
+                        Ok(Some(event)) => {
+                            remember_pod(&pods, &event);
+                            if let Some(event) = convert::engine_event(&event) {
+                                return Some((Ok(event), Feed::Open(stream, true)));
+                            }
+                            Feed::Open(stream, true)
+                        }
+                        Ok(None) if !seen => {
+                            let error = EngineError::Unsupported {
+                                endpoint: api,
+                                what: EVENTS_DISABLED.to_owned(),
+                            };
+                            return Some((Err(error), Feed::Done));
+                        }
+                        Ok(None) => {
+                            let error = EngineError::StreamEnded { endpoint: api };
+                            return Some((Err(error), Feed::Done));
+                        }
+                        Err(status) => return Some((Err(events_error(&api, status)), Feed::Done)),
+                    },
+                    Feed::Done => return None,
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+/// Keeps the pod a container event carries, so inspecting the container
+/// needs no extra round trip; forgets a deleted sandbox's.
+fn remember_pod(pods: &Mutex<HashMap<String, Pod>>, event: &ContainerEventResponse) {
+    let Some(sandbox) = &event.pod_sandbox_status else {
+        return;
+    };
+    let deleted =
+        event.container_event_type == k8s_cri::v1::ContainerEventType::ContainerDeletedEvent as i32;
+    let mut pods = lock(pods);
+    if deleted && event.container_id == sandbox.id {
+        pods.remove(&sandbox.id);
+    } else if !deleted && !sandbox.id.is_empty() {
+        pods.entry(sandbox.id.clone())
+            .or_insert_with(|| Pod::from_metadata(sandbox.metadata.as_ref()));
+    }
+}
+
+/// A typed error for a failed event stream: `Unimplemented` means an
+/// engine without container events.
+fn events_error(api: &str, status: Status) -> EngineError {
+    match status.code() {
+        Code::Unimplemented => EngineError::Unsupported {
+            endpoint: api.to_owned(),
+            what: NO_EVENTS.to_owned(),
+        },
+        _ => status_error(api, status, None),
+    }
+}
+
+/// A typed error for a gRPC status; `id` is what a `NotFound` is about.
+fn status_error(api: &str, status: Status, id: Option<&str>) -> EngineError {
+    match status.code() {
+        Code::NotFound if id.is_some() => EngineError::NotFound {
+            id: id.unwrap_or_default().to_owned(),
+        },
+        Code::Unimplemented => EngineError::Unsupported {
+            endpoint: api.to_owned(),
+            what: format!("the CRI v1 runtime API ({})", status.message()),
+        },
+        Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded => {
+            EngineError::unreachable(api, status)
+        }
+        _ => EngineError::Protocol {
+            endpoint: api.to_owned(),
+            message: status.to_string(),
+        },
+    }
+}
+
+/// The pod map stays consistent under any panic elsewhere: every update is
+/// a single insert, remove or replace.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,41 @@
+//! A tonic channel over a unix socket, and errors that say what failed.
+
+use std::error::Error as _;
+use std::path::PathBuf;
+
+use tonic::transport::{Channel, Endpoint};
+
+/// Connects to the gRPC server at the unix socket `socket`; the channel
+/// reconnects by itself after a loss (an engine restart, say).
+pub(crate) async fn connect(socket: PathBuf) -> Result<Channel, std::io::Error> {
+    // The URI is required but unused: the connector dials the socket.
+    let endpoint = Endpoint::from_static("http://[::]");
+    endpoint
+        .connect_with_connector(tower::service_fn(move |_| {
+            let socket = socket.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(socket).await?,
+                ))
+            }
+        }))
+        .await
+        .map_err(|e| flatten(&e))
+}
+
+/// tonic's transport error says only "transport error"; the cause that
+/// tells a missing socket from a refused permission is in its source
+/// chain. Keeps the I/O error's kind when there is one.
+fn flatten(error: &tonic::transport::Error) -> std::io::Error {
+    let mut kind = std::io::ErrorKind::Other;
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            kind = io.kind();
+        }
+        message = format!("{message}: {cause}");
+        source = cause.source();
+    }
+    std::io::Error::new(kind, message)
+}

@@ -1,0 +1,258 @@
+//! Pure conversions of CRI records and events into the core's model.
+
+use std::collections::HashMap;
+use std::time::{Duration, UNIX_EPOCH};
+
+use k8s_cri::v1::{
+    ContainerEventResponse, ContainerEventType, PodSandboxMetadata, VersionResponse,
+};
+use serde::Deserialize;
+use whalewatcher_core::{Container, EngineEvent, EventKind, Labels, COMPOSE_PROJECT_LABEL};
+
+/// The label holding the name of a container's pod.
+pub const POD_NAME_LABEL: &str = "io.kubernetes.pod.name";
+/// The label holding the Kubernetes namespace of a container's pod.
+pub const POD_NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
+/// The label holding the UID of a container's pod.
+pub const POD_UID_LABEL: &str = "io.kubernetes.pod.uid";
+/// The label holding a container's name within its pod.
+pub const POD_CONTAINER_NAME_LABEL: &str = "io.kubernetes.container.name";
+/// Marks a pod's sandbox ("pause") container; present only on sandboxes,
+/// its value is empty.
+pub const POD_SANDBOX_LABEL: &str = "io.github.thediveo.whalewatcher/cri/pod-sandbox";
+/// Prefixes annotation keys, which become labels, so they cannot clash
+/// with label keys.
+pub const ANNOTATION_KEY_PREFIX: &str = "annotation.k8s/";
+
+/// What a container or sandbox needs to know about its pod.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Pod {
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+}
+
+impl Pod {
+    pub fn from_metadata(metadata: Option<&PodSandboxMetadata>) -> Pod {
+        metadata
+            .map(|m| Pod {
+                name: m.name.clone(),
+                namespace: m.namespace.clone(),
+                uid: m.uid.clone(),
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// The part of a verbose status's `info` JSON we need. Both containers and
+/// sandboxes report their PID there (containerd, cri-o); only containers
+/// name their sandbox.
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+pub(crate) struct VerboseInfo {
+    #[serde(default)]
+    pub pid: u32,
+    #[serde(rename = "sandboxID", default)]
+    pub sandbox_id: Option<String>,
+}
+
+impl VerboseInfo {
+    /// Parses the `info` entry of a verbose status; `None` when missing or
+    /// not JSON.
+    pub fn parse(info: &HashMap<String, String>) -> Option<VerboseInfo> {
+        serde_json::from_str(info.get("info")?).ok()
+    }
+}
+
+/// A running container of `pod`, with the pod as labels and the
+/// annotations as prefixed labels.
+pub(crate) fn container(
+    id: &str,
+    name: &str,
+    labels: &HashMap<String, String>,
+    annotations: &HashMap<String, String>,
+    pod: &Pod,
+    pid: u32,
+) -> Container {
+    let extra = [(POD_CONTAINER_NAME_LABEL, name)];
+    build(id, name, labels, annotations, pod, &extra, pid)
+}
+
+/// A ready pod sandbox, as a container marked with the sandbox label and
+/// named after its pod.
+pub(crate) fn sandbox(
+    id: &str,
+    labels: &HashMap<String, String>,
+    annotations: &HashMap<String, String>,
+    pod: &Pod,
+    pid: u32,
+) -> Container {
+    let extra = [(POD_SANDBOX_LABEL, "")];
+    build(id, &pod.name, labels, annotations, pod, &extra, pid)
+}
+
+fn build(
+    id: &str,
+    name: &str,
+    labels: &HashMap<String, String>,
+    annotations: &HashMap<String, String>,
+    pod: &Pod,
+    extra: &[(&str, &str)],
+    pid: u32,
+) -> Container {
+    let all: Labels = labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str()))
+        .chain(
+            annotations
+                .iter()
+                .map(|(k, v)| (format!("{ANNOTATION_KEY_PREFIX}{k}"), v.as_str())),
+        )
+        .chain([
+            (POD_NAME_LABEL.to_owned(), pod.name.as_str()),
+            (POD_NAMESPACE_LABEL.to_owned(), pod.namespace.as_str()),
+            (POD_UID_LABEL.to_owned(), pod.uid.as_str()),
+        ])
+        .chain(extra.iter().map(|(k, v)| ((*k).to_owned(), *v)))
+        .collect();
+    let mut container = Container::new(id, name, pid);
+    if let Some(project) = labels.get(COMPOSE_PROJECT_LABEL) {
+        container = container.with_project(project.as_str());
+    }
+    container.with_labels(all)
+}
+
+/// The lifecycle event of a CRI container event; creation and deletion
+/// are not lifecycle changes of an alive container. Sandboxes report under
+/// their own id.
+pub(crate) fn engine_event(event: &ContainerEventResponse) -> Option<EngineEvent> {
+    let kind = match ContainerEventType::try_from(event.container_event_type).ok()? {
+        ContainerEventType::ContainerStartedEvent => EventKind::Started,
+        ContainerEventType::ContainerStoppedEvent => EventKind::Exited,
+        ContainerEventType::ContainerCreatedEvent | ContainerEventType::ContainerDeletedEvent => {
+            return None
+        }
+    };
+    let mut engine_event = EngineEvent::new(kind, event.container_id.clone());
+    if let Ok(nanos) = u64::try_from(event.created_at) {
+        if nanos > 0 {
+            engine_event = engine_event.at(UNIX_EPOCH + Duration::from_nanos(nanos));
+        }
+    }
+    Some(engine_event)
+}
+
+/// The version as `runtime version [API version]`, for example
+/// `containerd v1.7.24 [API v1]`.
+pub(crate) fn version(response: &VersionResponse) -> String {
+    format!(
+        "{} {} [API {}]",
+        response.runtime_name, response.runtime_version, response.runtime_api_version
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod() -> Pod {
+        Pod {
+            name: "web".into(),
+            namespace: "shop".into(),
+            uid: "u-1".into(),
+        }
+    }
+
+    #[test]
+    fn a_container_carries_its_pod_name_and_prefixed_annotations_as_labels() {
+        let labels = HashMap::from([
+            ("app".to_owned(), "nginx".to_owned()),
+            (COMPOSE_PROJECT_LABEL.to_owned(), "shop".to_owned()),
+        ]);
+        let annotations = HashMap::from([("note".to_owned(), "hello".to_owned())]);
+        let c = container("c1", "nginx", &labels, &annotations, &pod(), 42);
+        assert_eq!((c.id(), c.name(), c.pid()), ("c1", "nginx", 42));
+        assert_eq!(c.project(), "shop");
+        assert_eq!(c.label("app"), Some("nginx"));
+        assert_eq!(c.label("annotation.k8s/note"), Some("hello"));
+        assert_eq!(c.label("note"), None);
+        assert_eq!(c.label(POD_NAME_LABEL), Some("web"));
+        assert_eq!(c.label(POD_NAMESPACE_LABEL), Some("shop"));
+        assert_eq!(c.label(POD_UID_LABEL), Some("u-1"));
+        assert_eq!(c.label(POD_CONTAINER_NAME_LABEL), Some("nginx"));
+        assert!(!c.labels().contains_key(POD_SANDBOX_LABEL));
+        assert!(!c.is_paused());
+    }
+
+    #[test]
+    fn a_sandbox_is_named_after_its_pod_and_marked() {
+        let s = sandbox("s1", &HashMap::new(), &HashMap::new(), &pod(), 7);
+        assert_eq!((s.id(), s.name(), s.pid()), ("s1", "web", 7));
+        assert_eq!(s.label(POD_SANDBOX_LABEL), Some(""));
+        assert_eq!(s.label(POD_NAME_LABEL), Some("web"));
+        assert!(!s.labels().contains_key(POD_CONTAINER_NAME_LABEL));
+        assert_eq!(s.project(), "");
+    }
+
+    #[test]
+    fn verbose_info_yields_pid_and_sandbox() {
+        let info = HashMap::from([(
+            "info".to_owned(),
+            r#"{"sandboxID":"s1","pid":1234,"runtimeSpec":{"ociVersion":"1.1.0"}}"#.to_owned(),
+        )]);
+        assert_eq!(
+            VerboseInfo::parse(&info),
+            Some(VerboseInfo {
+                pid: 1234,
+                sandbox_id: Some("s1".into())
+            })
+        );
+        assert_eq!(VerboseInfo::parse(&HashMap::new()), None);
+        let garbage = HashMap::from([("info".to_owned(), "{".to_owned())]);
+        assert_eq!(VerboseInfo::parse(&garbage), None);
+    }
+
+    #[test]
+    fn started_and_stopped_are_lifecycle_events_created_and_deleted_are_not() {
+        let event = |kind: ContainerEventType| ContainerEventResponse {
+            container_id: "c1".into(),
+            container_event_type: kind as i32,
+            created_at: 1_700_000_000_123_456_789,
+            ..Default::default()
+        };
+        let started = engine_event(&event(ContainerEventType::ContainerStartedEvent)).unwrap();
+        assert_eq!(
+            (started.kind, started.id.as_str()),
+            (EventKind::Started, "c1")
+        );
+        assert_eq!(
+            started.timestamp,
+            Some(UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789))
+        );
+        let stopped = engine_event(&event(ContainerEventType::ContainerStoppedEvent)).unwrap();
+        assert_eq!(stopped.kind, EventKind::Exited);
+        assert_eq!(
+            engine_event(&event(ContainerEventType::ContainerCreatedEvent)),
+            None
+        );
+        assert_eq!(
+            engine_event(&event(ContainerEventType::ContainerDeletedEvent)),
+            None
+        );
+        let unknown = ContainerEventResponse {
+            container_event_type: 99,
+            ..Default::default()
+        };
+        assert_eq!(engine_event(&unknown), None);
+    }
+
+    #[test]
+    fn version_names_runtime_and_api() {
+        let v = VersionResponse {
+            version: "0.1.0".into(),
+            runtime_name: "containerd".into(),
+            runtime_version: "v1.7.24".into(),
+            runtime_api_version: "v1".into(),
+        };
+        assert_eq!(version(&v), "containerd v1.7.24 [API v1]");
+    }
+}
