@@ -5,16 +5,18 @@
 //! broadcast: two event streams on one engine split the events. Tests that
 //! read them must not run at the same time.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use containerd_client::tonic::transport::Channel;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
-    ContainerConfig, ContainerMetadata, CreateContainerRequest, ImageSpec, LinuxPodSandboxConfig,
-    LinuxSandboxSecurityContext, ListPodSandboxRequest, NamespaceMode, NamespaceOption,
-    PodSandboxConfig, PodSandboxFilter, PodSandboxMetadata, RemovePodSandboxRequest,
-    RunPodSandboxRequest, StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
+    ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState, ContainerStatusRequest,
+    CreateContainerRequest, ImageSpec, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
+    ListContainersRequest, ListPodSandboxRequest, NamespaceMode, NamespaceOption, PodSandboxConfig,
+    PodSandboxFilter, PodSandboxMetadata, PodSandboxState, PodSandboxStatusRequest,
+    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest,
+    StopPodSandboxRequest,
 };
 
 use crate::{rig, test_label_value, TEST_LABEL};
@@ -54,6 +56,17 @@ impl CriTest {
             label: test_label_value(test),
             pods: Mutex::default(),
         }
+    }
+
+    /// Whether the rig's CRI plugin answers a version request.
+    pub async fn connect_once(rig: &rig::Rig) -> bool {
+        let Ok(channel) = containerd_client::connect(rig.containerd.socket()).await else {
+            return false;
+        };
+        RuntimeServiceClient::new(channel)
+            .version(k8s_cri::v1::VersionRequest::default())
+            .await
+            .is_ok()
     }
 
     /// Runs a pod sandbox `name` in Kubernetes namespace `namespace`, in
@@ -154,6 +167,65 @@ impl CriTest {
             .unwrap_or_else(|e| panic!("cannot stop pod {}: {e}", pod.id));
     }
 
+    /// What the engine itself says of this test's alive sandboxes and
+    /// containers: id → PID (from the verbose status).
+    pub async fn truth(&self) -> BTreeMap<String, u32> {
+        let mut client = self.client.clone();
+        let mine = HashMap::from([(TEST_LABEL.to_owned(), self.label.clone())]);
+        let pods = client
+            .list_pod_sandbox(ListPodSandboxRequest {
+                filter: Some(PodSandboxFilter {
+                    label_selector: mine.clone(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect("list pods")
+            .into_inner()
+            .items;
+        let containers = client
+            .list_containers(ListContainersRequest {
+                filter: Some(ContainerFilter {
+                    label_selector: mine,
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect("list containers")
+            .into_inner()
+            .containers;
+        let mut truth = BTreeMap::new();
+        for pod in pods {
+            if pod.state != PodSandboxState::SandboxReady as i32 {
+                continue;
+            }
+            let status = client
+                .pod_sandbox_status(PodSandboxStatusRequest {
+                    pod_sandbox_id: pod.id.clone(),
+                    verbose: true,
+                })
+                .await;
+            if let Some(pid) = status.ok().and_then(|s| info_pid(&s.into_inner().info)) {
+                truth.insert(pod.id, pid);
+            }
+        }
+        for container in containers {
+            if container.state != ContainerState::ContainerRunning as i32 {
+                continue;
+            }
+            let status = client
+                .container_status(ContainerStatusRequest {
+                    container_id: container.id.clone(),
+                    verbose: true,
+                })
+                .await;
+            if let Some(pid) = status.ok().and_then(|s| info_pid(&s.into_inner().info)) {
+                truth.insert(container.id, pid);
+            }
+        }
+        truth
+    }
+
     async fn remove_pods(socket: String, label: String) {
         let Ok(channel) = containerd_client::connect(socket).await else {
             return;
@@ -183,6 +255,12 @@ impl CriTest {
                 .await;
         }
     }
+}
+
+/// The PID in a verbose status's `info` JSON.
+fn info_pid(info: &HashMap<String, String>) -> Option<u32> {
+    let info: serde_json::Value = serde_json::from_str(info.get("info")?).ok()?;
+    info["pid"].as_u64().and_then(|pid| u32::try_from(pid).ok())
 }
 
 impl Drop for CriTest {

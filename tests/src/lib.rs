@@ -9,6 +9,7 @@ pub mod containerd;
 pub mod cri;
 pub mod docker;
 pub mod rig;
+pub mod scripted_grpc;
 pub mod watching;
 
 use std::future::Future;

@@ -1,0 +1,427 @@
+//! whalewatcher-cri against the rig's containerd 1.7 CRI plugin, the host's
+//! containerd 1.6 (no CRI events) and a scripted endpoint that ends the
+//! event stream at once (cri-o without pod events).
+//!
+//! containerd's CRI events are one queue shared by all streams, so the
+//! tests that watch the rig's engine take it one at a time.
+
+use std::collections::{BTreeMap, HashMap};
+
+use k8s_cri::v1::{
+    Container, ContainerState, ContainerStatus, ContainerStatusResponse, ListContainersResponse,
+    ListPodSandboxResponse, PodSandbox, PodSandboxMetadata, PodSandboxState, PodSandboxStatus,
+    PodSandboxStatusResponse, VersionResponse,
+};
+use whalewatcher_core::{
+    CancellationToken, EngineError, EventKind, EventSource, RetryPolicy, WatchError, Watcher,
+};
+use whalewatcher_cri::{
+    CriEngine, CRI_TYPE, POD_CONTAINER_NAME_LABEL, POD_NAMESPACE_LABEL, POD_NAME_LABEL,
+    POD_SANDBOX_LABEL, POD_UID_LABEL,
+};
+use whalewatcher_tests::cri::CriTest;
+use whalewatcher_tests::rig::Rig;
+use whalewatcher_tests::scripted_grpc::{Answer, ScriptedGrpc};
+use whalewatcher_tests::watching::Watching;
+use whalewatcher_tests::{eventually, run_command, within, TEST_LABEL};
+
+/// One watcher on the rig's CRI engine at a time.
+static ENGINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn engine(rig: &Rig) -> CriEngine {
+    CriEngine::new(rig.containerd.socket())
+}
+
+fn portfolio_view(w: &Watching, t: &CriTest) -> BTreeMap<String, u32> {
+    w.mine(&t.label)
+        .into_iter()
+        .map(|(id, c)| (id, c.pid()))
+        .collect()
+}
+
+async fn wait_for_truth(w: &Watching, t: &CriTest) {
+    let mut last = (BTreeMap::new(), BTreeMap::new());
+    let converged = tokio::time::timeout(whalewatcher_tests::DEADLINE, async {
+        loop {
+            last = (portfolio_view(w, t), t.truth().await);
+            if last.0 == last.1 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        converged.is_ok(),
+        "the portfolio never equalled the engine's truth:\n portfolio {:?}\n truth     {:?}",
+        last.0,
+        last.1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pods_of_two_containers_equal_the_truth_with_labels_and_pids() {
+    let _alone = ENGINE.lock().await;
+    let rig = Rig::load();
+    let t = CriTest::connect(&rig, "cri-sync").await;
+    let shop = t.run_pod("shop", "retail").await;
+    let shop_web = t.run_container(&shop, "web").await;
+    let shop_db = t.run_container(&shop, "db").await;
+    let blog = t.run_pod("blog", "media").await;
+    t.run_container(&blog, "web").await;
+    t.run_container(&blog, "cache").await;
+
+    // The engine container's init, now: a restart test changes it.
+    let inspect = |format: &str| {
+        run_command(
+            "docker",
+            &[
+                "-H",
+                &rig.host_docker.endpoint,
+                "inspect",
+                "-f",
+                format,
+                rig.containerd.container(),
+            ],
+        )
+        .trim()
+        .to_owned()
+    };
+    let engine_pid: u32 = inspect("{{.State.Pid}}").parse().expect("the engine's PID");
+    let w = Watching::start(engine(&rig).with_pid(engine_pid));
+    w.watcher.ready().await.expect("synced");
+    let truth = t.truth().await;
+    assert_eq!(truth.len(), 6, "2 sandboxes and 4 containers: {truth:?}");
+    assert_eq!(portfolio_view(&w, &t), truth);
+    assert!(truth.values().all(|pid| *pid > 0));
+
+    let portfolio = w.watcher.portfolio();
+    let sandbox = portfolio.container(&shop.id).expect("the shop sandbox");
+    assert_eq!(sandbox.name(), "shop");
+    assert_eq!(sandbox.label(POD_SANDBOX_LABEL), Some(""));
+    assert_eq!(sandbox.label(POD_NAME_LABEL), Some("shop"));
+    assert_eq!(sandbox.label(POD_NAMESPACE_LABEL), Some("retail"));
+    let web = portfolio.container(&shop_web).expect("the shop's web");
+    assert_eq!(web.name(), "web");
+    assert_eq!(web.label(POD_CONTAINER_NAME_LABEL), Some("web"));
+    assert_eq!(web.label(POD_NAME_LABEL), Some("shop"));
+    assert_eq!(web.label(POD_NAMESPACE_LABEL), Some("retail"));
+    let uid = format!("shop-{}", t.label);
+    assert_eq!(web.label(POD_UID_LABEL), Some(uid.as_str()));
+    assert_eq!(web.label(TEST_LABEL), Some(t.label.as_str()));
+    assert!(!web.labels().contains_key(POD_SANDBOX_LABEL));
+    assert_eq!(
+        portfolio
+            .container(&shop_db)
+            .map(|c| c.label(POD_NAME_LABEL)),
+        Some(Some("shop"))
+    );
+
+    assert_eq!(w.watcher.engine_type(), CRI_TYPE);
+    let version = w.watcher.version();
+    assert!(
+        version.starts_with("containerd ") && version.ends_with("[API v1]"),
+        "{version}"
+    );
+    assert_eq!(
+        w.watcher.id(),
+        inspect("{{.Config.Hostname}}"),
+        "the engine's UTS host name"
+    );
+    assert_eq!(w.watcher.pid(), Some(engine_pid));
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_container_and_a_stopped_pod_are_removed() {
+    let _alone = ENGINE.lock().await;
+    let rig = Rig::load();
+    let t = CriTest::connect(&rig, "cri-stop").await;
+    let mut w = Watching::start(engine(&rig));
+    w.watcher.ready().await.expect("synced");
+
+    let pod = t.run_pod("stopper", "rig").await;
+    let first = t.run_container(&pod, "first").await;
+    let second = t.run_container(&pod, "second").await;
+    for id in [&pod.id, &first, &second] {
+        w.events_of(id, "started", |k| k.contains(&EventKind::Started))
+            .await;
+    }
+    wait_for_truth(&w, &t).await;
+
+    t.stop_container(&first).await;
+    let kinds = w
+        .events_of(&first, "the stopped container's exit", |k| {
+            k.contains(&EventKind::Exited)
+        })
+        .await;
+    assert_eq!(kinds, [EventKind::Started, EventKind::Exited]);
+    assert!(w.watcher.portfolio().container(&first).is_none());
+    assert!(w.watcher.portfolio().container(&second).is_some());
+
+    t.stop_pod(&pod).await;
+    for id in [&second, &pod.id] {
+        let kinds = w
+            .events_of(id, "the stopped pod's exits", |k| {
+                k.contains(&EventKind::Exited)
+            })
+            .await;
+        assert_eq!(kinds, [EventKind::Started, EventKind::Exited], "{id}");
+    }
+    assert!(w.mine(&t.label).is_empty());
+    wait_for_truth(&w, &t).await;
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_created_during_the_initial_sync_is_present() {
+    let _alone = ENGINE.lock().await;
+    let rig = Rig::load();
+    let t = CriTest::connect(&rig, "cri-during").await;
+    let before = t.run_pod("before", "rig").await;
+    t.run_container(&before, "early").await;
+
+    let w = Watching::start(engine(&rig));
+    let during = async {
+        let pod = t.run_pod("during", "rig").await;
+        t.run_container(&pod, "late").await;
+    };
+    let (synced, ()) = tokio::join!(w.watcher.ready(), during);
+    synced.expect("synced");
+    wait_for_truth(&w, &t).await;
+    assert_eq!(w.mine(&t.label).len(), 4);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_restart_is_resynchronized_and_subscribers_see_the_difference() {
+    let _alone = ENGINE.lock().await;
+    let rig = Rig::load();
+    let t = CriTest::connect(&rig, "cri-restart").await;
+    let before = t.run_pod("before", "rig").await;
+    let early = t.run_container(&before, "early").await;
+    let mut w = Watching::start(engine(&rig));
+    w.watcher.ready().await.expect("synced");
+    wait_for_truth(&w, &t).await;
+
+    // Every process dies with the engine's container; containerd comes
+    // back with the sandbox not ready and the container exited.
+    run_command(
+        "docker",
+        &[
+            "-H",
+            &rig.host_docker.endpoint,
+            "restart",
+            "-t",
+            "5",
+            rig.containerd.container(),
+        ],
+    );
+    eventually("the CRI engine to answer again", || async {
+        CriTest::connect_once(&rig).await
+    })
+    .await;
+    let after = t.run_pod("after", "rig").await;
+    let late = t.run_container(&after, "late").await;
+
+    for id in [&before.id, &early] {
+        let kinds = w
+            .events_of(id, "the vanished one's exit", |k| {
+                k.contains(&EventKind::Exited)
+            })
+            .await;
+        assert_eq!(kinds, [EventKind::Started, EventKind::Exited], "{id}");
+    }
+    for id in [&after.id, &late] {
+        w.events_of(id, "the new one's start", |k| {
+            k.contains(&EventKind::Started)
+        })
+        .await;
+    }
+    let exit = w
+        .seen
+        .iter()
+        .find(|e| e.container.id() == early && e.kind == EventKind::Exited)
+        .unwrap();
+    assert_eq!(exit.source, EventSource::Sync, "the resync's difference");
+    wait_for_truth(&w, &t).await;
+    assert_eq!(
+        w.mine(&t.label).keys().collect::<Vec<_>>().len(),
+        2,
+        "only the new pod's sandbox and container"
+    );
+    let starts = w
+        .seen
+        .iter()
+        .filter(|e| e.kind == EventKind::Started && e.container.id() == late)
+        .count();
+    assert_eq!(starts, 1, "no duplicate start");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_1_6_without_cri_events_is_unsupported_once() {
+    // Read-only: the host's containerd runs the rig's host dockerd.
+    let rig = Rig::load();
+    let watcher = Watcher::new(
+        CriEngine::new(rig.host_containerd.socket()),
+        RetryPolicy::default(),
+    );
+    let ended = within(
+        "the watch to give up",
+        watcher.watch(CancellationToken::new()),
+    )
+    .await;
+    match ended {
+        Err(WatchError::Unsupported(EngineError::Unsupported { ref what, .. }))
+            if what == "CRI container events" => {}
+        other => panic!("expected the missing CRI events API, got {other:?}"),
+    }
+    assert_eq!(watcher.status().attempts, 1, "tried once, not in a loop");
+    let message = ended.unwrap_err().to_string();
+    assert!(
+        message.contains("does not support CRI container events"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_that_ends_at_once_is_unsupported_once() {
+    let dir = std::env::temp_dir();
+    let version = VersionResponse {
+        version: "0.1.0".into(),
+        runtime_name: "cri-o".into(),
+        runtime_version: "1.31.0".into(),
+        runtime_api_version: "v1".into(),
+    };
+    let events = "/runtime.v1.RuntimeService/GetContainerEvents";
+    let engine = ScriptedGrpc::start(
+        &dir,
+        HashMap::from([
+            (
+                "/runtime.v1.RuntimeService/Version",
+                Answer::message(&version),
+            ),
+            (events, Answer::ends_at_once()),
+            (
+                "/runtime.v1.RuntimeService/ListContainers",
+                Answer::ends_at_once(),
+            ),
+            (
+                "/runtime.v1.RuntimeService/ListPodSandbox",
+                Answer::ends_at_once(),
+            ),
+        ]),
+    );
+    let watcher = Watcher::new(CriEngine::new(engine.socket()), RetryPolicy::default());
+    let ended = within(
+        "the watch to give up",
+        watcher.watch(CancellationToken::new()),
+    )
+    .await;
+    let Err(WatchError::Unsupported(error)) = ended else {
+        panic!("expected an unsupported engine, got {ended:?}");
+    };
+    assert!(
+        error.to_string().contains("enable_pod_events = true"),
+        "{error}"
+    );
+    assert_eq!(engine.calls(events), 1, "one attempt, not a busy loop");
+    assert_eq!(watcher.version(), "cri-o 1.31.0 [API v1]");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_costs_one_status_round_trip_per_container_and_sandbox() {
+    let method = |name: &str| format!("/runtime.v1.RuntimeService/{name}");
+    let running = ContainerState::ContainerRunning as i32;
+    let containers = ListContainersResponse {
+        containers: (0..3)
+            .map(|i| Container {
+                id: format!("c{i}"),
+                pod_sandbox_id: "s1".into(),
+                state: running,
+                ..Default::default()
+            })
+            .collect(),
+    };
+    let pods = ListPodSandboxResponse {
+        items: vec![PodSandbox {
+            id: "s1".into(),
+            state: PodSandboxState::SandboxReady as i32,
+            ..Default::default()
+        }],
+    };
+    // Every status answer is the same: what is counted is the calls.
+    let container_status = ContainerStatusResponse {
+        status: Some(ContainerStatus {
+            id: "c0".into(),
+            state: running,
+            ..Default::default()
+        }),
+        info: HashMap::from([("info".into(), r#"{"pid":42,"sandboxID":"s1"}"#.into())]),
+    };
+    let sandbox_status = PodSandboxStatusResponse {
+        status: Some(PodSandboxStatus {
+            id: "s1".into(),
+            state: PodSandboxState::SandboxReady as i32,
+            metadata: Some(PodSandboxMetadata {
+                name: "pod".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        info: HashMap::from([("info".into(), r#"{"pid":41}"#.into())]),
+        ..Default::default()
+    };
+    let names = [
+        "Version",
+        "GetContainerEvents",
+        "ListContainers",
+        "ListPodSandbox",
+        "ContainerStatus",
+        "PodSandboxStatus",
+    ];
+    let [version, events, list_containers, list_pods, status, pod_status] = names.map(method);
+    let engine = ScriptedGrpc::start(
+        &std::env::temp_dir(),
+        [
+            (&version, Answer::message(&VersionResponse::default())),
+            (&events, Answer::never_ends()),
+            (&list_containers, Answer::message(&containers)),
+            (&list_pods, Answer::message(&pods)),
+            (&status, Answer::message(&container_status)),
+            (&pod_status, Answer::message(&sandbox_status)),
+        ]
+        .map(|(m, a)| (m.clone(), a)),
+    );
+    let w = Watching::start(CriEngine::new(engine.socket()));
+    w.watcher.ready().await.expect("synced");
+    let portfolio = w.watcher.portfolio();
+    assert_eq!(portfolio.container("s1").map(|s| s.pid()), Some(41));
+    assert_eq!(portfolio.container("c0").map(|c| c.pid()), Some(42));
+    assert_eq!(
+        [list_containers, list_pods, status, pod_status].map(|m| engine.calls(&m)),
+        [1, 1, 3, 1],
+        "one list each, one status per container and per sandbox"
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_socket_is_unreachable_and_says_why() {
+    let engine = CriEngine::new("/run/whalewatcher-rig/no-such-cri.sock");
+    let watcher = Watcher::new(engine, RetryPolicy::none());
+    let ended = watcher.watch(CancellationToken::new()).await;
+    let Err(WatchError::GaveUp {
+        last: last @ EngineError::Unreachable { .. },
+        ..
+    }) = ended
+    else {
+        panic!("expected an unreachable engine, got {ended:?}");
+    };
+    let message = last.to_string();
+    assert!(
+        message.contains("no-such-cri.sock") && message.contains("No such file or directory"),
+        "{message}"
+    );
+}
