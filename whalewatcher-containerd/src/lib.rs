@@ -129,11 +129,11 @@ impl ContainerdEngine {
                 what: status.message().to_owned(),
             },
             Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded => {
-                EngineError::unreachable(self.api.clone(), status)
+                EngineError::unreachable(self.api.clone(), readable(&status))
             }
             _ => EngineError::Protocol {
                 endpoint: self.api.clone(),
-                message: status.to_string(),
+                message: readable(&status).to_string(),
             },
         }
     }
@@ -351,9 +351,32 @@ impl Engine for ContainerdEngine {
             let mapped = match item {
                 Ok(envelope) if ignored.contains(&envelope.namespace) => None,
                 Ok(envelope) => convert::engine_event(&envelope).map(Ok),
-                Err(status) => Some(Err(EngineError::unreachable(api.clone(), status))),
+                Err(status) => Some(Err(EngineError::unreachable(
+                    api.clone(),
+                    readable(&status),
+                ))),
             };
             async move { mapped }
         })))
     }
+}
+
+/// A gRPC status as a cause that reads well (tonic's own display is its
+/// debug dump): its message and the causes beneath that it does not
+/// already tell. Keeps the kind of an I/O error among them.
+fn readable(status: &Status) -> std::io::Error {
+    let mut kind = std::io::ErrorKind::Other;
+    let mut message = status.message().to_owned();
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            kind = io.kind();
+        }
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
+        source = cause.source();
+    }
+    std::io::Error::new(kind, message)
 }

@@ -101,6 +101,23 @@ impl EngineError {
     }
 }
 
+/// An error and the causes in its source chain that it does not already
+/// tell, joined by `": "`: a connection error typically says only "client
+/// error (Connect)" and leaves the reason (a missing socket, a refused
+/// permission) to its sources.
+pub fn describe(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
+        source = cause.source();
+    }
+    message
+}
+
 /// Why [`Watcher::watch`](crate::Watcher::watch) ended other than by
 /// cancellation.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -144,5 +161,26 @@ mod tests {
         };
         assert!(err.is_permanent());
         assert!(EngineError::NotFound { id: "x".into() }.is_container_gone());
+    }
+
+    #[test]
+    fn describe_adds_the_causes_not_yet_told() {
+        let io = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let err = EngineError::unreachable("unix:///c.sock", io);
+        assert_eq!(
+            describe(&err),
+            "cannot reach the engine at unix:///c.sock: permission denied"
+        );
+        #[derive(Debug, thiserror::Error)]
+        #[error("client error (Connect)")]
+        struct Connect(#[source] std::io::Error);
+        let err = EngineError::unreachable(
+            "unix:///d.sock",
+            Connect(std::io::Error::from(std::io::ErrorKind::NotFound)),
+        );
+        assert_eq!(
+            describe(&err),
+            "cannot reach the engine at unix:///d.sock: client error (Connect): entity not found"
+        );
     }
 }

@@ -28,14 +28,12 @@ pub(crate) async fn connect(socket: PathBuf) -> Result<Channel, std::io::Error> 
 /// chain. Keeps the I/O error's kind when there is one.
 fn flatten(error: &tonic::transport::Error) -> std::io::Error {
     let mut kind = std::io::ErrorKind::Other;
-    let mut message = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             kind = io.kind();
         }
-        message = format!("{message}: {cause}");
         source = cause.source();
     }
-    std::io::Error::new(kind, message)
+    std::io::Error::new(kind, whalewatcher_core::describe(error))
 }

@@ -478,11 +478,11 @@ fn status_error(api: &str, status: Status, id: Option<&str>) -> EngineError {
             what: format!("the CRI v1 runtime API ({})", status.message()),
         },
         Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded => {
-            EngineError::unreachable(api, status)
+            EngineError::unreachable(api, readable(&status))
         }
         _ => EngineError::Protocol {
             endpoint: api.to_owned(),
-            message: status.to_string(),
+            message: readable(&status).to_string(),
         },
     }
 }
@@ -493,4 +493,24 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A gRPC status as a cause that reads well (tonic's own display is its
+/// debug dump): its message and the causes beneath that it does not
+/// already tell. Keeps the kind of an I/O error among them.
+fn readable(status: &Status) -> std::io::Error {
+    let mut kind = std::io::ErrorKind::Other;
+    let mut message = status.message().to_owned();
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            kind = io.kind();
+        }
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
+        source = cause.source();
+    }
+    std::io::Error::new(kind, message)
 }
