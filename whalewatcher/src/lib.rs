@@ -3,7 +3,31 @@
 //! containerd, CRI runtimes — and a stream of their lifecycle events.
 //!
 //! This facade re-exports [`whalewatcher_core`] and, behind cargo features,
-//! each engine: `moby` (default), `containerd`, `cri`.
+//! each engine: `moby` (default), `containerd`, `cri`. With the default
+//! features nothing of gRPC is compiled, so a Docker-only user needs no
+//! `protoc`.
+//!
+//! One line per engine makes a watcher; [`Watcher::watch`] then keeps it
+//! synchronized:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use whalewatcher::{CancellationToken, RetryPolicy};
+//!
+//! let watcher = whalewatcher::docker_watcher(None, RetryPolicy::default())?;
+//! let cancel = CancellationToken::new();
+//! tokio::spawn({
+//!     let (watcher, cancel) = (watcher.clone(), cancel.clone());
+//!     async move { watcher.watch(cancel).await }
+//! });
+//! watcher.ready().await?;
+//! for container in watcher.portfolio().containers() {
+//!     println!("{} {}", container.name(), container.pid());
+//! }
+//! cancel.cancel();
+//! # Ok(())
+//! # }
+//! ```
 
 pub use whalewatcher_core::*;
 
@@ -18,3 +42,55 @@ pub use whalewatcher_containerd as containerd;
 /// CRI runtimes, through the CRI container events API.
 #[cfg(feature = "cri")]
 pub use whalewatcher_cri as cri;
+
+/// A watcher of the Docker engine at `endpoint`: the docker CLI's rules
+/// apply when it is `None` (`DOCKER_HOST` and its TLS variables, else
+/// `unix:///var/run/docker.sock`). Does no I/O; an endpoint that cannot be
+/// used is an [`EngineError::InvalidEndpoint`].
+#[cfg(feature = "moby")]
+pub fn docker_watcher(endpoint: Option<&str>, retry: RetryPolicy) -> Result<Watcher, EngineError> {
+    Ok(Watcher::new(moby::MobyEngine::new(endpoint)?, retry))
+}
+
+/// A watcher of podman, through its Docker-compatible API at `endpoint`;
+/// when `None`, at [`podman_socket`]. Does no I/O.
+#[cfg(feature = "moby")]
+pub fn podman_watcher(endpoint: Option<&str>, retry: RetryPolicy) -> Result<Watcher, EngineError> {
+    let endpoint = endpoint.map_or_else(podman_socket, str::to_owned);
+    Ok(Watcher::new(moby::MobyEngine::new(Some(&endpoint))?, retry))
+}
+
+/// Where podman's API socket is by default: `/run/podman/podman.sock` for
+/// root, `$XDG_RUNTIME_DIR/podman/podman.sock` for everybody else.
+#[cfg(feature = "moby")]
+pub fn podman_socket() -> String {
+    let rootless = std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|_| !is_root())
+        .map(std::path::PathBuf::from);
+    match rootless {
+        Some(dir) => format!("unix://{}", dir.join("podman/podman.sock").display()),
+        None => "unix:///run/podman/podman.sock".to_owned(),
+    }
+}
+
+#[cfg(feature = "moby")]
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // Our own /proc entry is owned by our effective user.
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// A watcher of plain containerd at the unix socket `socket` (usually
+/// `/run/containerd/containerd.sock`). Does no I/O.
+#[cfg(feature = "containerd")]
+pub fn containerd_watcher(socket: impl Into<std::path::PathBuf>, retry: RetryPolicy) -> Watcher {
+    Watcher::new(containerd::ContainerdEngine::new(socket), retry)
+}
+
+/// A watcher of a CRI runtime at the unix socket `socket` (containerd:
+/// `/run/containerd/containerd.sock`; cri-o: `/run/crio/crio.sock`). Does
+/// no I/O.
+#[cfg(feature = "cri")]
+pub fn cri_watcher(socket: impl Into<std::path::PathBuf>, retry: RetryPolicy) -> Watcher {
+    Watcher::new(cri::CriEngine::new(socket), retry)
+}
