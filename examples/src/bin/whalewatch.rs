@@ -345,7 +345,9 @@ async fn follow(
     let mut events = SelectAll::new();
     for (engine, api) in engines.iter().zip(&apis) {
         let (snapshot, stream) = engine.watcher.subscribe();
-        for container in snapshot.containers() {
+        let mut alive: Vec<_> = snapshot.containers().collect();
+        alive.sort_by_key(|c| (c.project(), c.name()));
+        for container in alive {
             let what = What::Alive {
                 kind: "alive",
                 container,
