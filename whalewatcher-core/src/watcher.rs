@@ -423,26 +423,38 @@ impl<'a> SyncLoop<'a> {
         self.inspections.clear();
         let engine = self.shared.engine.clone();
 
-        let info = match stop.unless_stopped(engine.info()).await {
-            None => return Interrupt::Stopped,
-            Some(Err(error)) => return Interrupt::Lost(error),
-            Some(Ok(info)) => info,
+        // The engine describes itself while the events are subscribed and
+        // the containers listed: an engine's info can cost as much as the
+        // list (dockerd's /info counts every container), and the sync
+        // needs nothing of it.
+        let describe = {
+            let (engine, shared) = (engine.clone(), self.shared);
+            async move {
+                let info = engine.info().await?;
+                shared.info.store(Arc::new(EngineInfo {
+                    api: engine.api().to_owned(),
+                    pid: engine.pid().or(info.pid),
+                    ..info
+                }));
+                Ok::<(), EngineError>(())
+            }
         };
-        self.shared.info.store(Arc::new(EngineInfo {
-            api: engine.api().to_owned(),
-            pid: engine.pid().or(info.pid),
-            ..info
-        }));
-
-        let mut events = match stop.unless_stopped(engine.subscribe()).await {
-            None => return Interrupt::Stopped,
-            Some(Err(error)) => return Interrupt::Lost(error),
-            Some(Ok(events)) => events,
+        let follow = async {
+            let mut events = match stop.unless_stopped(engine.subscribe()).await {
+                None => return Err(Interrupt::Stopped),
+                Some(Err(error)) => return Err(Interrupt::Lost(error)),
+                Some(Ok(events)) => events,
+            };
+            self.relist(&mut events, stop).await?;
+            Ok(events)
         };
-
-        if let Err(interrupt) = self.relist(&mut events, stop).await {
-            return interrupt;
-        }
+        let (described, followed) = tokio::join!(stop.unless_stopped(describe), follow);
+        let mut events = match (described, followed) {
+            (None, _) | (_, Err(Interrupt::Stopped)) => return Interrupt::Stopped,
+            (_, Err(interrupt)) => return interrupt,
+            (Some(Err(error)), _) => return Interrupt::Lost(error),
+            (Some(Ok(())), Ok(events)) => events,
+        };
         *synced = true;
         self.shared.status.send_modify(|status| {
             status.attempts += 1;
