@@ -540,5 +540,11 @@ async fn a_socket_that_does_not_speak_the_docker_api_is_a_typed_error_retried_wi
     // Backoff from 100 ms, doubling: a handful of attempts in 2 s, not a spin.
     let attempts = watcher.status().attempts;
     assert!((2..=8).contains(&attempts), "{attempts} attempts in 2 s");
-    assert!(accepted.load(std::sync::atomic::Ordering::Relaxed) <= 3 * attempts as usize);
+    // Each attempt asks for version, info, the clock and the list at once,
+    // on connections of their own: a bounded handful per attempt.
+    let connections = accepted.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        connections <= 6 * attempts as usize,
+        "{connections} connections in {attempts} attempts"
+    );
 }

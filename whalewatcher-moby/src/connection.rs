@@ -91,10 +91,21 @@ pub(crate) fn resolve(
     ))
 }
 
-/// A GET of a path on the engine's socket, answering status and body; for
-/// the parts of podman's own (libpod) API that the Docker API lacks.
+/// A GET of a path on the engine's socket: for the parts of podman's own
+/// (libpod) API that the Docker API lacks, lists and inspects without
+/// bollard's typed model, and the engine's clock.
 pub(crate) type RawGet =
-    Arc<dyn Fn(String) -> BoxFuture<'static, Result<(u16, Bytes), String>> + Send + Sync>;
+    Arc<dyn Fn(String) -> BoxFuture<'static, Result<RawResponse, String>> + Send + Sync>;
+
+/// What a [`RawGet`] answers.
+pub(crate) struct RawResponse {
+    /// The HTTP status.
+    pub status: u16,
+    /// The whole body.
+    pub body: Bytes,
+    /// The response headers.
+    pub headers: hyper::HeaderMap,
+}
 
 /// A bollard client for the endpoint, and for unix sockets a raw GET over
 /// the same connections. Does no I/O.
@@ -178,12 +189,17 @@ fn unix_transport(
                     .map_err(|e| e.to_string())?;
                 let response = client.request(request).await.map_err(|e| e.to_string())?;
                 let status = response.status().as_u16();
+                let headers = response.headers().clone();
                 let body = response
                     .into_body()
                     .collect()
                     .await
                     .map_err(|e| e.to_string())?;
-                Ok((status, body.to_bytes()))
+                Ok(RawResponse {
+                    status,
+                    body: body.to_bytes(),
+                    headers,
+                })
             })
         })
     };

@@ -100,6 +100,41 @@ pub(crate) fn engine_event(message: &EventMessage) -> Option<EngineEvent> {
     Some(event)
 }
 
+/// What a ping's answer headers tell about the engine.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Ping {
+    /// Whether it is podman (`Server: Libpod/…`) rather than Docker.
+    pub podman: bool,
+    /// The engine's version.
+    pub version: String,
+    /// The engine's clock as `since` for events: whole seconds.
+    pub since: String,
+}
+
+/// Reads a ping's `Server` (`Docker/20.10.24+dfsg1 (linux)`,
+/// `Libpod/5.4.2 (linux)`) and `Date` headers; `None` unless both are
+/// there and of that form.
+pub(crate) fn ping(server: Option<&str>, date: Option<&str>) -> Option<Ping> {
+    let (product, rest) = server?.split_once('/')?;
+    let podman = match product {
+        "Docker" => false,
+        "Libpod" => true,
+        _ => return None,
+    };
+    let version = rest.split_whitespace().next()?.to_owned();
+    let clock = httpdate::parse_http_date(date?).ok()?;
+    let since = clock
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs()
+        .to_string();
+    Some(Ping {
+        podman,
+        version,
+        since,
+    })
+}
+
 /// The engine's `SystemTime` (RFC 3339 with nanoseconds) as the
 /// `seconds.nanoseconds` that the events API's `since` takes.
 pub(crate) fn since(system_time: &str) -> Option<String> {
@@ -163,6 +198,25 @@ fn at(nanos: u64) -> std::time::SystemTime {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_ping_tells_flavor_version_and_clock() {
+        let date = Some("Mon, 23 Nov 2026 16:04:46 GMT");
+        assert_eq!(
+            ping(Some("Docker/20.10.24+dfsg1 (linux)"), date),
+            Some(Ping {
+                podman: false,
+                version: "20.10.24+dfsg1".into(),
+                since: "1795449886".into(),
+            })
+        );
+        let podman = ping(Some("Libpod/5.4.2 (linux)"), date).unwrap();
+        assert!(podman.podman);
+        assert_eq!(podman.version, "5.4.2");
+        assert_eq!(ping(Some("nginx/1.2"), date), None);
+        assert_eq!(ping(Some("Docker/26.1.5 (linux)"), None), None);
+        assert_eq!(ping(None, date), None);
+    }
+
     use super::*;
 
     /// An inspect response captured from dockerd 26 on the rig (shortened).

@@ -17,6 +17,10 @@
 //!   engine's clock first and asks for events `since` then: whatever happens
 //!   while the watcher lists is replayed, and the watcher applies replays
 //!   idempotently. podman's `since` replays the same way.
+//! - **Cheap per session.** A ping's `Server` and `Date` headers tell
+//!   Docker from podman, the version and the engine's clock; dockerd's
+//!   `/version` would ask containerd and runc for theirs. Requests go
+//!   unversioned (the engine's own API version), as bollard 0.21's do.
 //! - **One inspect per container**, 16 at once by default, over reused
 //!   connections (bollard's own unix transport connects anew per request).
 //! - **podman** is recognized from the version endpoint and reported as
@@ -31,7 +35,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
-use bollard::models::ContainerInspectResponse;
+use bollard::models::{ContainerInspectResponse, SystemInfo};
 use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptionsBuilder};
 use bollard::Docker;
 use futures::{StreamExt, TryStreamExt};
@@ -39,8 +43,8 @@ use whalewatcher_core::{
     async_trait, Container, Engine, EngineError, EngineEvents, EngineInfo, Rucksack,
 };
 
-use connection::RawGet;
 pub use connection::DEFAULT_ENDPOINT;
+use connection::{RawGet, RawResponse};
 use convert::PodMembership;
 
 /// The label marking a container started with `--privileged`; its value is
@@ -230,15 +234,19 @@ impl MobyEngine {
         }
     }
 
-    /// Negotiates the API version and detects Docker or podman; returns
-    /// whether it is podman, and the version.
+    fn remember_podman(&self, podman: bool) {
+        self.flavor
+            .store(if podman { PODMAN } else { DOCKER }, Ordering::Relaxed);
+    }
+
+    /// Detects Docker or podman; returns whether it is podman, and the
+    /// version. Over a unix socket a ping tells; otherwise `/version`.
     async fn detect(&self) -> Result<(bool, String), EngineError> {
-        // The negotiated version is shared by all clones of the client.
-        self.docker
-            .clone()
-            .negotiate_version()
-            .await
-            .map_err(|e| self.error(e, None))?;
+        if let Some(raw) = &self.raw {
+            let ping = self.ping(raw).await?;
+            self.remember_podman(ping.podman);
+            return Ok((ping.podman, ping.version));
+        }
         let version = self
             .docker
             .version()
@@ -249,9 +257,24 @@ impl MobyEngine {
             .iter()
             .flatten()
             .any(|c| c.name.contains("Podman"));
-        self.flavor
-            .store(if podman { PODMAN } else { DOCKER }, Ordering::Relaxed);
+        self.remember_podman(podman);
         Ok((podman, version.version.unwrap_or_default()))
+    }
+
+    /// GETs the unversioned `path` over the raw transport and parses the
+    /// JSON answer; `what` names it in errors.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        raw: &RawGet,
+        path: &str,
+        what: &str,
+    ) -> Result<T, EngineError> {
+        let RawResponse { status, body, .. } = self.raw_get(raw, path.to_owned()).await?;
+        if status != 200 {
+            return Err(self.unexpected(what, status, &body));
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| self.unexpected(&format!("{what} ({e})"), status, &body))
     }
 
     /// Pod membership from podman's own API: of container `id`, or of all.
@@ -264,9 +287,7 @@ impl MobyEngine {
         if let Some(id) = id {
             path.push_str(&format!("&filters=%7B%22id%22%3A%5B%22{id}%22%5D%7D"));
         }
-        let (status, body) = raw(path).await.map_err(|cause| {
-            EngineError::unreachable(self.api.clone(), std::io::Error::other(cause))
-        })?;
+        let RawResponse { status, body, .. } = self.raw_get(raw, path).await?;
         let protocol = |message: String| EngineError::Protocol {
             endpoint: self.api.clone(),
             message,
@@ -282,19 +303,63 @@ impl MobyEngine {
         Ok(members.into_iter().map(|m| (m.id.clone(), m)).collect())
     }
 
-    /// GETs `path` (prefixed with the negotiated API version) over the raw
-    /// transport: status and body.
+    /// GETs the unversioned `path` over the raw transport: status and body.
     async fn get(&self, raw: &RawGet, path: &str) -> Result<(u16, bytes::Bytes), EngineError> {
-        if self.flavor.load(Ordering::Relaxed) == UNKNOWN {
-            self.detect().await?; // negotiates the version used below
+        let RawResponse { status, body, .. } = self.raw_get(raw, path.to_owned()).await?;
+        Ok((status, body))
+    }
+
+    async fn raw_get(&self, raw: &RawGet, path: String) -> Result<RawResponse, EngineError> {
+        raw(path).await.map_err(|cause| {
+            EngineError::unreachable(self.api.clone(), std::io::Error::other(cause))
+        })
+    }
+
+    /// Pings the engine over the raw transport: its flavor, version and
+    /// clock from the answer's headers, at a fraction of the cost of
+    /// dockerd's `/version` (which asks containerd and runc for theirs).
+    async fn ping(&self, raw: &RawGet) -> Result<convert::Ping, EngineError> {
+        let answer = self.raw_get(raw, "/_ping".to_owned()).await?;
+        if answer.status != 200 {
+            return Err(self.unexpected("the ping", answer.status, &answer.body));
         }
-        let version = self.docker.client_version();
-        raw(format!(
-            "/v{}.{}{path}",
-            version.major_version, version.minor_version
-        ))
-        .await
-        .map_err(|cause| EngineError::unreachable(self.api.clone(), std::io::Error::other(cause)))
+        let header = |name: hyper::header::HeaderName| {
+            answer.headers.get(name).and_then(|v| v.to_str().ok())
+        };
+        convert::ping(header(hyper::header::SERVER), header(hyper::header::DATE)).ok_or_else(
+            || EngineError::Protocol {
+                endpoint: self.api.clone(),
+                message: format!(
+                    "the ping's answer names no Docker or podman server and time (Server {:?}, Date {:?})",
+                    header(hyper::header::SERVER),
+                    header(hyper::header::DATE)
+                ),
+            },
+        )
+    }
+
+    /// The engine's clock, as `since` for the event stream: from a ping
+    /// (whole seconds, so never later than the engine's now), else from
+    /// `/info`.
+    async fn clock(&self) -> Result<String, EngineError> {
+        if let Some(raw) = &self.raw {
+            let ping = self.ping(raw).await?;
+            self.remember_podman(ping.podman);
+            return Ok(ping.since);
+        }
+        let system_time = self
+            .docker
+            .info()
+            .await
+            .map_err(|e| self.error(e, None))?
+            .system_time;
+        system_time
+            .as_deref()
+            .and_then(convert::since)
+            .ok_or_else(|| EngineError::Protocol {
+                endpoint: self.api.clone(),
+                message: format!("unreadable engine SystemTime {system_time:?}"),
+            })
     }
 
     fn unexpected(&self, what: &str, status: u16, body: &[u8]) -> EngineError {
@@ -391,8 +456,22 @@ impl Engine for MobyEngine {
     }
 
     async fn info(&self) -> Result<EngineInfo, EngineError> {
-        let (podman, version) = self.detect().await?;
-        let info = self.docker.info().await.map_err(|e| self.error(e, None))?;
+        let (podman, version, info) = match &self.raw {
+            // Both at once; dockerd's /info counts every container.
+            Some(raw) => {
+                let (detected, info) = futures::join!(
+                    self.detect(),
+                    self.get_json::<SystemInfo>(raw, "/info", "the engine info"),
+                );
+                let (podman, version) = detected?;
+                (podman, version, info?)
+            }
+            None => {
+                let (podman, version) = self.detect().await?;
+                let info = self.docker.info().await.map_err(|e| self.error(e, None))?;
+                (podman, version, info)
+            }
+        };
         Ok(EngineInfo {
             id: info
                 .id
@@ -406,9 +485,12 @@ impl Engine for MobyEngine {
     }
 
     async fn list(&self) -> Result<Vec<Container>, EngineError> {
-        let ids = self.alive_ids().await?;
+        // The flavor is known after the first info; until then it is
+        // asked for alongside the list.
+        let (ids, podman) = futures::join!(self.alive_ids(), self.is_podman());
+        let ids = ids?;
         // One pod look-up for all; nobody is in a pod on Docker.
-        let pods = if self.is_podman().await? {
+        let pods = if podman? {
             self.pods(None).await?
         } else {
             HashMap::new()
@@ -435,17 +517,9 @@ impl Engine for MobyEngine {
     }
 
     async fn subscribe(&self) -> Result<EngineEvents, EngineError> {
-        // The engine's clock, before anything is listed: events from then
-        // on are replayed however late the stream really starts.
-        let info = self.docker.info().await.map_err(|e| self.error(e, None))?;
-        let since = info
-            .system_time
-            .as_deref()
-            .and_then(convert::since)
-            .ok_or_else(|| EngineError::Protocol {
-                endpoint: self.api.clone(),
-                message: format!("unreadable engine SystemTime {:?}", info.system_time),
-            })?;
+        // The engine's clock before anything is listed: events from then on
+        // are replayed however late the stream really starts.
+        let since = self.clock().await?;
         let filters = HashMap::from([
             ("type", vec!["container"]),
             ("event", vec!["start", "die", "pause", "unpause"]),
