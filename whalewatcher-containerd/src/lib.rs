@@ -209,20 +209,27 @@ pub async fn live_subscription(
     let mut client = EventsClient::new(channel.clone());
     let subscribing = client.subscribe(SubscribeRequest { filters });
     tokio::pin!(subscribing);
+    // Usually the second marker gets through: start soon, back off to a
+    // tenth of a second while containerd is slow.
+    let mut wait = Duration::from_millis(1);
+    let longer = |wait: &mut Duration| *wait = (*wait * 2).min(Duration::from_millis(100));
     let mut events = loop {
         publish_marker(channel).await?;
         tokio::select! {
             subscribed = &mut subscribing => break subscribed?.into_inner(),
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = tokio::time::sleep(wait) => longer(&mut wait),
         }
     };
     loop {
-        match tokio::time::timeout(Duration::from_millis(100), events.next()).await {
+        match tokio::time::timeout(wait, events.next()).await {
             Ok(Some(Ok(envelope))) if envelope.topic == BARRIER_TOPIC => return Ok(events),
             Ok(Some(Ok(_older))) => {}
             Ok(Some(Err(status))) => return Err(status),
             Ok(None) => return Err(Status::unavailable("containerd's event stream ended")),
-            Err(_) => publish_marker(channel).await?,
+            Err(_) => {
+                publish_marker(channel).await?;
+                longer(&mut wait);
+            }
         }
     }
 }
