@@ -8,32 +8,15 @@
 //! Interleaved rounds; medians and the per-round ratios, with dockerd's own
 //! CPU time from /proc.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use whalewatcher_core::Engine;
 use whalewatcher_moby::MobyEngine;
 use whalewatcher_tests::docker::DockerTest;
+use whalewatcher_tests::measure::{cpu_time, host_dockerd_pid, median};
 use whalewatcher_tests::rig::Rig;
 
 const ROUNDS: usize = 15;
-
-/// dockerd's user+system CPU time so far.
-fn dockerd_cpu(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("dockerd's stat");
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .expect("stat")
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    Duration::from_millis(ticks * 10) // USER_HZ = 100
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
 
 #[tokio::main]
 async fn main() {
@@ -42,14 +25,7 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
     let rig = Rig::load();
-    let pidfile = std::env::var("WHALEWATCHER_RIG_RUN")
-        .unwrap_or_else(|_| "/run/whalewatcher-rig".into())
-        + "/host/dockerd.pid";
-    let dockerd: u32 = std::fs::read_to_string(&pidfile)
-        .expect("dockerd pidfile")
-        .trim()
-        .parse()
-        .unwrap();
+    let dockerd = host_dockerd_pid();
 
     let t = DockerTest::connect(&rig.host_docker, "bench-reuse").await;
     eprintln!(
@@ -74,12 +50,12 @@ async fn main() {
         (vec![], vec![], vec![], vec![], vec![]);
     for _ in 0..ROUNDS {
         let measure = async |engine: &MobyEngine| {
-            let cpu = dockerd_cpu(dockerd);
+            let cpu = cpu_time(dockerd);
             let started = Instant::now();
             let listed = engine.list().await.unwrap().len();
             let wall = started.elapsed().as_secs_f64() * 1e3;
             assert_eq!(listed, total);
-            (wall, (dockerd_cpu(dockerd) - cpu).as_secs_f64() * 1e3)
+            (wall, (cpu_time(dockerd) - cpu).as_secs_f64() * 1e3)
         };
         let (wf, cf) = measure(&fresh).await;
         let (wr, cr) = measure(&reusing).await;
@@ -96,17 +72,17 @@ async fn main() {
     println!("                         wall ms (median)   dockerd CPU ms (median)");
     println!(
         "  fresh connection/req   {:>10.1}          {:>10.1}",
-        median(&mut wall_fresh),
-        median(&mut cpu_fresh)
+        median(&wall_fresh),
+        median(&cpu_fresh)
     );
     println!(
         "  reused connections     {:>10.1}          {:>10.1}",
-        median(&mut wall_reuse),
-        median(&mut cpu_reuse)
+        median(&wall_reuse),
+        median(&cpu_reuse)
     );
     println!(
         "  fresh/reused: wall {:.2}x (per-round median), dockerd CPU {:.2}x",
-        median(&mut ratios),
-        median(&mut cpu_fresh) / median(&mut cpu_reuse)
+        median(&ratios),
+        median(&cpu_fresh) / median(&cpu_reuse)
     );
 }

@@ -8,6 +8,7 @@
 pub mod containerd;
 pub mod cri;
 pub mod docker;
+pub mod measure;
 pub mod rig;
 pub mod scripted_grpc;
 pub mod watching;

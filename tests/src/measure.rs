@@ -1,0 +1,69 @@
+//! Helpers of the benchmarks: an engine's CPU time, medians and
+//! percentiles.
+
+use std::time::Duration;
+
+/// The user+system CPU time process `pid` has used so far, from
+/// `/proc/<pid>/stat` (in 10 ms ticks: USER_HZ is 100).
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| panic!("cannot read the stat of PID {pid}: {e}"));
+    // The command name may contain spaces; the fields after it do not.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .expect("a /proc stat line")
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+/// The PID of the rig's host dockerd, from its pidfile.
+pub fn host_dockerd_pid() -> u32 {
+    let run =
+        std::env::var("WHALEWATCHER_RIG_RUN").unwrap_or_else(|_| "/run/whalewatcher-rig".into());
+    let pidfile = format!("{run}/host/dockerd.pid");
+    std::fs::read_to_string(&pidfile)
+        .unwrap_or_else(|e| panic!("cannot read {pidfile}: {e}"))
+        .trim()
+        .parse()
+        .expect("a PID in the pidfile")
+}
+
+/// The median (the upper one of an even count); `NaN` when empty.
+pub fn median(values: &[f64]) -> f64 {
+    percentile(values, 50.0)
+}
+
+/// The `p`th percentile by the nearest-rank method; `NaN` when empty.
+pub fn percentile(values: &[f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let values: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&values, 50.0), 50.0);
+        assert_eq!(percentile(&values, 99.0), 99.0);
+        assert_eq!(percentile(&values, 100.0), 100.0);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn our_own_cpu_time_is_readable() {
+        let spent = cpu_time(std::process::id());
+        assert!(spent < Duration::from_secs(3600));
+    }
+}
