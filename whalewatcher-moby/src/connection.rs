@@ -186,15 +186,18 @@ fn unix_transport(
             Box::pin(async move {
                 let request = hyper::Request::get(hyperlocal::Uri::new(&socket, &path))
                     .body(bollard::body_full(Bytes::new()))
-                    .map_err(|e| e.to_string())?;
-                let response = client.request(request).await.map_err(|e| e.to_string())?;
+                    .map_err(|e| whalewatcher_core::describe(&e))?;
+                let response = client
+                    .request(request)
+                    .await
+                    .map_err(|e| whalewatcher_core::describe(&e))?;
                 let status = response.status().as_u16();
                 let headers = response.headers().clone();
                 let body = response
                     .into_body()
                     .collect()
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| whalewatcher_core::describe(&e))?;
                 Ok(RawResponse {
                     status,
                     body: body.to_bytes(),

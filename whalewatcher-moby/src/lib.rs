@@ -201,29 +201,7 @@ impl MobyEngine {
     /// Turns a bollard error into the core's typed error; `id` names the
     /// container the call was about, if any.
     fn error(&self, error: bollard::errors::Error, id: Option<&str>) -> EngineError {
-        use bollard::errors::Error as B;
-        match error {
-            B::DockerResponseServerError {
-                status_code: 404, ..
-            } if id.is_some() => EngineError::NotFound {
-                id: id.unwrap_or_default().to_owned(),
-            },
-            B::DockerResponseServerError {
-                status_code,
-                message,
-            } => EngineError::Protocol {
-                endpoint: self.api.clone(),
-                message: format!("HTTP {status_code}: {message}"),
-            },
-            B::JsonDataError { .. }
-            | B::JsonSerdeError { .. }
-            | B::APIVersionParseError { .. }
-            | B::StrParseError { .. } => EngineError::Protocol {
-                endpoint: self.api.clone(),
-                message: error.to_string(),
-            },
-            other => EngineError::unreachable(self.api.clone(), other),
-        }
+        classify(&self.api, error, id)
     }
 
     /// Whether the engine is podman, asking it once.
@@ -532,10 +510,40 @@ impl Engine for MobyEngine {
         let events = self.docker.events(Some(options)).filter_map(move |item| {
             let mapped = match item {
                 Ok(message) => convert::engine_event(&message).map(Ok),
-                Err(error) => Some(Err(EngineError::unreachable(api.clone(), error))),
+                // A stream the engine garbles is its fault, not the
+                // connection's: typed like every other answer.
+                Err(error) => Some(Err(classify(&api, error, None))),
             };
             async move { mapped }
         });
         Ok(Box::pin(events))
+    }
+}
+
+/// Turns a bollard error into the core's typed error; `id` names the
+/// container the call was about, if any.
+fn classify(api: &str, error: bollard::errors::Error, id: Option<&str>) -> EngineError {
+    use bollard::errors::Error as B;
+    match error {
+        B::DockerResponseServerError {
+            status_code: 404, ..
+        } if id.is_some() => EngineError::NotFound {
+            id: id.unwrap_or_default().to_owned(),
+        },
+        B::DockerResponseServerError {
+            status_code,
+            message,
+        } => EngineError::Protocol {
+            endpoint: api.to_owned(),
+            message: format!("HTTP {status_code}: {message}"),
+        },
+        B::JsonDataError { .. }
+        | B::JsonSerdeError { .. }
+        | B::APIVersionParseError { .. }
+        | B::StrParseError { .. } => EngineError::Protocol {
+            endpoint: api.to_owned(),
+            message: error.to_string(),
+        },
+        other => EngineError::unreachable(api, other),
     }
 }
