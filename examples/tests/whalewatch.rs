@@ -143,3 +143,27 @@ fn bad_endpoints_get_one_line_errors_that_say_what_to_check() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_socket_the_user_may_not_open_says_permission_denied_and_what_to_try() {
+    let rig = Rig::load();
+    // The rig's sockets belong to root (group docker, mode 660); run
+    // whalewatch as nobody, without supplementary groups.
+    let output = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            WHALEWATCH,
+        ])
+        .args(["--docker", &rig.host_docker.endpoint])
+        .output()
+        .expect("setpriv runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("Permission denied") && stderr.contains("try as root"),
+        "{stderr}"
+    );
+}

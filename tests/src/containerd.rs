@@ -2,7 +2,7 @@
 //! test's own calls, the `ctr` CLI inside the engine's container to make
 //! and change containers (as a user of containerd would).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use containerd_client::tonic::transport::Channel;
@@ -87,6 +87,46 @@ impl ContainerdTest {
         args.extend(["sleep".to_owned(), "2147483647".to_owned()]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.ctr(namespace, &args);
+    }
+
+    /// What containerd itself says (through ctr) of this test's alive
+    /// containers in `namespaces`: display id → (PID, paused).
+    pub fn truth(&self, namespaces: &[&str]) -> BTreeMap<String, (u32, bool)> {
+        let mut truth = BTreeMap::new();
+        for namespace in namespaces {
+            let filter = format!("labels.\"{TEST_LABEL}\"==\"{}\"", self.label);
+            let mine: Vec<String> = self
+                .ctr(namespace, &["containers", "ls", "-q", &filter])
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            for line in self.ctr(namespace, &["tasks", "ls"]).lines().skip(1) {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let [id, pid, status] = fields[..] else {
+                    continue;
+                };
+                let alive = matches!(status, "RUNNING" | "PAUSED" | "PAUSING");
+                if !alive || !mine.iter().any(|m| m == id) {
+                    continue;
+                }
+                let display = if *namespace == "default" {
+                    id.to_owned()
+                } else {
+                    format!("{namespace}/{id}")
+                };
+                truth.insert(display, (pid.parse().unwrap(), status != "RUNNING"));
+            }
+        }
+        truth
+    }
+
+    /// Whether containerd answers `ctr version`.
+    pub fn answers(&self) -> bool {
+        std::process::Command::new("docker")
+            .args(["-H", &self.host_docker, "exec", self.engine.container()])
+            .args(["ctr", "version"])
+            .output()
+            .is_ok_and(|o| o.status.success())
     }
 
     /// Kills the task of container `id` with SIGKILL.

@@ -1,15 +1,16 @@
 //! Containers on the Docker-API engines — host dockerd, dockerd 26 and
 //! podman — through bollard.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, KillContainerOptionsBuilder, RemoveContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder,
 };
 use bollard::{Docker, API_DEFAULT_VERSION};
 
-use crate::{rig, run_command, test_label_value, TEST_LABEL};
+use crate::{rig, test_label_value, TEST_LABEL};
 
 /// One test's view of a Docker-API engine: a client, and a label on every
 /// container the test makes, which are removed when this is dropped.
@@ -92,6 +93,32 @@ impl DockerTest {
             .id
     }
 
+    /// What the engine says of this test's alive (running or paused)
+    /// containers: id → PID. All are inspected: podman's list without
+    /// `all` leaves out paused ones.
+    pub async fn alive(&self) -> BTreeMap<String, u32> {
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&self.label_filter())
+            .build();
+        let listed = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .unwrap_or_else(|e| panic!("cannot list on {}: {e}", self.engine.endpoint));
+        let mut alive = BTreeMap::new();
+        for id in listed.into_iter().filter_map(|c| c.id) {
+            let Ok(inspected) = self.docker.inspect_container(&id, None).await else {
+                continue; // gone meanwhile
+            };
+            let state = inspected.state.unwrap_or_default();
+            if state.running == Some(true) || state.paused == Some(true) {
+                alive.insert(id, u32::try_from(state.pid.unwrap_or(0)).unwrap_or(0));
+            }
+        }
+        alive
+    }
+
     /// Pauses a container.
     pub async fn pause(&self, id: &str) {
         self.docker
@@ -136,22 +163,29 @@ impl Drop for DockerTest {
     fn drop(&mut self) {
         let filter = format!("label={TEST_LABEL}={}", self.label);
         let host = ["-H", self.engine.endpoint.as_str()];
-        let ids = run_command(
-            "docker",
-            &[&host[..], &["ps", "-aq", "--filter", &filter]].concat(),
-        );
-        let ids: Vec<&str> = ids.split_whitespace().collect();
+        let docker = |args: &[&str]| {
+            std::process::Command::new("docker")
+                .args([&host[..], args].concat())
+                .output()
+                .ok()
+                .filter(|output| output.status.success())
+        };
+        // Never panics: this may run while a failed test unwinds, perhaps
+        // with the engine down.
+        let Some(listed) = docker(&["ps", "-aq", "--filter", &filter]) else {
+            eprintln!("cannot list the containers of {} for cleanup", self.label);
+            return;
+        };
+        let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+        let ids: Vec<&str> = listed.split_whitespace().collect();
         if !ids.is_empty() {
             // Kill first: podman's forced remove otherwise waits out the
             // stop timeout, as `sleep` (PID 1) ignores SIGTERM. Stopped
             // ones make kill fail, which is fine.
-            let _ = std::process::Command::new("docker")
-                .args([&host[..], &["kill"], &ids[..]].concat())
-                .output();
-            run_command(
-                "docker",
-                &[&host[..], &["rm", "-f", "-v"], &ids[..]].concat(),
-            );
+            docker(&[&["kill"], &ids[..]].concat());
+            if docker(&[&["rm", "-f", "-v"], &ids[..]].concat()).is_none() {
+                eprintln!("cannot remove the containers of {}", self.label);
+            }
         }
     }
 }

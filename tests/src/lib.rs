@@ -9,8 +9,10 @@ pub mod containerd;
 pub mod cri;
 pub mod docker;
 pub mod measure;
+pub mod proxy;
 pub mod rig;
 pub mod scripted_grpc;
+pub mod scripted_http;
 pub mod watching;
 
 use std::future::Future;

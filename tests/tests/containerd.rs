@@ -13,7 +13,7 @@ use whalewatcher_core::{
 use whalewatcher_tests::containerd::ContainerdTest;
 use whalewatcher_tests::rig::Rig;
 use whalewatcher_tests::watching::Watching;
-use whalewatcher_tests::{eventually, run_command, TEST_LABEL};
+use whalewatcher_tests::{eventually, run_command};
 
 /// Shared by the tests that only use the engine; taken alone by the one
 /// that restarts it.
@@ -25,37 +25,6 @@ fn engine(rig: &Rig) -> ContainerdEngine {
     ContainerdEngine::new(rig.containerd.socket())
 }
 
-/// What containerd itself says (through ctr) of this test's alive
-/// containers in `namespaces`: display id → (PID, paused).
-fn truth(t: &ContainerdTest, namespaces: &[&str]) -> BTreeMap<String, (u32, bool)> {
-    let mut truth = BTreeMap::new();
-    for namespace in namespaces {
-        let filter = format!("labels.\"{TEST_LABEL}\"==\"{}\"", t.label);
-        let mine: Vec<String> = t
-            .ctr(namespace, &["containers", "ls", "-q", &filter])
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        for line in t.ctr(namespace, &["tasks", "ls"]).lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let [id, pid, status] = fields[..] else {
-                continue;
-            };
-            if !mine.iter().any(|m| m == id) || !matches!(status, "RUNNING" | "PAUSED" | "PAUSING")
-            {
-                continue;
-            }
-            let display = if *namespace == "default" {
-                id.to_owned()
-            } else {
-                format!("{namespace}/{id}")
-            };
-            truth.insert(display, (pid.parse().unwrap(), status != "RUNNING"));
-        }
-    }
-    truth
-}
-
 fn portfolio_view(w: &Watching, t: &ContainerdTest) -> BTreeMap<String, (u32, bool)> {
     w.mine(&t.label)
         .into_iter()
@@ -65,7 +34,7 @@ fn portfolio_view(w: &Watching, t: &ContainerdTest) -> BTreeMap<String, (u32, bo
 
 async fn wait_for_truth(w: &Watching, t: &ContainerdTest, namespaces: &[&str]) {
     eventually("the portfolio to equal containerd's truth", || async {
-        portfolio_view(w, t) == truth(t, namespaces)
+        portfolio_view(w, t) == t.truth(namespaces)
     })
     .await;
 }
@@ -104,7 +73,7 @@ async fn namespaces_names_projects_and_pauses_equal_the_truth() {
 
     let w = Watching::start(engine(&rig));
     w.watcher.ready().await.expect("synced");
-    assert_eq!(portfolio_view(&w, &t), truth(&t, &[NAMESPACE, "default"]));
+    assert_eq!(portfolio_view(&w, &t), t.truth(&[NAMESPACE, "default"]));
     let portfolio = w.watcher.portfolio();
     let web_c = portfolio
         .container(&format!("{NAMESPACE}/{web}"))

@@ -1,0 +1,552 @@
+//! Faults on real engines: engine restarts, event streams cut without a
+//! restart, churn during syncs, a slow consumer, broken endpoints. After
+//! each, the portfolio must equal the engine's truth and a subscriber must
+//! have seen exactly the difference.
+//!
+//! The tests restart engines and cut their connections, so they take the
+//! rig one at a time.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use whalewatcher_containerd::ContainerdEngine;
+use whalewatcher_core::{CancellationToken, EngineError, Event, EventKind, RetryPolicy, Watcher};
+use whalewatcher_cri::CriEngine;
+use whalewatcher_moby::MobyEngine;
+use whalewatcher_tests::containerd::ContainerdTest;
+use whalewatcher_tests::cri::CriTest;
+use whalewatcher_tests::docker::DockerTest;
+use whalewatcher_tests::measure::{cpu_time, median};
+use whalewatcher_tests::proxy::CuttableProxy;
+use whalewatcher_tests::rig::{self, Rig};
+use whalewatcher_tests::scripted_http::{Misbehaviour, ScriptedHttp};
+use whalewatcher_tests::watching::Watching;
+use whalewatcher_tests::{eventually, run_command, within, DEADLINE, TEST_LABEL};
+
+/// One fault test at a time: they restart engines and cut connections.
+static RIG: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// What a test runs on an engine, and what the engine says is alive.
+#[async_trait]
+trait Workload: Send + Sync {
+    /// This test's label value.
+    fn label(&self) -> &str;
+    /// Starts one unit named `name` (a container; on CRI a pod with one).
+    async fn start(&self, name: &str);
+    /// The engine's truth about this test's alive containers: id → PID.
+    async fn truth(&self) -> BTreeMap<String, u32>;
+    /// Whether the engine answers.
+    async fn answers(&self) -> bool;
+}
+
+struct Moby(DockerTest);
+
+#[async_trait]
+impl Workload for Moby {
+    fn label(&self) -> &str {
+        &self.0.label
+    }
+    async fn start(&self, name: &str) {
+        self.0.run(name, &[]).await;
+    }
+    async fn truth(&self) -> BTreeMap<String, u32> {
+        self.0.alive().await
+    }
+    async fn answers(&self) -> bool {
+        self.0.docker.ping().await.is_ok()
+    }
+}
+
+const NAMESPACE: &str = "whalewatcher-faults";
+
+struct Containerd(std::sync::Arc<ContainerdTest>);
+
+#[async_trait]
+impl Workload for Containerd {
+    fn label(&self) -> &str {
+        &self.0.label
+    }
+    async fn start(&self, name: &str) {
+        let (t, id) = (self.0.clone(), format!("{name}-{}", self.0.label));
+        tokio::task::spawn_blocking(move || t.run(NAMESPACE, &id, &[]))
+            .await
+            .unwrap();
+    }
+    async fn truth(&self) -> BTreeMap<String, u32> {
+        let t = self.0.clone();
+        tokio::task::spawn_blocking(move || t.truth(&[NAMESPACE]))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(id, (pid, _))| (id, pid))
+            .collect()
+    }
+    async fn answers(&self) -> bool {
+        let t = self.0.clone();
+        tokio::task::spawn_blocking(move || t.answers())
+            .await
+            .unwrap()
+    }
+}
+
+struct Cri(CriTest, Rig);
+
+#[async_trait]
+impl Workload for Cri {
+    fn label(&self) -> &str {
+        &self.0.label
+    }
+    async fn start(&self, name: &str) {
+        let pod = self.0.run_pod(name, "faults").await;
+        self.0.run_container(&pod, "main").await;
+    }
+    async fn truth(&self) -> BTreeMap<String, u32> {
+        self.0.truth().await
+    }
+    async fn answers(&self) -> bool {
+        CriTest::connect_once(&self.1).await
+    }
+}
+
+fn mine(w: &Watching, label: &str) -> BTreeMap<String, u32> {
+    w.mine(label)
+        .into_iter()
+        .map(|(id, c)| (id, c.pid()))
+        .collect()
+}
+
+/// Waits until the portfolio shows exactly the engine's truth; the time
+/// it took.
+async fn wait_for_truth(w: &Watching, load: &dyn Workload, what: &str) -> Duration {
+    let started = Instant::now();
+    let mut last = (BTreeMap::new(), BTreeMap::new());
+    let converged = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let truth = load.truth().await;
+            last = (mine(w, load.label()), truth);
+            if last.0 == last.1 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        converged.is_ok(),
+        "{what}: the portfolio never equalled the truth:\n portfolio {:?}\n truth     {:?}",
+        last.0,
+        last.1
+    );
+    started.elapsed()
+}
+
+/// Starts a fence and reads the subscriber's events until its start: all
+/// events before it are then in. Returns this test's events since `from`
+/// (the fence's start included).
+async fn fenced_events(
+    w: &mut Watching,
+    load: &dyn Workload,
+    fence: &str,
+    from: usize,
+) -> Vec<(Change, String)> {
+    let before: BTreeSet<String> = load.truth().await.into_keys().collect();
+    load.start(fence).await;
+    let fence_ids: Vec<String> = load
+        .truth()
+        .await
+        .into_keys()
+        .filter(|id| !before.contains(id))
+        .collect();
+    assert!(!fence_ids.is_empty(), "the fence {fence} did not start");
+    for id in &fence_ids {
+        w.events_of(id, "the fence's start", |k| k.contains(&EventKind::Started))
+            .await;
+    }
+    w.seen[from..]
+        .iter()
+        .filter(|e| e.container.label(TEST_LABEL) == Some(load.label()))
+        .map(|e| (change(e.kind), e.container.id().to_owned()))
+        .collect()
+}
+
+/// An event kind, orderable for sets of expected events.
+type Change = &'static str;
+
+fn change(kind: EventKind) -> Change {
+    match kind {
+        EventKind::Started => "started",
+        EventKind::Exited => "exited",
+        EventKind::Paused => "paused",
+        EventKind::Unpaused => "unpaused",
+    }
+}
+
+/// The events that take a subscriber from `before` to `after`: exited for
+/// the vanished, started for the new, in no particular order.
+fn difference(
+    before: &BTreeMap<String, u32>,
+    after: &BTreeMap<String, u32>,
+) -> BTreeSet<(Change, String)> {
+    let exited = before
+        .keys()
+        .filter(|id| !after.contains_key(*id))
+        .map(|id| ("exited", id.clone()));
+    let started = after
+        .keys()
+        .filter(|id| !before.contains_key(*id))
+        .map(|id| ("started", id.clone()));
+    exited.chain(started).collect()
+}
+
+fn assert_exactly(seen: Vec<(Change, String)>, expected: BTreeSet<(Change, String)>) {
+    let unique: BTreeSet<_> = seen.iter().cloned().collect();
+    assert_eq!(unique.len(), seen.len(), "duplicate events: {seen:?}");
+    assert_eq!(unique, expected, "the events are not the difference");
+}
+
+fn restart_engine_container(rig: &Rig, engine: &rig::Engine) {
+    run_command(
+        "docker",
+        &[
+            "-H",
+            &rig.host_docker.endpoint,
+            "restart",
+            "-t",
+            "2",
+            engine.container(),
+        ],
+    );
+}
+
+/// Five engine restarts in a row; before each, two containers run, and one
+/// more starts as soon as the engine answers again (while the watcher is
+/// still resynchronizing). Prints the resync times against the initial
+/// sync.
+async fn five_restarts(
+    name: &str,
+    rig: &Rig,
+    engine_rig: &rig::Engine,
+    w: &mut Watching,
+    load: &dyn Workload,
+) {
+    let started = Instant::now();
+    w.watcher.ready().await.expect("synced");
+    let initial = started.elapsed();
+    let mut resyncs = Vec::new();
+    for round in 0..5 {
+        load.start(&format!("r{round}a")).await;
+        load.start(&format!("r{round}b")).await;
+        wait_for_truth(w, load, "before the restart").await;
+        let fence = fenced_events(w, load, &format!("f{round}a"), 0).await;
+        drop(fence);
+        let before = load.truth().await;
+        let from = w.seen.len();
+
+        restart_engine_container(rig, engine_rig);
+        eventually("the engine to answer again", || load.answers()).await;
+        let up = Instant::now();
+        load.start(&format!("r{round}new")).await;
+        resyncs.push(
+            wait_for_truth(w, load, "after the restart")
+                .await
+                .max(up.elapsed()),
+        );
+        let seen = fenced_events(w, load, &format!("f{round}b"), from).await;
+        let after = load.truth().await;
+        assert_exactly(seen, difference(&before, &after));
+    }
+    let resyncs: Vec<f64> = resyncs.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    println!(
+        "{name}: initial sync {:.0} ms; after 5 restarts, the portfolio equalled the truth {:.0} ms (median; max {:.0} ms) after the engine answered again",
+        initial.as_secs_f64() * 1e3,
+        median(&resyncs),
+        resyncs.iter().cloned().fold(0.0, f64::max)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_restarts_of_dockerd_end_in_the_truth_with_exactly_the_difference() {
+    let _alone = RIG.lock().await;
+    let rig = Rig::load();
+    let load = Moby(DockerTest::connect(&rig.docker, "faults-dockerd").await);
+    let mut w = Watching::start(MobyEngine::new(Some(&rig.docker.endpoint)).unwrap());
+    five_restarts("dockerd 26", &rig, &rig.docker, &mut w, &load).await;
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_restarts_of_podman_end_in_the_truth_with_exactly_the_difference() {
+    let _alone = RIG.lock().await;
+    let rig = Rig::load();
+    let load = Moby(DockerTest::connect(&rig.podman, "faults-podman").await);
+    let mut w = Watching::start(MobyEngine::new(Some(&rig.podman.endpoint)).unwrap());
+    five_restarts("podman 5", &rig, &rig.podman, &mut w, &load).await;
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_restarts_of_containerd_end_in_the_truth_with_exactly_the_difference() {
+    let _alone = RIG.lock().await;
+    let rig = Rig::load();
+    let load = Containerd(std::sync::Arc::new(
+        ContainerdTest::connect(&rig, "faults-containerd").await,
+    ));
+    let mut w = Watching::start(ContainerdEngine::new(rig.containerd.socket()));
+    five_restarts("containerd 1.7", &rig, &rig.containerd, &mut w, &load).await;
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_restarts_of_the_cri_engine_end_in_the_truth_with_exactly_the_difference() {
+    let _alone = RIG.lock().await;
+    let rig = Rig::load();
+    let load = Cri(CriTest::connect(&rig, "faults-cri").await, rig.clone());
+    let mut w = Watching::start(CriEngine::new(rig.containerd.socket()));
+    five_restarts("CRI (containerd 1.7)", &rig, &rig.containerd, &mut w, &load).await;
+    w.stop().await;
+}
+
+/// Cuts every connection of the watcher (its event stream among them) and
+/// refuses new ones; meanwhile one container dies and one starts; then lets
+/// the watcher back in.
+async fn cut_stream(
+    w: &mut Watching,
+    proxy: &CuttableProxy,
+    load: &dyn Workload,
+    kill: impl std::future::Future<Output = ()>,
+) {
+    wait_for_truth(w, load, "before the cut").await;
+    fenced_events(w, load, "fence-before", 0).await;
+    let before = load.truth().await;
+    let from = w.seen.len();
+    proxy.cut_and_hold();
+    eventually("the watcher to notice the loss", || async {
+        !w.watcher.status().synced
+    })
+    .await;
+    kill.await;
+    load.start("during-cut").await;
+    proxy.restore();
+    wait_for_truth(w, load, "after the cut").await;
+    let seen = fenced_events(w, load, "fence-after", from).await;
+    let after = load.truth().await;
+    let expected = difference(&before, &after);
+    assert!(
+        expected.iter().any(|(kind, _)| *kind == "exited"),
+        "the test killed nothing"
+    );
+    assert_exactly(seen, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_docker_event_stream_is_resynchronized_without_loss() {
+    let _alone = RIG.lock().await;
+    let rig = Rig::load();
+    let t = DockerTest::connect(&rig.host_docker, "faults-cut-docker").await;
+    let victim = t.run("victim", &[]).await;
+    let proxy = CuttableProxy::start(rig.host_docker.socket(), &std::env::temp_dir());
+    let endpoint = format!("unix://{}", proxy.socket().display());
+    let mut w = Watching::start(MobyEngine::new(Some(&endpoint)).unwrap());
+    w.watcher.ready().await.expect("synced");
+    let load = Moby(t);
+    let kill = load.0.kill(&victim);
+    cut_stream(&mut w, &proxy, &load, kill).await;
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_containerd_event_stream_is_resynchronized_without_loss() {
+    let _alone = RIG.lock().await;
+    let rig = Rig::load();
+    let t = std::sync::Arc::new(ContainerdTest::connect(&rig, "faults-cut-containerd").await);
+    let victim = format!("victim-{}", t.label);
+    {
+        let (t, victim) = (t.clone(), victim.clone());
+        tokio::task::spawn_blocking(move || t.run(NAMESPACE, &victim, &[]))
+            .await
+            .unwrap();
+    }
+    let proxy = CuttableProxy::start(rig.containerd.socket(), &std::env::temp_dir());
+    let mut w = Watching::start(ContainerdEngine::new(proxy.socket()));
+    w.watcher.ready().await.expect("synced");
+    let load = Containerd(t.clone());
+    let kill = async move {
+        tokio::task::spawn_blocking(move || t.kill(NAMESPACE, &victim))
+            .await
+            .unwrap();
+    };
+    cut_stream(&mut w, &proxy, &load, kill).await;
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_cri_event_stream_is_resynchronized_without_loss() {
+    let _alone = RIG.lock().await;
+    let rig = Rig::load();
+    let t = CriTest::connect(&rig, "faults-cut-cri").await;
+    let victim_pod = t.run_pod("victim", "faults").await;
+    let victim = t.run_container(&victim_pod, "main").await;
+    let proxy = CuttableProxy::start(rig.containerd.socket(), &std::env::temp_dir());
+    let mut w = Watching::start(CriEngine::new(proxy.socket()));
+    w.watcher.ready().await.expect("synced");
+    let load = Cri(t, rig.clone());
+    let kill = load.0.stop_container(&victim);
+    cut_stream(&mut w, &proxy, &load, kill).await;
+    w.stop().await;
+}
+
+/// Starts `n` containers and stops every other one, 4 at a time.
+async fn churn(t: &DockerTest, prefix: &str, n: usize) {
+    futures::stream::iter(0..n)
+        .for_each_concurrent(4, |i| async move {
+            let id = t.run(&format!("{prefix}{i}"), &[]).await;
+            if i % 2 == 0 {
+                t.kill(&id).await;
+            }
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_of_100_during_the_initial_sync_and_during_a_resync_ends_in_the_truth() {
+    let _alone = RIG.lock().await;
+    let rig = Rig::load();
+    let t = DockerTest::connect(&rig.host_docker, "faults-churn").await;
+    let proxy = CuttableProxy::start(rig.host_docker.socket(), &std::env::temp_dir());
+    let endpoint = format!("unix://{}", proxy.socket().display());
+
+    let mut w = Watching::start(MobyEngine::new(Some(&endpoint)).unwrap());
+    let (synced, ()) = tokio::join!(w.watcher.ready(), churn(&t, "initial", 100));
+    synced.expect("synced");
+    let load = Moby(t);
+    wait_for_truth(&w, &load, "churn during the initial sync").await;
+    assert_eq!(mine(&w, load.label()).len(), 50);
+
+    // The resync's list runs while the churn goes on.
+    fenced_events(&mut w, &load, "fence-before", 0).await;
+    let from = w.seen.len();
+    let before = load.truth().await;
+    proxy.cut_and_hold();
+    let resync = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        proxy.restore();
+    };
+    tokio::join!(churn(&load.0, "resync", 100), resync);
+    wait_for_truth(&w, &load, "churn during a resync").await;
+    assert_eq!(mine(&w, load.label()).len(), 101);
+    let seen = fenced_events(&mut w, &load, "fence-after", from).await;
+    let after = load.truth().await;
+    // Containers that started and died while the watcher was away may or
+    // may not be seen; what the subscriber saw must add up to the truth.
+    let mut view: BTreeSet<String> = before.keys().cloned().collect();
+    for (kind, id) in &seen {
+        match *kind {
+            "started" => assert!(view.insert(id.clone()), "a second start of {id}"),
+            "exited" => assert!(view.remove(id), "an exit of {id} never started"),
+            _ => {}
+        }
+    }
+    assert_eq!(view, after.keys().cloned().collect::<BTreeSet<_>>());
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_stops_reading_lags_and_the_portfolio_stays_current() {
+    let _alone = RIG.lock().await;
+    let rig = Rig::load();
+    let t = DockerTest::connect(&rig.host_docker, "faults-slow").await;
+    let watcher = Watcher::builder(MobyEngine::new(Some(&rig.host_docker.endpoint)).unwrap())
+        .event_capacity(8)
+        .build();
+    let cancel = CancellationToken::new();
+    let watch = tokio::spawn({
+        let (watcher, cancel) = (watcher.clone(), cancel.clone());
+        async move { watcher.watch(cancel).await }
+    });
+    watcher.ready().await.expect("synced");
+    let (_, mut slow) = watcher.subscribe();
+
+    // A burst of 50 starts while the subscriber reads nothing.
+    let names: Vec<String> = (0..50).map(|i| format!("burst{i}")).collect();
+    let ids: Vec<String> = futures::future::join_all(names.iter().map(|n| t.run(n, &[]))).await;
+    eventually("the portfolio to hold the whole burst", || async {
+        let portfolio = watcher.portfolio();
+        ids.iter().all(|id| portfolio.container(id).is_some())
+    })
+    .await;
+    let first = within("the slow subscriber's next item", slow.next())
+        .await
+        .expect("stream open");
+    let lagged = first.expect_err("a subscriber 50 events behind with room for 8 has lagged");
+    assert!(lagged.missed >= 42, "{lagged}");
+    // After the lag it goes on with the oldest events still buffered; a
+    // fresh subscription starts from a current snapshot.
+    assert!(matches!(slow.next().await, Some(Ok(Event { .. }))));
+    let (snapshot, _) = watcher.subscribe();
+    assert!(ids.iter().all(|id| snapshot.container(id).is_some()));
+    cancel.cancel();
+    watch.await.unwrap().unwrap();
+}
+
+/// Watches a broken endpoint for two seconds under the default retry
+/// policy: the first sync fails with an error of `kind`, the watcher keeps
+/// retrying with backoff and without spinning. Returns (attempts, CPU ms).
+async fn retries_against(endpoint: &str, expected: fn(&EngineError) -> bool) -> (u64, f64) {
+    let watcher = Watcher::new(
+        MobyEngine::new(Some(endpoint)).unwrap(),
+        RetryPolicy::default(),
+    );
+    let cancel = CancellationToken::new();
+    let cpu = cpu_time(std::process::id());
+    let watch = tokio::spawn({
+        let (watcher, cancel) = (watcher.clone(), cancel.clone());
+        async move { watcher.watch(cancel).await }
+    });
+    let ready = watcher.ready().await;
+    assert!(
+        matches!(&ready, Err(error) if expected(error)),
+        "{endpoint}: {ready:?}"
+    );
+    // The backoff window to observe: retries happen in it, or they spin.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let spent = (cpu_time(std::process::id()) - cpu).as_secs_f64() * 1e3;
+    cancel.cancel();
+    watch.await.unwrap().expect("cancelled cleanly");
+    let attempts = watcher.status().attempts;
+    assert!((2..=8).contains(&attempts), "{attempts} attempts in 2 s");
+    (attempts, spent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_docker_endpoints_are_typed_errors_retried_with_backoff_at_little_cpu() {
+    let _alone = RIG.lock().await;
+    let dir = std::env::temp_dir();
+    let failing = ScriptedHttp::start(&dir, Misbehaviour::ServerError);
+    let (attempts, cpu) = retries_against(
+        &failing.endpoint(),
+        |e| matches!(e, EngineError::Protocol { message, .. } if message.contains("500")),
+    )
+    .await;
+    println!("HTTP 500: {attempts} attempts and {cpu:.0} ms CPU in 2 s");
+    assert!(cpu < 500.0, "{cpu:.0} ms CPU in 2 s of retrying: a spin");
+
+    let truncated = ScriptedHttp::start(&dir, Misbehaviour::TruncatedJson);
+    let (attempts, cpu) = retries_against(&truncated.endpoint(), |e| {
+        matches!(e, EngineError::Protocol { .. })
+    })
+    .await;
+    println!("truncated JSON: {attempts} attempts and {cpu:.0} ms CPU in 2 s");
+    assert!(cpu < 500.0, "{cpu:.0} ms CPU in 2 s of retrying: a spin");
+    assert!(truncated.requests() > 0);
+
+    let missing = Path::new("/run/whalewatcher-rig/no-such-docker.sock");
+    let (attempts, cpu) = retries_against(&format!("unix://{}", missing.display()), |e| {
+        matches!(e, EngineError::Unreachable { .. })
+    })
+    .await;
+    println!("missing socket: {attempts} attempts and {cpu:.0} ms CPU in 2 s");
+    assert!(cpu < 500.0, "{cpu:.0} ms CPU in 2 s of retrying: a spin");
+}
