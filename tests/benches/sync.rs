@@ -27,13 +27,14 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures::{StreamExt, TryStreamExt};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
-use whalewatcher_core::{CancellationToken, Engine, EventKind, Portfolio, RetryPolicy, Watcher};
+use whalewatcher_core::{Engine, EventKind, Portfolio, RetryPolicy, Watcher};
 use whalewatcher_moby::MobyEngine;
 use whalewatcher_tests::containerd::ContainerdTest;
 use whalewatcher_tests::cri::CriTest;
 use whalewatcher_tests::docker::DockerTest;
 use whalewatcher_tests::measure::{cpu_time, host_dockerd_pid, median, percentile};
 use whalewatcher_tests::rig::Rig;
+use whalewatcher_tests::watching::spawn_watch;
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -55,12 +56,8 @@ fn ms(d: Duration) -> f64 {
 /// Runs a watcher of `engine` until its first sync is done; its wall time.
 async fn initial_sync(engine: impl Engine) -> (Duration, usize) {
     let watcher = Watcher::new(engine, RetryPolicy::none());
-    let cancel = CancellationToken::new();
     let started = Instant::now();
-    let watch = tokio::spawn({
-        let (watcher, cancel) = (watcher.clone(), cancel.clone());
-        async move { watcher.watch(cancel).await }
-    });
+    let (cancel, watch) = spawn_watch(&watcher);
     watcher.ready().await.expect("the first sync");
     let took = started.elapsed();
     let alive = watcher.portfolio().len();
@@ -273,11 +270,7 @@ async fn event_latency(rig: &Rig) {
     let endpoint = rig.host_docker.endpoint.as_str();
     let t = DockerTest::connect(&rig.host_docker, "bench-events").await;
     let watcher = Watcher::new(docker_client(endpoint), RetryPolicy::default());
-    let cancel = CancellationToken::new();
-    let watch = tokio::spawn({
-        let (watcher, cancel) = (watcher.clone(), cancel.clone());
-        async move { watcher.watch(cancel).await }
-    });
+    let (cancel, watch) = spawn_watch(&watcher);
     watcher.ready().await.expect("synced");
     let (_, mut events) = watcher.subscribe();
 

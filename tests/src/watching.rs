@@ -12,6 +12,16 @@ use whalewatcher_core::{
 
 use crate::{within, TEST_LABEL};
 
+/// A watch of `watcher` in a task of its own, and the token that ends it.
+pub fn spawn_watch(watcher: &Watcher) -> (CancellationToken, JoinHandle<Result<(), WatchError>>) {
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn({
+        let (watcher, cancel) = (watcher.clone(), cancel.clone());
+        async move { watcher.watch(cancel).await }
+    });
+    (cancel, task)
+}
+
 /// A watcher running in a task of its own, and what its subscriber saw.
 #[derive(Debug)]
 pub struct Watching {
@@ -29,11 +39,7 @@ impl Watching {
     pub fn start(engine: impl Engine) -> Self {
         let watcher = Watcher::new(engine, RetryPolicy::default());
         let (_, events) = watcher.subscribe();
-        let cancel = CancellationToken::new();
-        let task = tokio::spawn({
-            let (watcher, cancel) = (watcher.clone(), cancel.clone());
-            async move { watcher.watch(cancel).await }
-        });
+        let (cancel, task) = spawn_watch(&watcher);
         Watching {
             watcher,
             seen: Vec::new(),

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use futures::StreamExt;
 use whalewatcher_containerd::ContainerdEngine;
-use whalewatcher_core::{CancellationToken, EngineError, Event, EventKind, RetryPolicy, Watcher};
+use whalewatcher_core::{EngineError, Event, EventKind, RetryPolicy, Watcher};
 use whalewatcher_cri::CriEngine;
 use whalewatcher_moby::MobyEngine;
 use whalewatcher_tests::containerd::ContainerdTest;
@@ -23,7 +23,7 @@ use whalewatcher_tests::measure::{cpu_time, median};
 use whalewatcher_tests::proxy::CuttableProxy;
 use whalewatcher_tests::rig::{self, Rig};
 use whalewatcher_tests::scripted_http::{Misbehaviour, ScriptedHttp};
-use whalewatcher_tests::watching::Watching;
+use whalewatcher_tests::watching::{spawn_watch, Watching};
 use whalewatcher_tests::{eventually, run_command, within, DEADLINE, TEST_LABEL};
 
 /// One fault test at a time: they restart engines and cut connections.
@@ -461,11 +461,7 @@ async fn a_subscriber_that_stops_reading_lags_and_the_portfolio_stays_current() 
     let watcher = Watcher::builder(MobyEngine::new(Some(&rig.host_docker.endpoint)).unwrap())
         .event_capacity(8)
         .build();
-    let cancel = CancellationToken::new();
-    let watch = tokio::spawn({
-        let (watcher, cancel) = (watcher.clone(), cancel.clone());
-        async move { watcher.watch(cancel).await }
-    });
+    let (cancel, watch) = spawn_watch(&watcher);
     watcher.ready().await.expect("synced");
     let (_, mut slow) = watcher.subscribe();
 
@@ -499,12 +495,8 @@ async fn retries_against(endpoint: &str, expected: fn(&EngineError) -> bool) -> 
         MobyEngine::new(Some(endpoint)).unwrap(),
         RetryPolicy::default(),
     );
-    let cancel = CancellationToken::new();
     let cpu = cpu_time(std::process::id());
-    let watch = tokio::spawn({
-        let (watcher, cancel) = (watcher.clone(), cancel.clone());
-        async move { watcher.watch(cancel).await }
-    });
+    let (cancel, watch) = spawn_watch(&watcher);
     let ready = watcher.ready().await;
     assert!(
         matches!(&ready, Err(error) if expected(error)),

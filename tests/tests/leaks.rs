@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use whalewatcher_containerd::ContainerdEngine;
-use whalewatcher_core::{CancellationToken, Engine, RetryPolicy, Watcher};
+use whalewatcher_core::{Engine, RetryPolicy, Watcher};
 use whalewatcher_cri::CriEngine;
 use whalewatcher_moby::MobyEngine;
 use whalewatcher_tests::rig::Rig;
+use whalewatcher_tests::watching::spawn_watch;
 use whalewatcher_tests::DEADLINE;
 
 fn open_fds() -> usize {
@@ -29,11 +30,7 @@ fn alive_tasks() -> usize {
 /// closes and drops everything.
 async fn watch_once(engine: impl Engine) {
     let watcher = Watcher::new(engine, RetryPolicy::default());
-    let cancel = CancellationToken::new();
-    let watch = tokio::spawn({
-        let (watcher, cancel) = (watcher.clone(), cancel.clone());
-        async move { watcher.watch(cancel).await }
-    });
+    let (cancel, watch) = spawn_watch(&watcher);
     watcher.ready().await.expect("synced");
     let (_, mut events) = watcher.subscribe();
     // Poll once, so the subscription is in use when it is dropped.

@@ -23,7 +23,7 @@
 //!   unversioned (the engine's own API version), as bollard 0.21's do.
 //! - **One inspect per container**, 16 at once by default, over reused
 //!   connections (bollard's own unix transport connects anew per request).
-//! - **podman** is recognized from the version endpoint and reported as
+//! - **podman** is recognized from the ping and reported as
 //!   `podman.io`. Its Docker API tells nothing of pods, so pod name, id and
 //!   the infra marker come from podman's own API on the same socket, as
 //!   labels ([`POD_NAME_LABEL`], [`POD_ID_LABEL`], [`INFRA_LABEL`]).
