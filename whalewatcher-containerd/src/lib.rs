@@ -369,21 +369,7 @@ impl Engine for ContainerdEngine {
 }
 
 /// A gRPC status as a cause that reads well (tonic's own display is its
-/// debug dump): its message and the causes beneath that it does not
-/// already tell. Keeps the kind of an I/O error among them.
+/// debug dump): its message and the causes beneath it.
 fn readable(status: &Status) -> std::io::Error {
-    let mut kind = std::io::ErrorKind::Other;
-    let mut message = status.message().to_owned();
-    let mut source = std::error::Error::source(status);
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            kind = io.kind();
-        }
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message = format!("{message}: {text}");
-        }
-        source = cause.source();
-    }
-    std::io::Error::new(kind, message)
+    whalewatcher_core::io_error_with_causes(status.message(), std::error::Error::source(status))
 }

@@ -106,16 +106,37 @@ impl EngineError {
 /// error (Connect)" and leaves the reason (a missing socket, a refused
 /// permission) to its sources.
 pub fn describe(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
+    with_causes(error.to_string(), error.source()).0
+}
+
+/// `head` and the causes in the chain from `source` that it does not
+/// already tell, as an I/O error of the kind of the first I/O error in
+/// that chain (else `Other`): for wrapping errors whose own text says
+/// little or too much (tonic's transport errors and statuses).
+pub fn io_error_with_causes(
+    head: impl Into<String>,
+    source: Option<&(dyn std::error::Error + 'static)>,
+) -> std::io::Error {
+    let (message, kind) = with_causes(head.into(), source);
+    std::io::Error::new(kind.unwrap_or(std::io::ErrorKind::Other), message)
+}
+
+fn with_causes(
+    mut message: String,
+    mut source: Option<&(dyn std::error::Error + 'static)>,
+) -> (String, Option<std::io::ErrorKind>) {
+    let mut kind = None;
     while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            kind = kind.or(Some(io.kind()));
+        }
         let text = cause.to_string();
         if !message.contains(&text) {
             message = format!("{message}: {text}");
         }
         source = cause.source();
     }
-    message
+    (message, kind)
 }
 
 /// Why [`Watcher::watch`](crate::Watcher::watch) ended other than by
@@ -181,6 +202,13 @@ mod tests {
         assert_eq!(
             describe(&err),
             "cannot reach the engine at unix:///d.sock: client error (Connect): entity not found"
+        );
+        let cause = Connect(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        let wrapped = io_error_with_causes("transport error", Some(&cause));
+        assert_eq!(wrapped.kind(), std::io::ErrorKind::PermissionDenied);
+        assert_eq!(
+            wrapped.to_string(),
+            "transport error: client error (Connect): permission denied"
         );
     }
 }

@@ -49,7 +49,7 @@ pub mod testing;
 
 pub use container::{Container, Labels, Rucksack};
 pub use engine::{Engine, EngineEvents, EngineInfo};
-pub use error::{describe, Cause, EngineError, WatchError};
+pub use error::{describe, io_error_with_causes, Cause, EngineError, WatchError};
 pub use event::{EngineEvent, Event, EventKind, EventSource, EventStream, Lagged};
 pub use portfolio::{Portfolio, Project};
 pub use retry::RetryPolicy;

@@ -25,15 +25,7 @@ pub(crate) async fn connect(socket: PathBuf) -> Result<Channel, std::io::Error> 
 
 /// tonic's transport error says only "transport error"; the cause that
 /// tells a missing socket from a refused permission is in its source
-/// chain. Keeps the I/O error's kind when there is one.
+/// chain.
 fn flatten(error: &tonic::transport::Error) -> std::io::Error {
-    let mut kind = std::io::ErrorKind::Other;
-    let mut source = error.source();
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            kind = io.kind();
-        }
-        source = cause.source();
-    }
-    std::io::Error::new(kind, whalewatcher_core::describe(error))
+    whalewatcher_core::io_error_with_causes(error.to_string(), error.source())
 }

@@ -45,10 +45,10 @@ use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
-    ContainerEventResponse, ContainerFilter, ContainerState, ContainerStateValue,
+    ContainerEventResponse, ContainerFilter, ContainerState, ContainerStateValue, ContainerStatus,
     ContainerStatusRequest, GetEventsRequest, ListContainersRequest, ListPodSandboxRequest,
-    PodSandboxFilter, PodSandboxState, PodSandboxStateValue, PodSandboxStatusRequest,
-    VersionRequest,
+    PodSandboxFilter, PodSandboxState, PodSandboxStateValue, PodSandboxStatus,
+    PodSandboxStatusRequest, VersionRequest,
 };
 use tonic::transport::Channel;
 use tonic::{Code, Response, Status, Streaming};
@@ -150,14 +150,8 @@ impl CriEngine {
             .await
             .map_err(|s| self.error(s, Some(id)))?
             .into_inner();
-        let processless = || EngineError::Processless { id: id.to_owned() };
-        let status = response.status.ok_or_else(processless)?;
-        if status.state != ContainerState::ContainerRunning as i32 {
-            return Err(processless());
-        }
-        let info = VerboseInfo::parse(&response.info)
-            .filter(|info| info.pid != 0)
-            .ok_or_else(|| self.no_pid(id))?;
+        let running = |s: &ContainerStatus| s.state == ContainerState::ContainerRunning as i32;
+        let (status, info) = self.alive(id, response.status, running, &response.info)?;
         let sandbox_id = info.sandbox_id.unwrap_or_default();
         let known = self.pods().get(&sandbox_id).cloned();
         let pod = match known {
@@ -209,14 +203,8 @@ impl CriEngine {
             .await
             .map_err(|s| self.error(s, Some(id)))?
             .into_inner();
-        let processless = || EngineError::Processless { id: id.to_owned() };
-        let status = response.status.ok_or_else(processless)?;
-        if status.state != PodSandboxState::SandboxReady as i32 {
-            return Err(processless());
-        }
-        let info = VerboseInfo::parse(&response.info)
-            .filter(|info| info.pid != 0)
-            .ok_or_else(|| self.no_pid(id))?;
+        let ready = |s: &PodSandboxStatus| s.state == PodSandboxState::SandboxReady as i32;
+        let (status, info) = self.alive(id, response.status, ready, &response.info)?;
         let pod = Pod::from_metadata(status.metadata.as_ref());
         self.pods().insert(status.id.clone(), pod.clone());
         Ok(convert::sandbox(
@@ -228,11 +216,25 @@ impl CriEngine {
         ))
     }
 
-    fn no_pid(&self, id: &str) -> EngineError {
-        EngineError::Protocol {
-            endpoint: self.api.clone(),
-            message: format!("the verbose status of {id:?} has no PID in its info"),
-        }
+    /// The status of `id` and its verbose info, if it is alive: a status
+    /// in an alive state, and a PID in the info.
+    fn alive<S>(
+        &self,
+        id: &str,
+        status: Option<S>,
+        is_alive: impl Fn(&S) -> bool,
+        info: &HashMap<String, String>,
+    ) -> Result<(S, VerboseInfo), EngineError> {
+        let status = status
+            .filter(is_alive)
+            .ok_or_else(|| EngineError::Processless { id: id.to_owned() })?;
+        let info = VerboseInfo::parse(info)
+            .filter(|info| info.pid != 0)
+            .ok_or_else(|| EngineError::Protocol {
+                endpoint: self.api.clone(),
+                message: format!("the verbose status of {id:?} has no PID in its info"),
+            })?;
+        Ok((status, info))
     }
 
     /// Inspects each id (sandboxes or containers) with at most
@@ -496,21 +498,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// A gRPC status as a cause that reads well (tonic's own display is its
-/// debug dump): its message and the causes beneath that it does not
-/// already tell. Keeps the kind of an I/O error among them.
+/// debug dump): its message and the causes beneath it.
 fn readable(status: &Status) -> std::io::Error {
-    let mut kind = std::io::ErrorKind::Other;
-    let mut message = status.message().to_owned();
-    let mut source = std::error::Error::source(status);
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            kind = io.kind();
-        }
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message = format!("{message}: {text}");
-        }
-        source = cause.source();
-    }
-    std::io::Error::new(kind, message)
+    whalewatcher_core::io_error_with_causes(status.message(), std::error::Error::source(status))
 }
