@@ -281,12 +281,7 @@ impl MobyEngine {
         Ok(members.into_iter().map(|m| (m.id.clone(), m)).collect())
     }
 
-    /// GETs the unversioned `path` over the raw transport: status and body.
-    async fn get(&self, raw: &RawGet, path: &str) -> Result<(u16, bytes::Bytes), EngineError> {
-        let RawResponse { status, body, .. } = self.raw_get(raw, path.to_owned()).await?;
-        Ok((status, body))
-    }
-
+    /// GETs the unversioned `path` over the raw transport.
     async fn raw_get(&self, raw: &RawGet, path: String) -> Result<RawResponse, EngineError> {
         raw(path).await.map_err(|cause| {
             EngineError::unreachable(self.api.clone(), std::io::Error::other(cause))
@@ -371,8 +366,8 @@ impl MobyEngine {
                 .collect());
         };
         let filters = "%7B%22status%22%3A%5B%22running%22%2C%22paused%22%5D%7D";
-        let (status, body) = self
-            .get(raw, &format!("/containers/json?all=1&filters={filters}"))
+        let RawResponse { status, body, .. } = self
+            .raw_get(raw, format!("/containers/json?all=1&filters={filters}"))
             .await?;
         if status != 200 {
             return Err(self.unexpected("the container list", status, &body));
@@ -390,7 +385,8 @@ impl MobyEngine {
                 .await
                 .map_err(|e| self.error(e, Some(id)));
         };
-        let (status, body) = self.get(raw, &format!("/containers/{id}/json")).await?;
+        let RawResponse { status, body, .. } =
+            self.raw_get(raw, format!("/containers/{id}/json")).await?;
         match status {
             200 => convert::inspect_response(&body)
                 .map_err(|e| self.unexpected(&format!("the inspect of {id} ({e})"), status, &body)),
