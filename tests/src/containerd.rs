@@ -46,16 +46,8 @@ impl ContainerdTest {
 
     /// Runs `ctr -n namespace args…` in the engine's container.
     pub fn ctr(&self, namespace: &str, args: &[&str]) -> String {
-        let head = [
-            "-H",
-            &self.host_docker,
-            "exec",
-            self.engine.container(),
-            "ctr",
-            "-n",
-            namespace,
-        ];
-        run_command("docker", &[&head[..], args].concat())
+        self.try_ctr(namespace, args)
+            .unwrap_or_else(|error| panic!("ctr -n {namespace} {} failed: {error}", args.join(" ")))
     }
 
     /// Imports the workload image into `namespace` unless it is there.
@@ -86,7 +78,36 @@ impl ContainerdTest {
         args.extend([self.engine.image().to_owned(), id.to_owned()]);
         args.extend(["sleep".to_owned(), "2147483647".to_owned()]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.ctr(namespace, &args);
+        // runc in the freshly restarted engine container has failed its
+        // first create now and then ("read init-p: connection reset by
+        // peer"): that is the engine's, not the watcher's, so it gets two
+        // more tries, each from a clean slate.
+        for attempt in 1..=3 {
+            match self.try_ctr(namespace, &args) {
+                Ok(_) => return,
+                Err(error) if attempt < 3 && error.contains("failed to create shim task") => {
+                    eprintln!("ctr run {id} failed, trying again: {error}");
+                    let _ = self.try_ctr(namespace, &["containers", "rm", id]);
+                }
+                Err(error) => panic!("ctr -n {namespace} {} failed: {error}", args.join(" ")),
+            }
+        }
+    }
+
+    /// Runs `ctr -n namespace args…` in the engine's container: its output,
+    /// or its error output when it fails.
+    fn try_ctr(&self, namespace: &str, args: &[&str]) -> Result<String, String> {
+        let output = std::process::Command::new("docker")
+            .args(["-H", &self.host_docker, "exec", self.engine.container()])
+            .args(["ctr", "-n", namespace])
+            .args(args)
+            .output()
+            .map_err(|e| format!("cannot run docker: {e}"))?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
     }
 
     /// What containerd itself says (through ctr) of this test's alive
@@ -122,11 +143,7 @@ impl ContainerdTest {
 
     /// Whether containerd answers `ctr version`.
     pub fn answers(&self) -> bool {
-        std::process::Command::new("docker")
-            .args(["-H", &self.host_docker, "exec", self.engine.container()])
-            .args(["ctr", "version"])
-            .output()
-            .is_ok_and(|o| o.status.success())
+        self.try_ctr("default", &["version"]).is_ok()
     }
 
     /// Kills the task of container `id` with SIGKILL.
