@@ -78,14 +78,10 @@ impl ContainerdTest {
         args.extend([self.engine.image().to_owned(), id.to_owned()]);
         args.extend(["sleep".to_owned(), "2147483647".to_owned()]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        // runc in the freshly restarted engine container has failed its
-        // first create now and then ("read init-p: connection reset by
-        // peer"): that is the engine's, not the watcher's, so it gets two
-        // more tries, each from a clean slate.
-        for attempt in 1..=3 {
+        for attempt in 1..=rig::RUNC_START_ATTEMPTS {
             match self.try_ctr(namespace, &args) {
                 Ok(_) => return,
-                Err(error) if attempt < 3 && error.contains("failed to create shim task") => {
+                Err(error) if attempt < rig::RUNC_START_ATTEMPTS && rig::runc_init_died(&error) => {
                     eprintln!("ctr run {id} failed, trying again: {error}");
                     let _ = self.try_ctr(namespace, &["containers", "rm", id]);
                 }

@@ -15,8 +15,8 @@ use k8s_cri::v1::{
     CreateContainerRequest, ImageSpec, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
     ListContainersRequest, ListPodSandboxRequest, NamespaceMode, NamespaceOption, PodSandboxConfig,
     PodSandboxFilter, PodSandboxMetadata, PodSandboxState, PodSandboxStatusRequest,
-    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest,
-    StopPodSandboxRequest,
+    RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
+    StopContainerRequest, StopPodSandboxRequest,
 };
 
 use crate::{rig, test_label_value, TEST_LABEL};
@@ -93,17 +93,19 @@ impl CriTest {
             }),
             ..Default::default()
         };
-        let id = self
-            .client
-            .clone()
-            .run_pod_sandbox(RunPodSandboxRequest {
-                config: Some(config.clone()),
-                runtime_handler: String::new(),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("cannot run pod {name}: {e}"))
-            .into_inner()
-            .pod_sandbox_id;
+        let id = rig::start_past_runc_init_deaths(name, || async {
+            let mut client = self.client.clone();
+            client
+                .run_pod_sandbox(RunPodSandboxRequest {
+                    config: Some(config.clone()),
+                    runtime_handler: String::new(),
+                })
+                .await
+        })
+        .await
+        .unwrap_or_else(|e| panic!("cannot run pod {name}: {e}"))
+        .into_inner()
+        .pod_sandbox_id;
         self.pods.lock().unwrap().push(id.clone());
         Pod { id, config }
     }
@@ -124,24 +126,35 @@ impl CriTest {
             labels: HashMap::from([(TEST_LABEL.to_owned(), self.label.clone())]),
             ..Default::default()
         };
-        let mut client = self.client.clone();
-        let id = client
-            .create_container(CreateContainerRequest {
-                pod_sandbox_id: pod.id.clone(),
-                config: Some(config),
-                sandbox_config: Some(pod.config.clone()),
-            })
+        let create_and_start = || async {
+            let mut client = self.client.clone();
+            let id = client
+                .create_container(CreateContainerRequest {
+                    pod_sandbox_id: pod.id.clone(),
+                    config: Some(config.clone()),
+                    sandbox_config: Some(pod.config.clone()),
+                })
+                .await
+                .unwrap_or_else(|e| panic!("cannot create container {name}: {e}"))
+                .into_inner()
+                .container_id;
+            let started = client
+                .start_container(StartContainerRequest {
+                    container_id: id.clone(),
+                })
+                .await;
+            if started.is_err() {
+                let _ = client
+                    .remove_container(RemoveContainerRequest {
+                        container_id: id.clone(),
+                    })
+                    .await;
+            }
+            started.map(|_| id)
+        };
+        rig::start_past_runc_init_deaths(name, create_and_start)
             .await
-            .unwrap_or_else(|e| panic!("cannot create container {name}: {e}"))
-            .into_inner()
-            .container_id;
-        client
-            .start_container(StartContainerRequest {
-                container_id: id.clone(),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("cannot start container {name}: {e}"));
-        id
+            .unwrap_or_else(|e| panic!("cannot start container {name}: {e}"))
     }
 
     /// Stops a container.

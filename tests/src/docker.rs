@@ -59,8 +59,7 @@ impl DockerTest {
     /// `privileged`); the network is always none.
     pub async fn run_with(&self, name: &str, labels: &[(&str, &str)], host: HostConfig) -> String {
         let id = self.create(name, labels, host).await;
-        self.docker
-            .start_container(&id, None)
+        rig::start_past_runc_init_deaths(name, || self.docker.start_container(&id, None))
             .await
             .unwrap_or_else(|e| panic!("cannot start {name} on {}: {e}", self.engine.endpoint));
         id

@@ -89,3 +89,79 @@ impl Rig {
         ["-H", &self.host_docker.endpoint]
     }
 }
+
+/// How often a test helper starts a container when runc's init dies
+/// before it starts.
+pub const RUNC_START_ATTEMPTS: u32 = 3;
+
+/// Whether an engine's start error says runc's init process died before
+/// its first handshake ("read init-p: connection reset by peer").
+///
+/// runc in the rig's engine containers does this now and then, seen in CI
+/// on containerd 1.7 and dockerd 26 after an engine restart and never
+/// reproduced on demand (80 starts after restarts, under CPU load): it is
+/// the engine's failure, not the watcher's, so the test helpers start
+/// again, from a clean slate, up to [`RUNC_START_ATTEMPTS`] times.
+pub fn runc_init_died(error: &str) -> bool {
+    error.contains("failed to create shim task") && error.contains("init-p")
+}
+
+/// Runs `start` (which starts `what` from a clean slate) until it does not
+/// fail with [`runc_init_died`], at most [`RUNC_START_ATTEMPTS`] times.
+pub async fn start_past_runc_init_deaths<T, E, F, Fut>(what: &str, mut start: F) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut attempt = 1;
+    loop {
+        match start().await {
+            Err(error) if attempt < RUNC_START_ATTEMPTS && runc_init_died(&error.to_string()) => {
+                eprintln!("starting {what} failed, trying again: {error}");
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Docker's words for it, from a CI run.
+    const SEEN_IN_CI: &str = "Docker responded with status code 500: failed to create task for container: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: waiting for init preliminary setup: read init-p: connection reset by peer: unknown";
+
+    #[tokio::test]
+    async fn a_start_is_repeated_only_while_runc_init_dies() {
+        let mut calls = 0;
+        let result: Result<(), String> = start_past_runc_init_deaths("x", || {
+            calls += 1;
+            async { Err(SEEN_IN_CI.to_owned()) }
+        })
+        .await;
+        assert_eq!((result.is_err(), calls), (true, RUNC_START_ATTEMPTS));
+
+        let mut calls = 0;
+        let result: Result<(), String> = start_past_runc_init_deaths("x", || {
+            calls += 1;
+            async { Err("No such image".to_owned()) }
+        })
+        .await;
+        assert_eq!((result.is_err(), calls), (true, 1));
+
+        let mut calls = 0;
+        let result = start_past_runc_init_deaths("x", || {
+            calls += 1;
+            let outcome = if calls == 1 {
+                Err(SEEN_IN_CI)
+            } else {
+                Ok(calls)
+            };
+            async move { outcome }
+        })
+        .await;
+        assert_eq!(result, Ok(2));
+    }
+}
