@@ -57,6 +57,18 @@ pub enum EngineError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The engine did not answer a call within its deadline (see
+    /// [`Deadlines`](crate::Deadlines)): it is wedged or overloaded, and
+    /// the watcher treats it as lost.
+    #[error("the engine at {endpoint} did not answer {call} within {after:?}")]
+    Timeout {
+        /// The engine's API endpoint.
+        endpoint: String,
+        /// The call: `info`, `subscribe`, `list` or `inspect`.
+        call: &'static str,
+        /// The deadline that passed.
+        after: std::time::Duration,
+    },
     /// The operation was cancelled.
     #[error("cancelled")]
     Cancelled,

@@ -1,6 +1,7 @@
 //! Lifecycle events: what engines report to the watcher, and what the
 //! watcher reports to its subscribers.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -10,12 +11,14 @@ use futures::Stream;
 use serde::Serialize;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::container::Container;
 
 /// The lifecycle changes of an alive container.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum EventKind {
     /// The container's initial process started: it became alive.
     Started,
@@ -25,6 +28,30 @@ pub enum EventKind {
     Paused,
     /// The container's processes were thawed.
     Unpaused,
+    /// The container's record changed while its initial process stayed the
+    /// same — a new name (`docker rename`), other labels or project — as a
+    /// (re)synchronization or an inspect found. Never from an engine event.
+    Updated,
+}
+
+impl EventKind {
+    /// The kind's name as serialized: `started`, `exited`, `paused`,
+    /// `unpaused`, `updated`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Started => "started",
+            EventKind::Exited => "exited",
+            EventKind::Paused => "paused",
+            EventKind::Unpaused => "unpaused",
+            EventKind::Updated => "updated",
+        }
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 /// A lifecycle event as an engine reports it to the watcher.
@@ -63,7 +90,9 @@ impl EngineEvent {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventSource {
-    /// A live engine event.
+    /// A live engine event — also one that arrived while a list was in
+    /// flight and was folded into the list's difference — with the
+    /// engine's timestamp when it gave one.
     Engine,
     /// A (re)synchronization found this difference to what subscribers had
     /// seen: the engine reported no event for it to us (it happened before
@@ -87,6 +116,10 @@ pub struct Event {
     pub source: EventSource,
     /// The [revision](crate::Portfolio::revision) of the portfolio that
     /// includes this change; the events of one (re)sync share one.
+    ///
+    /// A snapshot of revision `r` plus the events up to revision `s` equals
+    /// the snapshot of revision `s`: every change of content comes with an
+    /// event, and each revision's events are delivered together.
     pub revision: u64,
 }
 
@@ -105,31 +138,71 @@ mod unix_nanos {
     }
 }
 
-/// A subscriber fell behind: `missed` events were dropped for it rather
-/// than slowing down the watcher. Take a fresh
+/// A subscriber fell behind: the changes of `missed` revisions were
+/// dropped for it rather than slowing down the watcher. Take a fresh
 /// [`subscribe`](crate::Watcher::subscribe) to start over from a snapshot.
+///
+/// A revision is one step of the portfolio: one live event, or the whole
+/// difference of a (re)synchronization, however many containers it holds.
+/// So a big resync never makes a reading subscriber lag; only reading too
+/// slowly does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("the event subscriber lagged behind and missed {missed} events")]
+#[error("the event subscriber lagged behind and missed {missed} revisions")]
 pub struct Lagged {
-    /// How many events this subscriber missed.
+    /// How many revisions (each one or more events) this subscriber missed.
     pub missed: u64,
 }
+
+/// The events that took the portfolio to one revision, published as one
+/// item so that the buffer counts revisions, not containers.
+pub(crate) type Revision = Arc<[Event]>;
 
 /// The events after a snapshot, as handed out by
 /// [`Watcher::subscribe`](crate::Watcher::subscribe).
 ///
 /// Yields `Err(Lagged)` when this subscriber fell behind, then goes on with
-/// the oldest event still buffered. Ends when the watcher is dropped.
-#[derive(Debug)]
+/// the oldest revision still buffered. Ends once the watcher is
+/// [closed](crate::Watcher::close) (after everything published before) or
+/// dropped; a cancelled [`watch`](crate::Watcher::watch) does not end it,
+/// as the watcher may watch again.
 pub struct EventStream {
-    inner: BroadcastStream<Event>,
+    revisions: BroadcastStream<Revision>,
+    /// The revision being handed out, and the index of its next event.
+    current: Option<(Revision, usize)>,
+    /// Cancelled once the watcher is closed and publishes no more.
+    closed: Pin<Box<WaitForCancellationFutureOwned>>,
+    ended: bool,
 }
 
 impl EventStream {
-    pub(crate) fn new(receiver: tokio::sync::broadcast::Receiver<Event>) -> Self {
+    pub(crate) fn new(
+        receiver: tokio::sync::broadcast::Receiver<Revision>,
+        closed: CancellationToken,
+    ) -> Self {
         EventStream {
-            inner: BroadcastStream::new(receiver),
+            revisions: BroadcastStream::new(receiver),
+            current: None,
+            closed: Box::pin(closed.cancelled_owned()),
+            ended: false,
         }
+    }
+
+    fn next_of_current(&mut self) -> Option<Event> {
+        let (revision, next) = self.current.as_mut()?;
+        let event = revision.get(*next).cloned();
+        *next += 1;
+        if *next >= revision.len() {
+            self.current = None;
+        }
+        event
+    }
+}
+
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream")
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
     }
 }
 
@@ -137,10 +210,26 @@ impl Stream for EventStream {
     type Item = Result<Event, Lagged>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        Pin::new(&mut self.inner).poll_next(cx).map(|item| {
-            item.map(|result| {
-                result.map_err(|BroadcastStreamRecvError::Lagged(missed)| Lagged { missed })
-            })
-        })
+        let this = &mut *self;
+        loop {
+            if let Some(event) = this.next_of_current() {
+                return Poll::Ready(Some(Ok(event)));
+            }
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.revisions).poll_next(cx) {
+                Poll::Ready(Some(Ok(revision))) => this.current = Some((revision, 0)),
+                Poll::Ready(Some(Err(BroadcastStreamRecvError::Lagged(missed)))) => {
+                    return Poll::Ready(Some(Err(Lagged { missed })))
+                }
+                Poll::Ready(None) => this.ended = true,
+                // Nothing buffered: once closed, nothing will come.
+                Poll::Pending => match this.closed.as_mut().poll(cx) {
+                    Poll::Ready(()) => this.ended = true,
+                    Poll::Pending => return Poll::Pending,
+                },
+            }
+        }
     }
 }

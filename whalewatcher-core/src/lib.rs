@@ -52,8 +52,8 @@ pub use engine::{Engine, EngineEvents, EngineInfo};
 pub use error::{describe, io_error_with_causes, Cause, EngineError, WatchError};
 pub use event::{EngineEvent, Event, EventKind, EventSource, EventStream, Lagged};
 pub use portfolio::{Portfolio, Project};
-pub use retry::RetryPolicy;
-pub use watcher::{SyncStatus, Watcher, WatcherBuilder};
+pub use retry::{RetryPolicy, MIN_RETRY_DELAY};
+pub use watcher::{Deadlines, SyncState, SyncStatus, Watcher, WatcherBuilder};
 
 /// Re-exported so users need not depend on async-trait to implement
 /// [`Engine`].

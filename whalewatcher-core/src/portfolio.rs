@@ -230,46 +230,120 @@ impl Portfolio {
     }
 
     /// What happened between `old` and `self`, as the events a subscriber
-    /// who saw `old` needs to arrive at `self`: exited for what vanished,
-    /// started for what is new, exited then started for a container whose
-    /// initial process changed (it restarted), paused/unpaused for a changed
-    /// pause state, nothing for the unchanged.
-    ///
-    /// Sorted by kind (exits first), then id, so the result is
-    /// deterministic.
-    pub(crate) fn changes_since(&self, old: &Portfolio) -> Vec<(EventKind, Arc<Container>)> {
-        let mut exited = Vec::new();
-        let mut started = Vec::new();
-        let mut toggled = Vec::new();
+    /// who saw `old` needs to arrive at `self` (see [`Difference`]).
+    #[cfg(test)]
+    pub(crate) fn changes_since(&self, old: &Portfolio) -> Vec<Change> {
+        let mut difference = Difference::default();
         for before in old.containers() {
-            match self.container(before.id()) {
-                None => exited.push((EventKind::Exited, before.clone())),
-                Some(now) if now.pid() != before.pid() => {
-                    exited.push((EventKind::Exited, before.clone()));
-                    started.push((EventKind::Started, now.clone()));
-                }
-                Some(now) if now.is_paused() != before.is_paused() => {
-                    let kind = if now.is_paused() {
-                        EventKind::Paused
-                    } else {
-                        EventKind::Unpaused
-                    };
-                    toggled.push((kind, now.clone()));
-                }
-                Some(_) => {}
+            difference.add(Some(before), self.container(before.id()));
+        }
+        for now in self.containers() {
+            if old.container(now.id()).is_none() {
+                difference.add(None, Some(now));
             }
         }
-        started.extend(
-            self.containers()
-                .filter(|now| old.container(now.id()).is_none())
-                .map(|now| (EventKind::Started, now.clone())),
-        );
-        for group in [&mut exited, &mut started, &mut toggled] {
-            group.sort_by(|a, b| a.1.id().cmp(b.1.id()));
+        difference.into_events()
+    }
+
+    /// Makes this portfolio hold exactly `listed`, keeping the records that
+    /// did not change (they stay shared with earlier snapshots); returns
+    /// the ids of the containers that came, went or changed.
+    pub(crate) fn replace_all(&mut self, listed: Vec<Container>) -> Vec<Arc<str>> {
+        let mut listed: std::collections::HashMap<
+            Arc<str>,
+            Container,
+            foldhash::fast::RandomState,
+        > = listed
+            .into_iter()
+            .map(|container| (container.shared_id().clone(), container))
+            .collect();
+        let gone: Vec<Arc<str>> = self
+            .containers
+            .keys()
+            .filter(|id| !listed.contains_key(*id))
+            .cloned()
+            .collect();
+        let mut touched = gone.clone();
+        for id in gone {
+            self.remove(&id);
         }
-        exited.extend(started);
-        exited.extend(toggled);
-        exited
+        for (id, now) in listed.drain() {
+            if self.container(&id).is_some_and(|before| **before == now) {
+                continue;
+            }
+            self.insert(now);
+            touched.push(id);
+        }
+        touched
+    }
+}
+
+/// A change of one container, as a subscriber is told it.
+pub(crate) type Change = (EventKind, Arc<Container>);
+
+/// The events that take a subscriber from one state of some containers to
+/// another: exited for what vanished, started for what is new, exited then
+/// started for a container whose initial process changed (it restarted),
+/// paused/unpaused for a changed pause state (carrying any other change
+/// too), updated for any other change of the record, nothing for the
+/// unchanged.
+///
+/// Ordered by kind — exits first, then starts, pause changes and updates —
+/// then by id, so a restart's exit precedes its start and the result is
+/// deterministic.
+#[derive(Debug, Default)]
+pub(crate) struct Difference {
+    exited: Vec<Change>,
+    started: Vec<Change>,
+    toggled: Vec<Change>,
+    updated: Vec<Change>,
+}
+
+impl Difference {
+    /// Adds what changed for one container from `before` to `after`
+    /// (`None`: not alive).
+    pub(crate) fn add(&mut self, before: Option<&Arc<Container>>, after: Option<&Arc<Container>>) {
+        match (before, after) {
+            (None, None) => {}
+            (None, Some(now)) => self.started.push((EventKind::Started, now.clone())),
+            (Some(then), None) => self.exited.push((EventKind::Exited, then.clone())),
+            (Some(then), Some(now)) if Arc::ptr_eq(then, now) => {}
+            (Some(then), Some(now)) if then.pid() != now.pid() => {
+                self.exited.push((EventKind::Exited, then.clone()));
+                self.started.push((EventKind::Started, now.clone()));
+            }
+            (Some(then), Some(now)) if then.is_paused() != now.is_paused() => {
+                let kind = if now.is_paused() {
+                    EventKind::Paused
+                } else {
+                    EventKind::Unpaused
+                };
+                self.toggled.push((kind, now.clone()));
+            }
+            (Some(then), Some(now)) if then != now => {
+                self.updated.push((EventKind::Updated, now.clone()));
+            }
+            (Some(_), Some(_)) => {}
+        }
+    }
+
+    /// Whether nothing changed.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.exited.is_empty()
+            && self.started.is_empty()
+            && self.toggled.is_empty()
+            && self.updated.is_empty()
+    }
+
+    /// The changes in their order.
+    pub(crate) fn into_events(self) -> Vec<Change> {
+        let mut groups = [self.exited, self.started, self.toggled, self.updated];
+        let mut events = Vec::with_capacity(groups.iter().map(Vec::len).sum());
+        for group in &mut groups {
+            group.sort_by(|a, b| a.1.id().cmp(b.1.id()));
+            events.append(group);
+        }
+        events
     }
 }
 
@@ -383,7 +457,7 @@ mod tests {
     }
 
     #[test]
-    fn changes_since_reports_only_the_difference() {
+    fn changes_since_reports_only_the_difference_every_change_of_content_included() {
         let old: Portfolio = [
             container("gone", ""),
             container("same", ""),
@@ -413,6 +487,7 @@ mod tests {
                 (EventKind::Started, "new".to_owned()),
                 (EventKind::Started, "restarted".to_owned()),
                 (EventKind::Paused, "paused".to_owned()),
+                (EventKind::Updated, "same".to_owned()),
             ]
         );
         assert!(new.changes_since(&new).is_empty());

@@ -8,6 +8,10 @@ use tokio_retry::strategy::{jitter, ExponentialBackoff};
 
 type DelayFactory = dyn Fn() -> Box<dyn Iterator<Item = Duration> + Send> + Send + Sync;
 
+/// No delay is shorter: a failing engine retried without a pause would
+/// make the watcher a busy loop against it.
+pub const MIN_RETRY_DELAY: Duration = Duration::from_millis(10);
+
 /// The delays between attempts to (re)synchronize with an engine.
 ///
 /// The default retries forever with an exponential backoff from 100 ms up to
@@ -15,8 +19,13 @@ type DelayFactory = dyn Fn() -> Box<dyn Iterator<Item = Duration> + Send> + Send
 /// lockstep. Giving up is always an explicit choice:
 /// [`none`](Self::none) or [`max_retries`](Self::max_retries).
 ///
-/// Each failure sequence starts afresh: after a successful
-/// synchronization, the next loss begins again with the shortest delay.
+/// Each failure sequence starts afresh once a session has proved itself
+/// (see [`WatcherBuilder::stable_after`](crate::WatcherBuilder::stable_after)):
+/// only then does the next loss begin again with the shortest delay. A
+/// session that syncs and is lost at once counts as one more failure, so
+/// a flapping engine backs off and a bounded policy gives up.
+///
+/// No delay is shorter than [`MIN_RETRY_DELAY`].
 #[derive(Clone)]
 pub struct RetryPolicy {
     delays: Arc<DelayFactory>,
@@ -36,9 +45,11 @@ impl RetryPolicy {
     /// delay jittered into `[d/2, d)`.
     ///
     /// Half the delay is fixed so that a retrying watcher never spins, half
-    /// is random so that watchers spread out.
+    /// is random so that watchers spread out. A `max` below `initial` is
+    /// raised to it.
     pub fn exponential(initial: Duration, max: Duration) -> Self {
         let initial_ms = initial.as_millis().clamp(2, u64::MAX as u128) as u64;
+        let max = max.max(Duration::from_millis(initial_ms));
         RetryPolicy {
             delays: Arc::new(move || {
                 // tokio-retry's delay n is base^(n+1) * factor.
@@ -52,7 +63,8 @@ impl RetryPolicy {
     }
 
     /// Any sequence of delays: the iterator `delays` makes is used for each
-    /// failure sequence; when it ends, the watch gives up.
+    /// failure sequence; when it ends, the watch gives up. Delays shorter
+    /// than [`MIN_RETRY_DELAY`] are raised to it.
     pub fn from_delays<F, I>(delays: F) -> Self
     where
         F: Fn() -> I + Send + Sync + 'static,
@@ -76,7 +88,7 @@ impl RetryPolicy {
 
     /// A fresh sequence of delays for one sequence of failures.
     pub(crate) fn delays(&self) -> Box<dyn Iterator<Item = Duration> + Send> {
-        (self.delays)()
+        Box::new((self.delays)().map(|delay| delay.max(MIN_RETRY_DELAY)))
     }
 }
 
@@ -111,6 +123,19 @@ mod tests {
         );
         let distinct: std::collections::HashSet<_> = delays[100..].iter().collect();
         assert!(distinct.len() > 1, "jittered");
+    }
+
+    #[test]
+    fn zero_delays_are_raised_so_retrying_never_spins() {
+        let zero_cap = RetryPolicy::exponential(Duration::from_millis(100), Duration::ZERO);
+        assert!(zero_cap
+            .delays()
+            .take(100)
+            .all(|d| d >= Duration::from_millis(50)));
+        let zeros = RetryPolicy::from_delays(|| std::iter::repeat(Duration::ZERO));
+        assert!(zeros.delays().take(100).all(|d| d == MIN_RETRY_DELAY));
+        let zero_start = RetryPolicy::exponential(Duration::ZERO, Duration::ZERO);
+        assert!(zero_start.delays().take(100).all(|d| d >= MIN_RETRY_DELAY));
     }
 
     #[test]

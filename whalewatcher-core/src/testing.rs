@@ -76,6 +76,7 @@ struct State {
     truth: BTreeMap<String, Container>,
     down: bool,
     subscribe_error: Option<EngineError>,
+    info_error: Option<EngineError>,
     manual_lists: bool,
     manual_inspects: bool,
     inspect_latency: Duration,
@@ -162,7 +163,8 @@ impl ScriptedEngine {
         self.emit(EngineEvent::new(EventKind::Unpaused, id));
     }
 
-    fn set_paused(&self, id: &str, paused: bool) {
+    /// Pauses or unpauses a container in the truth without an event.
+    pub fn set_paused(&self, id: &str, paused: bool) {
         self.update(|state| {
             if let Some(container) = state.truth.remove(id) {
                 state
@@ -209,6 +211,12 @@ impl ScriptedEngine {
         self.update(|state| state.subscribe_error = error);
     }
 
+    /// Makes `info` fail with `error` (or succeed again with `None`), as
+    /// a socket proxy that forbids `/info` does.
+    pub fn fail_info(&self, error: Option<EngineError>) {
+        self.update(|state| state.info_error = error);
+    }
+
     // ---- timing ----
 
     /// From now on, each list call waits for the test to answer it; take
@@ -221,6 +229,15 @@ impl ScriptedEngine {
     /// the calls with [`next_inspect`](Self::next_inspect).
     pub fn hold_inspects(&self) {
         self.update(|state| state.manual_inspects = true);
+    }
+
+    /// From now on, list and inspect calls answer at once from the truth
+    /// again; calls already held still wait for their answer.
+    pub fn release_holds(&self) {
+        self.update(|state| {
+            state.manual_lists = false;
+            state.manual_inspects = false;
+        });
     }
 
     /// Automatic inspects answer after `latency`, from the truth as it is
@@ -245,6 +262,21 @@ impl ScriptedEngine {
             .await
             .expect("no inspect call within the deadline")
             .expect("inspect call queue closed")
+    }
+
+    /// A held list call, if one is waiting; never waits.
+    pub fn try_next_list(&self) -> Option<ListCall> {
+        self.shared.list_call_queue.try_lock().ok()?.try_recv().ok()
+    }
+
+    /// A held inspect call, if one is waiting; never waits.
+    pub fn try_next_inspect(&self) -> Option<InspectCall> {
+        self.shared
+            .inspect_call_queue
+            .try_lock()
+            .ok()?
+            .try_recv()
+            .ok()
     }
 
     // ---- observation ----
@@ -304,12 +336,15 @@ impl Engine for ScriptedEngine {
     }
 
     async fn info(&self) -> Result<EngineInfo, EngineError> {
-        let down = self.update(|state| {
+        let (down, refused) = self.update(|state| {
             state.stats.info_calls += 1;
-            state.down
+            (state.down, state.info_error.clone())
         });
         if down {
             return Err(unreachable());
+        }
+        if let Some(error) = refused {
+            return Err(error);
         }
         Ok(EngineInfo {
             id: "scripted-engine".into(),
@@ -354,6 +389,7 @@ impl Engine for ScriptedEngine {
             let (reply, answer) = oneshot::channel();
             let _ = self.shared.inspect_calls.send(InspectCall {
                 id: id.to_owned(),
+                as_called: self.truth_of(id),
                 reply,
                 engine: self.clone(),
             });
@@ -453,6 +489,25 @@ impl ListCall {
         let _ = self.reply.send(Ok(truth));
     }
 
+    /// Answers as an engine that lists ids first and inspects each later
+    /// does (moby): of the containers alive when the call arrived, those
+    /// for which `now` says so are answered as they are now (left out if
+    /// they died meanwhile), the others as they were then.
+    pub fn reply_per_container(self, mut now: impl FnMut(&str) -> bool) {
+        let containers = self
+            .as_called
+            .into_iter()
+            .filter_map(|then| {
+                if now(then.id()) {
+                    self.engine.truth_of(then.id()).ok()
+                } else {
+                    Some(then)
+                }
+            })
+            .collect();
+        let _ = self.reply.send(Ok(containers));
+    }
+
     /// Answers with these containers.
     pub fn reply(self, containers: Vec<Container>) {
         let _ = self.reply.send(Ok(containers));
@@ -468,6 +523,7 @@ impl ListCall {
 #[derive(Debug)]
 pub struct InspectCall {
     id: String,
+    as_called: Result<Container, EngineError>,
     reply: oneshot::Sender<Result<Container, EngineError>>,
     engine: ScriptedEngine,
 }
@@ -484,6 +540,11 @@ impl InspectCall {
         let _ = self.reply.send(answer);
     }
 
+    /// Answers from the truth as it was when the call arrived.
+    pub fn reply_as_called(self) {
+        let _ = self.reply.send(self.as_called);
+    }
+
     /// Answers with this result.
     pub fn reply(self, result: Result<Container, EngineError>) {
         let _ = self.reply.send(result);
@@ -492,7 +553,8 @@ impl InspectCall {
 
 /// Applies events to a snapshot the way a consumer would, failing the test
 /// on any event that does not fit — a start of a container already present
-/// (counted twice) or an exit or pause of one absent (something missed).
+/// (counted twice), an exit, pause or update of one absent, a pause of a
+/// paused one (something missed), an update that changes nothing.
 pub fn replay(snapshot: &Portfolio, events: &[Event]) -> Portfolio {
     let mut portfolio = snapshot.clone();
     for event in events {
@@ -506,8 +568,17 @@ pub fn replay(snapshot: &Portfolio, events: &[Event]) -> Portfolio {
             EventKind::Exited => {
                 assert!(portfolio.remove(id).is_some(), "exit of unknown {id}");
             }
-            EventKind::Paused | EventKind::Unpaused => {
-                assert!(present, "pause change of unknown {id}");
+            EventKind::Paused | EventKind::Unpaused | EventKind::Updated => {
+                let before = portfolio.container(id).cloned();
+                let before = before.unwrap_or_else(|| panic!("{:?} of unknown {id}", event.kind));
+                match event.kind {
+                    EventKind::Paused => assert!(!before.is_paused(), "paused twice: {id}"),
+                    EventKind::Unpaused => assert!(before.is_paused(), "unpaused twice: {id}"),
+                    _ => assert!(
+                        *before != *event.container,
+                        "an update without change: {id}"
+                    ),
+                }
                 portfolio.insert(event.container.clone());
             }
         }

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::testing::{replay, ScriptedEngine, DEADLINE};
-use crate::{EventStream, Lagged};
+use crate::{Container, EngineEvent, Event, EventKind, EventSource, EventStream, Lagged};
 
 fn container(id: &str) -> Container {
     Container::new(id, format!("name-{id}"), 100)
@@ -438,7 +438,7 @@ async fn engine_lost_keeps_the_old_portfolio_until_the_relist_then_reports_the_d
     engine.die("c");
     engine.add([container("c").with_pid(300), container("d")]);
     engine.pause("p");
-    eventually("the watcher noticed", || !h.watcher.status().synced).await;
+    eventually("the watcher noticed", || !h.watcher.status().is_synced()).await;
     assert!(matches!(
         h.watcher.status().last_error,
         Some(EngineError::Unreachable { .. })
@@ -451,7 +451,7 @@ async fn engine_lost_keeps_the_old_portfolio_until_the_relist_then_reports_the_d
         "readers must keep the old portfolio while the relist is in flight"
     );
     list.reply_now();
-    eventually("resynced", || h.watcher.status().synced).await;
+    eventually("resynced", || h.watcher.status().is_synced()).await;
     let after = h.watcher.portfolio();
     assert_eq!(*after, engine.truth());
     h.fence().await;
@@ -693,7 +693,7 @@ async fn a_retry_that_succeeds_makes_the_watcher_ready() {
         Err(EngineError::Unreachable { .. })
     ));
     engine.come_up();
-    eventually("synced after retrying", || h.watcher.status().synced).await;
+    eventually("synced after retrying", || h.watcher.status().is_synced()).await;
     h.watcher.ready().await.unwrap();
     assert_eq!(ids(&h.watcher.portfolio()), ["a"]);
     assert_eq!(h.watcher.id(), "scripted-engine");
@@ -712,7 +712,7 @@ async fn no_retry_policy_gives_up_after_the_first_failure() {
         "{ended:?}"
     );
     assert!(watcher.ready().await.is_err());
-    assert_eq!(engine.stats().info_calls, 1);
+    assert_eq!(engine.stats().subscribe_calls, 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -844,3 +844,5 @@ async fn watching_twice_at_once_is_refused() {
     assert!(matches!(second, Err(WatchError::AlreadyWatching)));
     h.stop().await.unwrap();
 }
+
+mod hostile;

@@ -1,0 +1,551 @@
+//! The synchronization state machine. One loop owns all mutable state and
+//! drives everything — the engine's event stream, the list, the inspects,
+//! the engine's self-description — as futures it polls itself, so it
+//! spawns no tasks and cancelling or dropping it ends everything at once.
+//!
+//! A *session* is one connection: subscribe to events first, then list
+//! (events that arrive meanwhile are held back and applied in engine order
+//! to the list's result), publish the difference to what subscribers saw
+//! before, then follow the event stream. A lost stream, a failed call or a
+//! call past its deadline ends the session; readers keep the last
+//! portfolio until the next session has listed (make-before-break), and
+//! the retry policy decides when that happens.
+//!
+//! Every change of the portfolio's content goes through [`Difference`],
+//! so it reaches subscribers as an event in a new revision: a snapshot plus
+//! the events up to revision `r` is always the snapshot at `r`.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, debug_span, info, info_span, warn, Instrument};
+
+use crate::container::Container;
+use crate::engine::{EngineEvents, EngineInfo};
+use crate::error::{EngineError, WatchError};
+use crate::event::{EngineEvent, Event, EventKind, EventSource};
+use crate::portfolio::{Difference, Portfolio};
+
+use super::inspections::{Inspected, Inspections};
+use super::{lock, Shared, SyncState};
+
+/// The two ways a watch is stopped: the caller's token and `close`.
+pub(super) struct Stop {
+    pub(super) cancel: CancellationToken,
+    pub(super) closing: CancellationToken,
+}
+
+impl Stop {
+    async fn stopped(&self) {
+        tokio::select! {
+            _ = self.cancel.cancelled() => {}
+            _ = self.closing.cancelled() => {}
+        }
+    }
+
+    /// Runs `work` unless stopped first.
+    async fn unless_stopped<F: Future>(&self, work: F) -> Option<F::Output> {
+        tokio::select! {
+            biased;
+            _ = self.stopped() => None,
+            output = work => Some(output),
+        }
+    }
+}
+
+/// An engine call under its deadline.
+pub(super) async fn within<T>(
+    deadline: Duration,
+    api: &str,
+    call: &'static str,
+    work: impl Future<Output = Result<T, EngineError>>,
+) -> Result<T, EngineError> {
+    tokio::time::timeout(deadline, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(EngineError::Timeout {
+                endpoint: api.to_owned(),
+                call,
+                after: deadline,
+            })
+        })
+}
+
+/// Where in a session an engine failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Call {
+    Subscribe,
+    Events,
+    List,
+    Inspect,
+}
+
+impl Call {
+    /// Whether a permanent error from here says that the engine cannot be
+    /// watched at all: it cannot deliver events. A list or inspect that
+    /// fails so after the first sync is one call failing, not the engine.
+    fn decides_the_engine(self) -> bool {
+        matches!(self, Call::Subscribe | Call::Events)
+    }
+}
+
+/// Why a session or relist was interrupted.
+enum Interrupt {
+    Stopped,
+    Lost(EngineError, Call),
+}
+
+/// What a session achieved before it ended.
+#[derive(Default)]
+struct Outcome {
+    /// Its list was published.
+    synced: bool,
+    /// It stayed up long enough, or delivered an event: the engine works.
+    proven: bool,
+}
+
+/// The write side: the one owner of the working portfolio.
+pub(super) struct SyncLoop {
+    shared: Arc<Shared>,
+    /// Equals the published portfolio, except while a list's result is
+    /// being brought up to date before it is published.
+    working: Portfolio,
+    inspections: Inspections,
+    /// The engine describing itself, alongside the session's other work.
+    describing: Option<BoxFuture<'static, ()>>,
+}
+
+impl SyncLoop {
+    pub(super) fn new(shared: Arc<Shared>) -> Self {
+        SyncLoop {
+            working: (*shared.portfolio.load_full()).clone(),
+            inspections: Inspections::new(
+                shared.engine.clone(),
+                shared.max_concurrent_inspects,
+                shared.deadlines.inspect,
+            ),
+            describing: None,
+            shared,
+        }
+    }
+
+    /// Sessions, with retries between them, until stopped or given up.
+    pub(super) async fn run(mut self, stop: &Stop) -> Result<(), WatchError> {
+        let mut delays = self.shared.retry.delays();
+        let mut failures: u32 = 0;
+        let mut ever_synced = false;
+        let mut session_number: u64 = 0;
+        loop {
+            session_number += 1;
+            let span = if ever_synced {
+                info_span!("resync", session = session_number)
+            } else {
+                info_span!("sync", session = session_number)
+            };
+            let mut outcome = Outcome::default();
+            let interrupt = self.session(stop, &mut outcome).instrument(span).await;
+            // Whatever was still being inspected or described belongs to
+            // the ended connection; the next list covers it.
+            self.inspections.clear();
+            self.describing = None;
+            let (error, call) = match interrupt {
+                Interrupt::Stopped => {
+                    info!("watch stopped");
+                    return Ok(());
+                }
+                Interrupt::Lost(error, call) => (error, call),
+            };
+            ever_synced |= outcome.synced;
+            if outcome.proven {
+                // The engine worked: a new failure sequence.
+                delays = self.shared.retry.delays();
+                failures = 0;
+            }
+            failures += 1;
+            self.shared.status.send_modify(|status| {
+                if !outcome.synced {
+                    status.attempts += 1;
+                }
+                status.state = SyncState::Lost;
+                status.last_error = Some(error.clone());
+            });
+            if error.is_permanent() && (!ever_synced || call.decides_the_engine()) {
+                warn!(%error, "engine cannot be watched; giving up");
+                return Err(WatchError::Unsupported(error));
+            }
+            let Some(delay) = delays.next() else {
+                warn!(%error, failures, "retry policy exhausted; giving up");
+                return Err(WatchError::GaveUp {
+                    attempts: failures,
+                    last: error,
+                });
+            };
+            warn!(%error, failures, ?delay, "engine lost; resynchronizing after a delay");
+            if stop
+                .unless_stopped(tokio::time::sleep(delay))
+                .await
+                .is_none()
+            {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One connection: describe, subscribe, list, follow.
+    async fn session(&mut self, stop: &Stop, outcome: &mut Outcome) -> Interrupt {
+        self.shared
+            .status
+            .send_if_modified(|status| set_state(status, SyncState::Syncing));
+        // The engine describes itself while the events are subscribed and
+        // the containers listed: an engine's info can cost as much as the
+        // list (dockerd's /info counts every container), and the sync
+        // needs nothing of it.
+        self.describing = Some(describe(self.shared.clone()).boxed());
+        let engine = self.shared.engine.clone();
+        let deadlines = self.shared.deadlines;
+
+        let subscribing = within(
+            deadlines.subscribe,
+            engine.api(),
+            "subscribe",
+            engine.subscribe(),
+        );
+        tokio::pin!(subscribing);
+        let mut events = loop {
+            tokio::select! {
+                biased;
+                _ = stop.stopped() => return Interrupt::Stopped,
+                subscribed = &mut subscribing => match subscribed {
+                    Ok(events) => break events,
+                    Err(error) => return Interrupt::Lost(error, Call::Subscribe),
+                },
+                () = describing(&mut self.describing) => {}
+            }
+        };
+        if let Err(interrupt) = self.relist(&mut events, stop).await {
+            return interrupt;
+        }
+        outcome.synced = true;
+        self.shared.status.send_modify(|status| {
+            status.attempts += 1;
+            status.state = SyncState::Synced;
+            status.last_error = None;
+        });
+        info!(containers = self.working.len(), "synchronized");
+
+        let mut safety_relist = self.shared.safety_relist.map(|period| {
+            let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            timer
+        });
+        let proving = tokio::time::sleep(self.shared.stable_after);
+        tokio::pin!(proving);
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.stopped() => return Interrupt::Stopped,
+                item = events.next() => match item {
+                    Some(Ok(event)) => {
+                        outcome.proven = true;
+                        let changes = self.apply_event(event);
+                        self.publish(changes);
+                    }
+                    Some(Err(error)) => return Interrupt::Lost(error, Call::Events),
+                    None => return Interrupt::Lost(self.stream_ended(), Call::Events),
+                },
+                Some(done) = self.inspections.next_done() => match self.apply_inspection(done) {
+                    Ok(changes) => self.publish(changes),
+                    Err(interrupt) => return interrupt,
+                },
+                _ = tick(&mut safety_relist) => {
+                    if let Err(interrupt) = self.relist(&mut events, stop).await {
+                        return interrupt;
+                    }
+                }
+                () = &mut proving, if !outcome.proven => outcome.proven = true,
+                () = describing(&mut self.describing) => {}
+            }
+        }
+    }
+
+    fn stream_ended(&self) -> EngineError {
+        EngineError::StreamEnded {
+            endpoint: self.shared.engine.api().to_owned(),
+        }
+    }
+
+    /// Lists while holding back the events that arrive meanwhile, applies
+    /// them in engine order to the list's result, then publishes that with
+    /// the difference to what subscribers have seen.
+    async fn relist(&mut self, events: &mut EngineEvents, stop: &Stop) -> Result<(), Interrupt> {
+        let engine = self.shared.engine.clone();
+        let listing = within(
+            self.shared.deadlines.list,
+            engine.api(),
+            "list",
+            engine.list(),
+        );
+        tokio::pin!(listing);
+        let mut held_back = Vec::new();
+        let listed = loop {
+            tokio::select! {
+                biased;
+                _ = stop.stopped() => return Err(Interrupt::Stopped),
+                // Events before the list: an event already delivered when
+                // the list answers must be held back, not applied after
+                // the list is published (the container would flash up).
+                item = events.next() => match item {
+                    Some(Ok(event)) => held_back.push(event),
+                    Some(Err(error)) => return Err(Interrupt::Lost(error, Call::Events)),
+                    None => return Err(Interrupt::Lost(self.stream_ended(), Call::Events)),
+                },
+                listed = &mut listing => match listed {
+                    Ok(listed) => break listed,
+                    Err(error) => return Err(Interrupt::Lost(error, Call::List)),
+                },
+                // Only a safety relist has inspections in flight; their
+                // results go out as usual while the list is pending.
+                Some(done) = self.inspections.next_done() => {
+                    let changes = self.apply_inspection(done)?;
+                    self.publish(changes);
+                }
+                () = describing(&mut self.describing) => {}
+            }
+        };
+        let changes = self.take_in_list(listed, held_back);
+        self.publish(changes);
+        Ok(())
+    }
+
+    /// Makes the working portfolio the list's result brought up to date
+    /// by the events held back during the list; returns the difference to
+    /// what subscribers saw before.
+    fn take_in_list(&mut self, listed: Vec<Container>, held_back: Vec<EngineEvent>) -> Vec<Event> {
+        let _span = debug_span!("take_in_list").entered();
+        let seen = self.working.clone();
+        let mut touched: HashSet<Arc<str>> = self.working.replace_all(listed).into_iter().collect();
+        debug!(
+            listed = self.working.len(),
+            held_back = held_back.len(),
+            "list complete"
+        );
+        // The held-back events happened after the subscription, so after or
+        // during the list: a container that died is removed (the list must
+        // not resurrect it), pause changes are replayed, and a start the
+        // list missed is inspected. Their own changes are subsumed in the
+        // difference below.
+        for event in &held_back {
+            touched.insert(Arc::from(event.id.as_str()));
+            self.apply_event(event.clone());
+        }
+        let mut difference = Difference::default();
+        for id in &touched {
+            difference.add(seen.container(id), self.working.container(id));
+        }
+        // A change the engine reported while the list was in flight keeps
+        // its source and time (of the last such report).
+        let reported: HashMap<(&str, EventKind), Option<SystemTime>> = held_back
+            .iter()
+            .map(|event| ((event.id.as_str(), event.kind), event.timestamp))
+            .collect();
+        difference
+            .into_events()
+            .into_iter()
+            .map(
+                |(kind, container)| match reported.get(&(container.id(), kind)) {
+                    Some(&timestamp) => event_of(kind, container, EventSource::Engine, timestamp),
+                    None => event_of(kind, container, EventSource::Sync, None),
+                },
+            )
+            .collect()
+    }
+
+    /// Applies one engine event to the working portfolio; returns the
+    /// changes it made.
+    fn apply_event(&mut self, event: EngineEvent) -> Vec<Event> {
+        let _span = debug_span!("apply_event", kind = ?event.kind, id = %event.id).entered();
+        match event.kind {
+            EventKind::Started => {
+                if self.working.container(&event.id).is_some()
+                    || self.inspections.is_tracking(&event.id)
+                {
+                    debug!("already known; a replayed or duplicate start");
+                } else {
+                    self.inspections.start(event.id, event.timestamp);
+                }
+                Vec::new()
+            }
+            EventKind::Exited => {
+                // A die wins over an inspect of its start still in flight.
+                self.inspections.forget(&event.id);
+                // By id only: exit events may lack labels and project.
+                match self.working.remove(&event.id) {
+                    Some(gone) => vec![event_of(
+                        EventKind::Exited,
+                        gone,
+                        EventSource::Engine,
+                        event.timestamp,
+                    )],
+                    None => Vec::new(),
+                }
+            }
+            EventKind::Paused | EventKind::Unpaused => {
+                if self.inspections.is_tracking(&event.id) {
+                    // Applied once the start's inspect is in, keeping order.
+                    self.inspections.hold_back(event);
+                    return Vec::new();
+                }
+                let paused = event.kind == EventKind::Paused;
+                match self.working.container(&event.id) {
+                    Some(container) => {
+                        let changed = Arc::new((**container).clone().with_paused(paused));
+                        self.put(changed, event.timestamp)
+                    }
+                    None => Vec::new(),
+                }
+            }
+            // Engines do not report updates; only a list or inspect finds them.
+            EventKind::Updated => Vec::new(),
+        }
+    }
+
+    /// Applies a finished inspect; an error other than "container gone"
+    /// means the engine is in trouble and ends the session.
+    fn apply_inspection(&mut self, done: Inspected) -> Result<Vec<Event>, Interrupt> {
+        let _span = debug_span!("apply_inspection", id = %done.id).entered();
+        let Some(tracked) = self.inspections.finish(&done) else {
+            debug!("inspect result dropped: the container died meanwhile");
+            return Ok(Vec::new());
+        };
+        let container = match done.result {
+            Ok(container) => Arc::new(container),
+            Err(error) if error.is_container_gone() => {
+                debug!(%error, "started container gone before its inspect");
+                return Ok(Vec::new());
+            }
+            Err(error) => return Err(Interrupt::Lost(error, Call::Inspect)),
+        };
+        if container.id() != done.id {
+            // Keyed by another id, its exit would never find it.
+            let error = EngineError::Protocol {
+                endpoint: self.shared.engine.api().to_owned(),
+                message: format!(
+                    "asked to inspect container {:?}, answered with container {:?}",
+                    done.id,
+                    container.id()
+                ),
+            };
+            return Err(Interrupt::Lost(error, Call::Inspect));
+        }
+        // Present already when a (safety) relist listed it meanwhile: then
+        // the inspect tells what changed since. The start event's time is
+        // that of the start only.
+        let mut changes = self.put(container, tracked.timestamp);
+        for change in &mut changes {
+            if change.kind != EventKind::Started {
+                change.timestamp = None;
+            }
+        }
+        for event in tracked.held_back {
+            changes.extend(self.apply_event(event));
+        }
+        Ok(changes)
+    }
+
+    /// Puts a container's new record into the working portfolio, unless
+    /// it equals the one there; returns what changed, as live engine events.
+    fn put(&mut self, container: Arc<Container>, timestamp: Option<SystemTime>) -> Vec<Event> {
+        let mut difference = Difference::default();
+        difference.add(self.working.container(container.id()), Some(&container));
+        if difference.is_empty() {
+            return Vec::new();
+        }
+        self.working.insert(container);
+        difference
+            .into_events()
+            .into_iter()
+            .map(|(kind, container)| event_of(kind, container, EventSource::Engine, timestamp))
+            .collect()
+    }
+
+    /// Makes the working portfolio the one readers see and sends the
+    /// changes that led to it, as one revision for subscribers.
+    fn publish(&mut self, mut changes: Vec<Event>) {
+        if changes.is_empty() {
+            return;
+        }
+        let revision = self.working.revision() + 1;
+        self.working.set_revision(revision);
+        for change in &mut changes {
+            change.revision = revision;
+        }
+        let _pairing = lock(&self.shared.publishing);
+        self.shared.portfolio.store(Arc::new(self.working.clone()));
+        // No subscribers is fine; a lagging one is its own problem.
+        let _ = self.shared.events.send(changes.into());
+    }
+}
+
+fn event_of(
+    kind: EventKind,
+    container: Arc<Container>,
+    source: EventSource,
+    timestamp: Option<SystemTime>,
+) -> Event {
+    Event {
+        kind,
+        container,
+        timestamp,
+        source,
+        revision: 0, // set when published
+    }
+}
+
+fn set_state(status: &mut super::SyncStatus, state: SyncState) -> bool {
+    std::mem::replace(&mut status.state, state) != state
+}
+
+/// The engine describing itself: on success the watcher's info is
+/// replaced; a refusal (a socket proxy that forbids `/info`) leaves it
+/// partial and is logged once, as the sync does not need it.
+async fn describe(shared: Arc<Shared>) {
+    let engine = shared.engine.clone();
+    let api = engine.api().to_owned();
+    match within(shared.deadlines.info, &api, "info", engine.info()).await {
+        Ok(info) => shared.info.store(Arc::new(EngineInfo {
+            api,
+            pid: engine.pid().or(info.pid),
+            ..info
+        })),
+        Err(error) if !shared.info_failure_logged.swap(true, Ordering::Relaxed) => {
+            warn!(%error, "the engine does not describe itself; its id and version stay unknown");
+        }
+        Err(error) => debug!(%error, "the engine does not describe itself"),
+    }
+}
+
+/// Drives the engine's self-description, if it is still under way.
+async fn describing(slot: &mut Option<BoxFuture<'static, ()>>) {
+    match slot {
+        Some(describe) => {
+            describe.await;
+            *slot = None;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn tick(timer: &mut Option<tokio::time::Interval>) {
+    match timer {
+        Some(timer) => {
+            timer.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
