@@ -176,12 +176,7 @@ async fn fenced_events(
 type Change = &'static str;
 
 fn change(kind: EventKind) -> Change {
-    match kind {
-        EventKind::Started => "started",
-        EventKind::Exited => "exited",
-        EventKind::Paused => "paused",
-        EventKind::Unpaused => "unpaused",
-    }
+    kind.as_str()
 }
 
 /// The events that take a subscriber from `before` to `after`: exited for
@@ -324,7 +319,7 @@ async fn cut_stream(
     let from = w.seen.len();
     proxy.cut_and_hold();
     eventually("the watcher to notice the loss", || async {
-        !w.watcher.status().synced
+        !w.watcher.status().is_synced()
     })
     .await;
     kill.await;

@@ -32,7 +32,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             event = events.next() => match event {
                 Some(Ok(event)) => println!(
                     "{:<8} {} (pid {})",
-                    format!("{:?}", event.kind).to_lowercase(),
+                    event.kind,
                     event.container.name(),
                     event.container.pid()
                 ),
