@@ -8,11 +8,13 @@
 pub mod containerd;
 pub mod cri;
 pub mod docker;
+pub mod docker_proxy;
 pub mod measure;
 pub mod proxy;
 pub mod rig;
 pub mod scripted_grpc;
 pub mod scripted_http;
+pub mod silent;
 pub mod watching;
 
 use std::future::Future;
