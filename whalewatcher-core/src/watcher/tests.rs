@@ -63,6 +63,14 @@ impl Harness {
         self.log.wait_for_started("fence").await;
     }
 
+    /// Holds the engine's inspects from now on, starts container `id` and
+    /// returns its inspect call, waiting for the test's answer.
+    async fn start_held(&self, id: &str) -> crate::testing::InspectCall {
+        self.engine.hold_inspects();
+        self.engine.start(container(id));
+        self.engine.next_inspect().await
+    }
+
     async fn stop(self) -> Result<(), WatchError> {
         self.cancel.cancel();
         tokio::time::timeout(DEADLINE, self.task)
@@ -249,10 +257,7 @@ async fn die_while_its_start_is_being_inspected_wins() {
     let engine = ScriptedEngine::new();
     let mut h = Harness::start(&engine);
     h.watcher.ready().await.unwrap();
-    engine.hold_inspects();
-
-    engine.start(container("x"));
-    let inspect = engine.next_inspect().await;
+    let inspect = h.start_held("x").await;
     assert_eq!(inspect.id(), "x");
     engine.die("x");
     // The engine answers with what it saw before the die.
@@ -337,10 +342,7 @@ async fn pause_changes_during_an_inspect_are_applied_after_the_start_in_order() 
     let engine = ScriptedEngine::new();
     let mut h = Harness::start(&engine);
     h.watcher.ready().await.unwrap();
-    engine.hold_inspects();
-
-    engine.start(container("x"));
-    let inspect = engine.next_inspect().await;
+    let inspect = h.start_held("x").await;
     engine.pause("x");
     // The inspect was answered before the pause: x still running in it.
     inspect.reply(Ok(container("x")));
@@ -735,26 +737,27 @@ async fn an_unsupported_engine_is_reported_once_not_retried() {
     assert_eq!(engine.stats().subscribe_calls, 1);
 }
 
-#[tokio::test(start_paused = true)]
-async fn an_inspect_failing_for_the_engine_leads_to_a_relist() {
+/// An inspect answering `error` (not "gone") ends the session; the relist
+/// finds the container after all, and the watch goes on.
+async fn inspect_failure_leads_to_a_relist(error: EngineError) {
     let engine = ScriptedEngine::new();
     let mut h = Harness::start(&engine);
     h.watcher.ready().await.unwrap();
-    engine.hold_inspects();
-
-    engine.start(container("x"));
-    engine
-        .next_inspect()
-        .await
-        .reply(Err(EngineError::Protocol {
-            endpoint: "scripted".into(),
-            message: "truncated".into(),
-        }));
-    // The relist finds x after all.
+    h.start_held("x").await.reply(Err(error));
     h.log.wait_for_started("x").await;
     assert_eq!(engine.stats().list_calls, 2);
     assert_eq!(h.log.events()[0].source, EventSource::Sync);
+    assert!(!h.task.is_finished(), "the watch goes on");
     h.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_inspect_failing_for_the_engine_leads_to_a_relist() {
+    inspect_failure_leads_to_a_relist(EngineError::Protocol {
+        endpoint: "scripted".into(),
+        message: "truncated".into(),
+    })
+    .await;
 }
 
 // ---- stopping ----
@@ -766,9 +769,7 @@ async fn cancel_ends_every_task_and_stream_the_watcher_started() {
     let engine = ScriptedEngine::new();
     let h = Harness::start(&engine);
     h.watcher.ready().await.unwrap();
-    engine.hold_inspects();
-    engine.start(container("x"));
-    let _held = engine.next_inspect().await; // an inspect in flight
+    let _held = h.start_held("x").await; // an inspect in flight
 
     assert_eq!(
         metrics.num_alive_tasks(),
@@ -794,9 +795,7 @@ async fn dropping_the_watch_future_ends_everything() {
     let engine = ScriptedEngine::new();
     let h = Harness::start(&engine);
     h.watcher.ready().await.unwrap();
-    engine.hold_inspects();
-    engine.start(container("x"));
-    let _held = engine.next_inspect().await;
+    let _held = h.start_held("x").await;
 
     h.task.abort();
     assert!(h.task.await.unwrap_err().is_cancelled());

@@ -38,10 +38,7 @@ async fn safety_relist_during_an_inspect_reports_the_pause_the_inspect_found() {
             .safety_relist(Duration::from_secs(5))
     });
     h.watcher.ready().await.unwrap();
-    engine.hold_inspects();
-
-    engine.start(container("y"));
-    let inspect = engine.next_inspect().await;
+    let inspect = h.start_held("y").await;
     // The safety relist lists y running: a start from the difference.
     h.log.wait_for_started("y").await;
     engine.pause("y"); // held back behind the inspect
@@ -257,10 +254,7 @@ async fn an_inspect_forgotten_by_a_die_frees_its_slot_at_once() {
         b.retry(fixed_retries(1000)).max_concurrent_inspects(1)
     });
     h.watcher.ready().await.unwrap();
-    engine.hold_inspects();
-
-    engine.start(container("a"));
-    let _hung = engine.next_inspect().await;
+    let _hung = h.start_held("a").await;
     engine.die("a");
     engine
         .wait_until("a's inspect is aborted", |s| s.inspects_in_flight == 0)
@@ -354,23 +348,11 @@ async fn after_a_watch_ends_the_status_is_not_synced_and_ready_is_per_watch() {
 
 #[tokio::test(start_paused = true)]
 async fn an_unsupported_answer_after_the_sync_is_retried_not_fatal() {
-    let engine = ScriptedEngine::new();
-    let mut h = Harness::start(&engine);
-    h.watcher.ready().await.unwrap();
-    engine.hold_inspects();
-
-    engine.start(container("x"));
-    engine
-        .next_inspect()
-        .await
-        .reply(Err(EngineError::Unsupported {
-            endpoint: "scripted".into(),
-            what: "something, once".into(),
-        }));
-    // The relist finds x after all.
-    h.log.wait_for_started("x").await;
-    assert!(!h.task.is_finished(), "the watch goes on");
-    h.stop().await.unwrap();
+    inspect_failure_leads_to_a_relist(EngineError::Unsupported {
+        endpoint: "scripted".into(),
+        what: "something, once".into(),
+    })
+    .await;
 }
 
 // ---- 8: subscribers when the watcher is closed ----
@@ -449,9 +431,7 @@ async fn a_lost_sessions_inspects_end_with_it() {
     let engine = ScriptedEngine::new();
     let h = Harness::start(&engine);
     h.watcher.ready().await.unwrap();
-    engine.hold_inspects();
-    engine.start(container("x"));
-    let _hung = engine.next_inspect().await;
+    let _hung = h.start_held("x").await;
 
     engine.go_down();
     eventually("lost", || !h.watcher.status().is_synced()).await;
