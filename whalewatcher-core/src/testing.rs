@@ -77,6 +77,7 @@ struct State {
     down: bool,
     subscribe_error: Option<EngineError>,
     info_error: Option<EngineError>,
+    info_latency: Duration,
     manual_lists: bool,
     manual_inspects: bool,
     inspect_latency: Duration,
@@ -240,6 +241,11 @@ impl ScriptedEngine {
         });
     }
 
+    /// `info` answers after `latency`.
+    pub fn set_info_latency(&self, latency: Duration) {
+        self.update(|state| state.info_latency = latency);
+    }
+
     /// Automatic inspects answer after `latency`, from the truth as it is
     /// then.
     pub fn set_inspect_latency(&self, latency: Duration) {
@@ -336,10 +342,13 @@ impl Engine for ScriptedEngine {
     }
 
     async fn info(&self) -> Result<EngineInfo, EngineError> {
-        let (down, refused) = self.update(|state| {
+        let (down, refused, latency) = self.update(|state| {
             state.stats.info_calls += 1;
-            (state.down, state.info_error.clone())
+            (state.down, state.info_error.clone(), state.info_latency)
         });
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
         if down {
             return Err(unreachable());
         }

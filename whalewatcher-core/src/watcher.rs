@@ -88,7 +88,9 @@ impl SyncStatus {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Deadlines {
-    /// The engine describing itself (id, version); default 10 s. A failed
+    /// The engine describing itself (id, version); default 10 s. It runs
+    /// beside the subscription and the list, and the first sync counts as
+    /// done once the answer is in, refused, or past this deadline: a failed
     /// or late answer leaves the [`EngineInfo`] partial but does not stop
     /// the sync.
     pub info: Duration,

@@ -150,10 +150,10 @@ impl SyncLoop {
             };
             let mut outcome = Outcome::default();
             let interrupt = self.session(stop, &mut outcome).instrument(span).await;
-            // Whatever was still being inspected or described belongs to
-            // the ended connection; the next list covers it.
+            // Whatever was still being inspected belongs to the ended
+            // connection; the next list covers it.
             self.inspections.clear();
-            self.describing = None;
+            let describing = self.describing.take();
             let (error, call) = match interrupt {
                 Interrupt::Stopped => {
                     info!("watch stopped");
@@ -177,10 +177,13 @@ impl SyncLoop {
             });
             if error.is_permanent() && (!ever_synced || call.decides_the_engine()) {
                 warn!(%error, "engine cannot be watched; giving up");
+                // Which engine refused is worth knowing.
+                finish(describing, stop).await;
                 return Err(WatchError::Unsupported(error));
             }
             let Some(delay) = delays.next() else {
                 warn!(%error, failures, "retry policy exhausted; giving up");
+                finish(describing, stop).await;
                 return Err(WatchError::GaveUp {
                     attempts: failures,
                     last: error,
@@ -231,6 +234,11 @@ impl SyncLoop {
         if let Err(interrupt) = self.relist(&mut events, stop).await {
             return interrupt;
         }
+        // Who says it is synced can say with which engine, too: its info
+        // is in (or refused, or late) before the sync counts as done.
+        if finish(self.describing.take(), stop).await.is_none() {
+            return Interrupt::Stopped;
+        }
         outcome.synced = true;
         self.shared.status.send_modify(|status| {
             status.attempts += 1;
@@ -269,7 +277,6 @@ impl SyncLoop {
                     }
                 }
                 () = &mut proving, if !outcome.proven => outcome.proven = true,
-                () = describing(&mut self.describing) => {}
             }
         }
     }
@@ -527,6 +534,15 @@ async fn describe(shared: Arc<Shared>) {
             warn!(%error, "the engine does not describe itself; its id and version stay unknown");
         }
         Err(error) => debug!(%error, "the engine does not describe itself"),
+    }
+}
+
+/// Lets the engine's self-description, if still under way, finish (within
+/// its deadline); `None` when stopped first.
+async fn finish(describing: Option<BoxFuture<'static, ()>>, stop: &Stop) -> Option<()> {
+    match describing {
+        Some(describe) => stop.unless_stopped(describe).await,
+        None => Some(()),
     }
 }
 

@@ -289,6 +289,27 @@ async fn a_refused_info_leaves_the_info_partial_and_the_watch_follows_events() {
     h.stop().await.unwrap();
 }
 
+#[tokio::test(start_paused = true)]
+async fn ready_waits_for_the_engines_info_but_no_longer_than_its_deadline() {
+    let engine = ScriptedEngine::new();
+    engine.set_info_latency(Duration::from_secs(3));
+    let h = Harness::start(&engine);
+    let began = Instant::now();
+    h.watcher.ready().await.unwrap();
+    assert_eq!(began.elapsed(), Duration::from_secs(3));
+    assert_eq!(h.watcher.version(), "1.0", "who is synced knows with what");
+    h.stop().await.unwrap();
+
+    let engine = ScriptedEngine::new();
+    engine.set_info_latency(Duration::from_secs(3600));
+    let h = Harness::start(&engine);
+    let began = Instant::now();
+    h.watcher.ready().await.unwrap();
+    assert_eq!(began.elapsed(), Deadlines::default().info);
+    assert_eq!(h.watcher.version(), "", "unknown, not made up");
+    h.stop().await.unwrap();
+}
+
 // ---- 5: a difference larger than the event buffer ----
 
 #[tokio::test(start_paused = true)]
