@@ -21,6 +21,10 @@ use k8s_cri::v1::{
 
 use crate::{rig, test_label_value, TEST_LABEL};
 
+/// The annotation key every pod and container the tests make carries:
+/// `pod NAME` or `container NAME`.
+pub const ANNOTATION: &str = "whalewatcher-rig.test/annotation";
+
 /// One test's view of the CRI API; its pods carry its label and are
 /// removed when this is dropped.
 #[derive(Debug)]
@@ -81,6 +85,7 @@ impl CriTest {
                 attempt: 0,
             }),
             labels: HashMap::from([(TEST_LABEL.to_owned(), self.label.clone())]),
+            annotations: HashMap::from([(ANNOTATION.to_owned(), format!("pod {name}"))]),
             linux: Some(LinuxPodSandboxConfig {
                 security_context: Some(LinuxSandboxSecurityContext {
                     namespace_options: Some(NamespaceOption {
@@ -124,6 +129,7 @@ impl CriTest {
             }),
             command: vec!["sleep".into(), "2147483647".into()],
             labels: HashMap::from([(TEST_LABEL.to_owned(), self.label.clone())]),
+            annotations: HashMap::from([(ANNOTATION.to_owned(), format!("container {name}"))]),
             ..Default::default()
         };
         let create_and_start = || async {

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use whalewatcher_containerd::{ContainerdEngine, NERDCTL_NAME_LABEL};
+use whalewatcher_containerd::ContainerdEngine;
 use whalewatcher_core::{
     CancellationToken, Engine, EngineError, EventKind, EventSource, RetryPolicy, WatchError,
     Watcher, COMPOSE_PROJECT_LABEL,
@@ -54,18 +54,12 @@ async fn namespaces_names_projects_and_pauses_equal_the_truth() {
     t.run(
         NAMESPACE,
         &web,
-        &[
-            (NERDCTL_NAME_LABEL, "web"),
-            (COMPOSE_PROJECT_LABEL, &project),
-        ],
+        &[("nerdctl/name", "web"), (COMPOSE_PROJECT_LABEL, &project)],
     );
     t.run(
         NAMESPACE,
         &db,
-        &[
-            (NERDCTL_NAME_LABEL, "db"),
-            (COMPOSE_PROJECT_LABEL, &project),
-        ],
+        &[("nerdctl/name", "db"), (COMPOSE_PROJECT_LABEL, &project)],
     );
     t.run("default", &solo, &[]);
     t.ctr("default", &["tasks", "pause", &solo]);
@@ -78,7 +72,12 @@ async fn namespaces_names_projects_and_pauses_equal_the_truth() {
     let web_c = portfolio
         .container(&format!("{NAMESPACE}/{web}"))
         .expect("namespaced id");
-    assert_eq!((web_c.name(), web_c.project()), ("web", project.as_str()));
+    // As the Go module names them: `namespace/name` outside `default`.
+    let web_name = format!("{NAMESPACE}/web");
+    assert_eq!(
+        (web_c.name(), web_c.project()),
+        (web_name.as_str(), project.as_str())
+    );
     assert_eq!(portfolio.project(&project).map(|p| p.len()), Some(2));
     let solo_c = portfolio
         .container(&solo)
@@ -90,7 +89,21 @@ async fn namespaces_names_projects_and_pauses_equal_the_truth() {
         "the ignored namespace must be absent"
     );
     assert_eq!(w.watcher.engine_type(), "containerd.io");
-    assert_eq!(w.watcher.version(), rig.containerd.version);
+    // As the Go module reports it: "<version> <revision>", as ctr says.
+    let server = t.ctr("default", &["version"]);
+    let field = |name: &str| {
+        server
+            .lines()
+            .skip_while(|l| !l.starts_with("Server:"))
+            .find_map(|l| l.trim().strip_prefix(name).map(str::trim))
+            .unwrap_or_else(|| panic!("no {name} in {server}"))
+            .to_owned()
+    };
+    assert_eq!(
+        w.watcher.version(),
+        format!("{} {}", field("Version:"), field("Revision:"))
+    );
+    assert!(w.watcher.version().starts_with(&rig.containerd.version));
     assert!(!w.watcher.id().is_empty());
     w.stop().await;
 }
@@ -295,4 +308,44 @@ async fn a_socket_that_is_not_containerd_is_a_typed_error() {
     );
     let err = engine.inspect("bad namespace!/x").await.unwrap_err();
     assert!(matches!(err, EngineError::Protocol { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_packer_sees_the_record_and_the_engines_channel_is_reachable() {
+    let _shared = ENGINE.read().await;
+    let rig = Rig::load();
+    let t = ContainerdTest::connect(&rig, "cd-packer").await;
+    let id = format!("packed-{}", t.label);
+    t.run(NAMESPACE, &id, &[]);
+    let packed = engine(&rig).with_packer(|container, inspection| {
+        let seen = (
+            inspection.namespace.to_owned(),
+            inspection.record.image.clone(),
+        );
+        container.with_rucksack(std::sync::Arc::new(seen))
+    });
+    let w = Watching::start(packed);
+    w.watcher.ready().await.expect("synced");
+    let portfolio = w.watcher.portfolio();
+    let container = portfolio
+        .container(&format!("{NAMESPACE}/{id}"))
+        .expect("the packed container");
+    assert_eq!(
+        container.rucksack::<(String, String)>(),
+        Some(&(NAMESPACE.to_owned(), t.engine.image().to_owned()))
+    );
+    let channel = w
+        .watcher
+        .engine_as::<ContainerdEngine>()
+        .expect("a containerd engine")
+        .channel()
+        .await
+        .expect("connected");
+    let version = containerd_client::services::v1::version_client::VersionClient::new(channel)
+        .version(())
+        .await
+        .expect("the engine's own channel answers")
+        .into_inner();
+    assert!(w.watcher.version().starts_with(&version.version));
+    w.stop().await;
 }

@@ -17,8 +17,8 @@ use whalewatcher_core::{
     CancellationToken, EngineError, EventKind, RetryPolicy, WatchError, Watcher,
 };
 use whalewatcher_cri::{
-    CriEngine, CRI_TYPE, POD_CONTAINER_NAME_LABEL, POD_NAMESPACE_LABEL, POD_NAME_LABEL,
-    POD_SANDBOX_LABEL, POD_UID_LABEL,
+    CriEngine, ANNOTATION_KEY_PREFIX, CRI_TYPE, POD_CONTAINER_NAME_LABEL, POD_NAMESPACE_LABEL,
+    POD_NAME_LABEL, POD_SANDBOX_LABEL, POD_UID_LABEL,
 };
 use whalewatcher_tests::cri::CriTest;
 use whalewatcher_tests::rig::Rig;
@@ -96,26 +96,59 @@ async fn two_pods_of_two_containers_equal_the_truth_with_labels_and_pids() {
     assert_eq!(portfolio_view(&w, &t), truth);
     assert!(truth.values().all(|pid| *pid > 0));
 
+    // The Go module's names and labels, as literals from its
+    // engineclient/cri/cri.go.
     let portfolio = w.watcher.portfolio();
     let sandbox = portfolio.container(&shop.id).expect("the shop sandbox");
-    assert_eq!(sandbox.name(), "shop");
-    assert_eq!(sandbox.label(POD_SANDBOX_LABEL), Some(""));
-    assert_eq!(sandbox.label(POD_NAME_LABEL), Some("shop"));
-    assert_eq!(sandbox.label(POD_NAMESPACE_LABEL), Some("retail"));
+    assert_eq!(sandbox.name(), shop.id, "a sandbox is named by its id");
+    assert_eq!(sandbox.label("io.kubernetes.sandbox"), Some(""));
+    assert_eq!(
+        sandbox.label("io.kubernetes.container.name"),
+        Some(shop.id.as_str())
+    );
+    assert_eq!(sandbox.label("io.kubernetes.pod.name"), Some("shop"));
+    assert_eq!(sandbox.label("io.kubernetes.pod.namespace"), Some("retail"));
     let web = portfolio.container(&shop_web).expect("the shop's web");
     assert_eq!(web.name(), "web");
-    assert_eq!(web.label(POD_CONTAINER_NAME_LABEL), Some("web"));
-    assert_eq!(web.label(POD_NAME_LABEL), Some("shop"));
-    assert_eq!(web.label(POD_NAMESPACE_LABEL), Some("retail"));
+    assert_eq!(web.label("io.kubernetes.container.name"), Some("web"));
+    assert_eq!(web.label("io.kubernetes.pod.name"), Some("shop"));
+    assert_eq!(web.label("io.kubernetes.pod.namespace"), Some("retail"));
     let uid = format!("shop-{}", t.label);
-    assert_eq!(web.label(POD_UID_LABEL), Some(uid.as_str()));
+    assert_eq!(web.label("io.kubernetes.pod.uid"), Some(uid.as_str()));
     assert_eq!(web.label(TEST_LABEL), Some(t.label.as_str()));
-    assert!(!web.labels().contains_key(POD_SANDBOX_LABEL));
+    assert!(!web.labels().contains_key("io.kubernetes.sandbox"));
+    assert_eq!(
+        web.label("io.kubernetes.annotation/whalewatcher-rig.test/annotation"),
+        Some("container web")
+    );
+    assert_eq!(
+        sandbox.label("io.kubernetes.annotation/whalewatcher-rig.test/annotation"),
+        Some("pod shop")
+    );
     assert_eq!(
         portfolio
             .container(&shop_db)
-            .map(|c| c.label(POD_NAME_LABEL)),
+            .map(|c| c.label("io.kubernetes.pod.name")),
         Some(Some("shop"))
+    );
+    // The crate's constants are those values.
+    assert_eq!(
+        [
+            POD_SANDBOX_LABEL,
+            POD_CONTAINER_NAME_LABEL,
+            POD_NAME_LABEL,
+            POD_NAMESPACE_LABEL,
+            POD_UID_LABEL,
+            ANNOTATION_KEY_PREFIX
+        ],
+        [
+            "io.kubernetes.sandbox",
+            "io.kubernetes.container.name",
+            "io.kubernetes.pod.name",
+            "io.kubernetes.pod.namespace",
+            "io.kubernetes.pod.uid",
+            "io.kubernetes.annotation/"
+        ]
     );
 
     assert_eq!(w.watcher.engine_type(), CRI_TYPE);
@@ -359,4 +392,52 @@ async fn a_missing_socket_is_unreachable_and_says_why() {
         message.contains("no-such-cri.sock") && message.contains("No such file or directory"),
         "{message}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_packer_sees_container_and_sandbox_statuses_and_the_client_is_reachable() {
+    let _alone = ENGINE.lock().await;
+    let rig = Rig::load();
+    let t = CriTest::connect(&rig, "cri-packer").await;
+    let pod = t.run_pod("packed", "packing").await;
+    let container = t.run_container(&pod, "main").await;
+    let packed = engine(&rig).with_packer(|record, inspection| {
+        let seen = match inspection {
+            whalewatcher_cri::Inspection::Container { status, .. } => {
+                format!("container {}", status.image_ref)
+            }
+            whalewatcher_cri::Inspection::Sandbox { status, .. } => {
+                let namespace = status.metadata.as_ref().map(|m| m.namespace.clone());
+                format!("sandbox {}", namespace.unwrap_or_default())
+            }
+        };
+        record.with_rucksack(std::sync::Arc::new(seen))
+    });
+    let w = Watching::start(packed);
+    w.watcher.ready().await.expect("synced");
+    let portfolio = w.watcher.portfolio();
+    let packed_sandbox = portfolio.container(&pod.id).expect("the sandbox");
+    assert_eq!(
+        packed_sandbox.rucksack::<String>().map(String::as_str),
+        Some("sandbox packing")
+    );
+    let packed_container = portfolio.container(&container).expect("the container");
+    let seen = packed_container.rucksack::<String>().expect("packed");
+    assert!(seen.starts_with("container sha256:"), "{seen}");
+    let mut client = w
+        .watcher
+        .engine_as::<CriEngine>()
+        .expect("a CRI engine")
+        .client()
+        .await
+        .expect("connected");
+    let version = client
+        .version(k8s_cri::v1::VersionRequest {
+            version: "v1".into(),
+        })
+        .await
+        .expect("the engine's own client answers")
+        .into_inner();
+    assert_eq!(version.runtime_name, "containerd");
+    w.stop().await;
 }

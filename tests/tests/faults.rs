@@ -230,6 +230,8 @@ async fn five_restarts(
     let started = Instant::now();
     w.watcher.ready().await.expect("synced");
     let initial = started.elapsed();
+    let id = w.watcher.id();
+    assert!(!id.is_empty());
     let mut resyncs = Vec::new();
     for round in 0..5 {
         load.start(&format!("r{round}a")).await;
@@ -252,6 +254,11 @@ async fn five_restarts(
         let seen = fenced_events(w, load, &format!("f{round}b"), from).await;
         let after = load.truth().await;
         assert_exactly(seen, difference(&before, &after));
+        assert_eq!(
+            w.watcher.id(),
+            id,
+            "{name}: the engine id changed with a restart"
+        );
     }
     let resyncs: Vec<f64> = resyncs.iter().map(|d| d.as_secs_f64() * 1e3).collect();
     println!(

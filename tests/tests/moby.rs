@@ -330,6 +330,49 @@ async fn unknown_id_is_not_found(engine: &rig::Engine) {
     );
 }
 
+/// A packer completes each record from the raw inspect response; the
+/// engine's own client is reachable through the watcher; a named engine
+/// type holds before and after the first connect.
+async fn the_packer_the_client_and_a_named_type_work(engine: &rig::Engine) {
+    let t = DockerTest::connect(engine, "moby-packer").await;
+    let id = t.run("packed", &[]).await;
+    let packed = MobyEngine::builder()
+        .endpoint(engine.endpoint.clone())
+        .engine_type("example.org/docker-compatible")
+        .packer(|container, raw| {
+            let image = raw.config.as_ref().and_then(|c| c.image.clone());
+            container.with_rucksack(Arc::new(image.unwrap_or_default()))
+        })
+        .build()
+        .expect("engine");
+    let w = Watching::start(packed);
+    assert_eq!(w.watcher.engine_type(), "example.org/docker-compatible");
+    w.watcher.ready().await.expect("synced");
+    assert_eq!(w.watcher.engine_type(), "example.org/docker-compatible");
+    let portfolio = w.watcher.portfolio();
+    let container = portfolio.container(&id).expect("the packed container");
+    let image = t
+        .docker
+        .inspect_container(&id, None)
+        .await
+        .expect("inspect")
+        .config
+        .and_then(|c| c.image)
+        .expect("an image");
+    assert_eq!(container.rucksack::<String>(), Some(&image));
+    assert_eq!(container.label(TEST_LABEL), Some(t.label.as_str()));
+    let client = w
+        .watcher
+        .engine_as::<MobyEngine>()
+        .expect("a moby engine")
+        .docker();
+    client
+        .ping()
+        .await
+        .expect("the engine's own client answers");
+    w.stop().await;
+}
+
 macro_rules! on_every_engine {
     ($($engine:ident: privileged $privileged:expr, type $type:expr;)*) => {$(
         mod $engine {
@@ -365,6 +408,11 @@ macro_rules! on_every_engine {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn the_packer_the_client_and_a_named_type_work() {
+                super::the_packer_the_client_and_a_named_type_work(&engine()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn engine_type_id_and_version_are_reported() {
                 let engine = engine();
                 let w = Watching::start(moby(&engine));
@@ -373,6 +421,12 @@ macro_rules! on_every_engine {
                 assert_eq!(w.watcher.version(), engine.version);
                 assert!(!w.watcher.id().is_empty());
                 assert_eq!(w.watcher.api(), engine.endpoint);
+                // The same engine, asked again: the same id (podman's
+                // /info ID is new on every call).
+                let again = Watching::start(moby(&engine));
+                again.watcher.ready().await.expect("synced");
+                assert_eq!(again.watcher.id(), w.watcher.id());
+                again.stop().await;
                 w.stop().await;
             }
         }

@@ -51,11 +51,13 @@ pub(crate) fn container(namespace: &str, record: &Record, task: &Process) -> Opt
     if task.pid == 0 {
         return None;
     }
-    let name = record
-        .labels
-        .get(NERDCTL_NAME_LABEL)
-        .cloned()
-        .unwrap_or_else(|| record.id.clone());
+    // As the Go module does: the nerdctl name, else the id, prefixed by
+    // the namespace outside `default`, so names are unique across
+    // namespaces.
+    let name = display_id(
+        namespace,
+        record.labels.get(NERDCTL_NAME_LABEL).unwrap_or(&record.id),
+    );
     let project = record
         .labels
         .get(COMPOSE_PROJECT_LABEL)
@@ -138,7 +140,8 @@ mod tests {
         let record = Record {
             id: "c1".into(),
             labels: HashMap::from([
-                (NERDCTL_NAME_LABEL.into(), "web".into()),
+                // The Go module's label, as a literal.
+                ("nerdctl/name".into(), "web".into()),
                 (COMPOSE_PROJECT_LABEL.into(), "shop".into()),
             ]),
             ..Default::default()
@@ -152,7 +155,7 @@ mod tests {
         let c = container("ns", &record, &task(Status::Running)).unwrap();
         assert_eq!(
             (c.id(), c.name(), c.pid(), c.project()),
-            ("ns/c1", "web", 42, "shop")
+            ("ns/c1", "ns/web", 42, "shop")
         );
         assert!(!c.is_paused());
         assert!(container("ns", &record, &task(Status::Pausing))
@@ -168,12 +171,17 @@ mod tests {
             id: "c2".into(),
             ..Default::default()
         };
-        assert_eq!(
-            container("default", &unnamed, &task(Status::Running))
+        let name = |namespace| {
+            container(namespace, &unnamed, &task(Status::Running))
                 .unwrap()
-                .name(),
-            "c2"
-        );
+                .name()
+                .to_owned()
+        };
+        // As the Go module names them: `whalewatcher-testing/rappelfatz`.
+        assert_eq!(name("default"), "c2");
+        assert_eq!(name("ns"), "ns/c2");
+        let named = container("default", &record, &task(Status::Running)).unwrap();
+        assert_eq!(named.name(), "web");
     }
 
     #[test]

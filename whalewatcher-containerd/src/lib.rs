@@ -12,8 +12,10 @@
 //! - All namespaces but the ignored ones (default: `moby`, whose containers
 //!   Docker reports, and `k8s.io`, the CRI engine's). A container is alive
 //!   while its task is running, pausing or paused. Its id is
-//!   `namespace/id`, just `id` in `default`; its name comes from nerdctl's
-//!   name label, its project from the compose label.
+//!   `namespace/id`, just `id` in `default`; its name is nerdctl's name
+//!   label (else the id), prefixed `namespace/` outside `default` as well;
+//!   its project comes from the compose label. The version reads
+//!   `<version> <revision>`. These are the Go whalewatcher's values.
 //! - A sync costs one namespace list plus one container list and one task
 //!   list per namespace — never a round trip per container.
 //! - containerd answers an event subscription only with its first event, so
@@ -26,6 +28,7 @@ mod convert;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use containerd_client::services::v1::containers_client::ContainersClient;
@@ -64,15 +67,53 @@ const TOPICS: [&str; 4] = [
     "/tasks/resumed",
 ];
 
+/// Where containerd listens unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/containerd/containerd.sock";
+
+/// What containerd told about an alive container, for a [`Packer`].
+#[derive(Clone, Copy, Debug)]
+pub struct Inspection<'a> {
+    /// The container's namespace.
+    pub namespace: &'a str,
+    /// containerd's container record: labels, image, spec, runtime, …
+    pub record: &'a containerd_client::services::v1::Container,
+    /// Its task: PID, status, ….
+    pub task: &'a containerd_client::types::v1::Process,
+}
+
+/// Completes a container's record from what containerd told about it, as
+/// the Go module's `RucksackPacker` does: attaches an application-specific
+/// [`Rucksack`](whalewatcher_core::Rucksack), adds labels, … It must keep
+/// the id.
+pub type Packer = Arc<dyn Fn(Container, &Inspection<'_>) -> Container + Send + Sync>;
+
 /// containerd, through its native API.
-#[derive(Debug)]
 pub struct ContainerdEngine {
     socket: PathBuf,
     api: String,
     pid: Option<u32>,
     ignored: BTreeSet<String>,
+    packer: Option<Packer>,
     /// Connected on first use; tonic reconnects it after a loss.
     channel: tokio::sync::OnceCell<Channel>,
+}
+
+impl std::fmt::Debug for ContainerdEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerdEngine")
+            .field("api", &self.api)
+            .field("pid", &self.pid)
+            .field("ignored", &self.ignored)
+            .field("packer", &self.packer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// containerd at [`DEFAULT_SOCKET`].
+impl Default for ContainerdEngine {
+    fn default() -> Self {
+        ContainerdEngine::new(DEFAULT_SOCKET)
+    }
 }
 
 impl ContainerdEngine {
@@ -88,6 +129,7 @@ impl ContainerdEngine {
                 .iter()
                 .map(|ns| (*ns).to_owned())
                 .collect(),
+            packer: None,
             channel: tokio::sync::OnceCell::new(),
         }
     }
@@ -108,7 +150,20 @@ impl ContainerdEngine {
         self
     }
 
-    async fn channel(&self) -> Result<Channel, EngineError> {
+    /// Completes each container's record from what containerd told about
+    /// it: attach a rucksack (`container.with_rucksack(..)`), add labels, …
+    /// The packer must keep the id.
+    pub fn with_packer(
+        mut self,
+        packer: impl Fn(Container, &Inspection<'_>) -> Container + Send + Sync + 'static,
+    ) -> Self {
+        self.packer = Some(Arc::new(packer));
+        self
+    }
+
+    /// The gRPC channel to containerd, connected on first use: for calls of
+    /// your own with containerd-client's service clients.
+    pub async fn channel(&self) -> Result<Channel, EngineError> {
         self.channel
             .get_or_try_init(|| async {
                 containerd_client::connect(&self.socket)
@@ -136,6 +191,27 @@ impl ContainerdEngine {
                 message: readable(&status).to_string(),
             },
         }
+    }
+
+    /// The container of a record and its task, if alive, packed.
+    fn container(
+        &self,
+        namespace: &str,
+        record: &containerd_client::services::v1::Container,
+        task: &containerd_client::types::v1::Process,
+    ) -> Option<Container> {
+        let container = convert::container(namespace, record, task)?;
+        Some(match &self.packer {
+            Some(pack) => pack(
+                container,
+                &Inspection {
+                    namespace,
+                    record,
+                    task,
+                },
+            ),
+            None => container,
+        })
     }
 
     /// A request in `namespace`; a name containerd could not have is
@@ -185,7 +261,7 @@ impl ContainerdEngine {
             .collect();
         Ok(records
             .iter()
-            .filter_map(|record| convert::container(namespace, record, tasks.get(&record.id)?))
+            .filter_map(|record| self.container(namespace, record, tasks.get(&record.id)?))
             .collect())
     }
 }
@@ -282,7 +358,8 @@ impl Engine for ContainerdEngine {
         Ok(EngineInfo {
             id: server.uuid,
             engine_type: CONTAINERD_TYPE.to_owned(),
-            version: version.version,
+            // As the Go module reports it: "<version> <revision>".
+            version: format!("{} {}", version.version, version.revision),
             api: self.api.clone(),
             pid: self
                 .pid
@@ -342,7 +419,7 @@ impl Engine for ContainerdEngine {
             .into_inner()
             .process
             .ok_or_else(|| EngineError::Processless { id: id.to_owned() })?;
-        convert::container(namespace, &record, &task)
+        self.container(namespace, &record, &task)
             .ok_or_else(|| EngineError::Processless { id: id.to_owned() })
     }
 

@@ -1,5 +1,6 @@
 //! The interface every engine crate implements.
 
+use std::any::Any;
 use std::fmt::Debug;
 
 use async_trait::async_trait;
@@ -38,8 +39,11 @@ pub struct EngineInfo {
 /// does everything else. Implementations convert the engine's records into
 /// [`Container`]s and its events into [`EngineEvent`]s, and return typed
 /// [`EngineError`]s.
+///
+/// An engine is also [`Any`]: [`Watcher::engine_as`](crate::Watcher::engine_as)
+/// hands the concrete engine back, for its client.
 #[async_trait]
-pub trait Engine: Send + Sync + Debug + 'static {
+pub trait Engine: Any + Send + Sync + Debug {
     /// The API endpoint, for messages and [`EngineInfo::api`]; known
     /// without talking to the engine.
     fn api(&self) -> &str;

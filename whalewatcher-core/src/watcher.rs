@@ -349,6 +349,26 @@ impl Watcher {
         self.shared.info.load_full()
     }
 
+    /// Asks the engine for its info now — before, without or while
+    /// watching — within the info deadline; the answer also becomes
+    /// [`engine_info`](Self::engine_info).
+    pub async fn refresh_engine_info(&self) -> Result<Arc<EngineInfo>, EngineError> {
+        sync_loop::ask_info(&self.shared).await
+    }
+
+    /// The engine this watcher watches.
+    pub fn engine(&self) -> &dyn Engine {
+        &*self.shared.engine
+    }
+
+    /// The engine as its concrete type, for what only it offers (its
+    /// client, say): `watcher.engine_as::<MobyEngine>()?.docker()`. `None`
+    /// when the engine is of another type.
+    pub fn engine_as<E: Engine>(&self) -> Option<&E> {
+        let engine: &dyn std::any::Any = &*self.shared.engine;
+        engine.downcast_ref()
+    }
+
     /// The engine's id (empty before the first connect).
     pub fn id(&self) -> String {
         self.engine_info().id.clone()

@@ -9,20 +9,24 @@ use k8s_cri::v1::{
 use serde::Deserialize;
 use whalewatcher_core::{Container, EngineEvent, EventKind, Labels, COMPOSE_PROJECT_LABEL};
 
+// The label names and values of the Go module (engineclient/cri/cri.go),
+// which tools built on it key on.
+
 /// The label holding the name of a container's pod.
 pub const POD_NAME_LABEL: &str = "io.kubernetes.pod.name";
 /// The label holding the Kubernetes namespace of a container's pod.
 pub const POD_NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
 /// The label holding the UID of a container's pod.
 pub const POD_UID_LABEL: &str = "io.kubernetes.pod.uid";
-/// The label holding a container's name within its pod.
+/// The label holding a container's name within its pod; a sandbox's is its
+/// sandbox id.
 pub const POD_CONTAINER_NAME_LABEL: &str = "io.kubernetes.container.name";
 /// Marks a pod's sandbox ("pause") container; present only on sandboxes,
 /// its value is empty.
-pub const POD_SANDBOX_LABEL: &str = "io.github.thediveo.whalewatcher/cri/pod-sandbox";
+pub const POD_SANDBOX_LABEL: &str = "io.kubernetes.sandbox";
 /// Prefixes annotation keys, which become labels, so they cannot clash
 /// with label keys.
-pub const ANNOTATION_KEY_PREFIX: &str = "annotation.k8s/";
+pub const ANNOTATION_KEY_PREFIX: &str = "io.kubernetes.annotation/";
 
 /// What a container or sandbox needs to know about its pod.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -78,7 +82,8 @@ pub(crate) fn container(
 }
 
 /// A ready pod sandbox, as a container marked with the sandbox label and
-/// named after its pod.
+/// named by its sandbox id, which is also its container name in the pod
+/// (a pod's name is unique only within its Kubernetes namespace).
 pub(crate) fn sandbox(
     id: &str,
     labels: &HashMap<String, String>,
@@ -86,8 +91,8 @@ pub(crate) fn sandbox(
     pod: &Pod,
     pid: u32,
 ) -> Container {
-    let extra = [(POD_SANDBOX_LABEL, "")];
-    build(id, &pod.name, labels, annotations, pod, &extra, pid)
+    let extra = [(POD_SANDBOX_LABEL, ""), (POD_CONTAINER_NAME_LABEL, id)];
+    build(id, id, labels, annotations, pod, &extra, pid)
 }
 
 fn build(
@@ -172,24 +177,27 @@ mod tests {
         let c = container("c1", "nginx", &labels, &annotations, &pod(), 42);
         assert_eq!((c.id(), c.name(), c.pid()), ("c1", "nginx", 42));
         assert_eq!(c.project(), "shop");
+        // The Go module's values, as literals from engineclient/cri/cri.go.
         assert_eq!(c.label("app"), Some("nginx"));
-        assert_eq!(c.label("annotation.k8s/note"), Some("hello"));
+        assert_eq!(c.label("io.kubernetes.annotation/note"), Some("hello"));
         assert_eq!(c.label("note"), None);
-        assert_eq!(c.label(POD_NAME_LABEL), Some("web"));
-        assert_eq!(c.label(POD_NAMESPACE_LABEL), Some("shop"));
-        assert_eq!(c.label(POD_UID_LABEL), Some("u-1"));
-        assert_eq!(c.label(POD_CONTAINER_NAME_LABEL), Some("nginx"));
-        assert!(!c.labels().contains_key(POD_SANDBOX_LABEL));
+        assert_eq!(c.label("io.kubernetes.pod.name"), Some("web"));
+        assert_eq!(c.label("io.kubernetes.pod.namespace"), Some("shop"));
+        assert_eq!(c.label("io.kubernetes.pod.uid"), Some("u-1"));
+        assert_eq!(c.label("io.kubernetes.container.name"), Some("nginx"));
+        assert!(!c.labels().contains_key("io.kubernetes.sandbox"));
         assert!(!c.is_paused());
     }
 
     #[test]
-    fn a_sandbox_is_named_after_its_pod_and_marked() {
-        let s = sandbox("s1", &HashMap::new(), &HashMap::new(), &pod(), 7);
-        assert_eq!((s.id(), s.name(), s.pid()), ("s1", "web", 7));
-        assert_eq!(s.label(POD_SANDBOX_LABEL), Some(""));
-        assert_eq!(s.label(POD_NAME_LABEL), Some("web"));
-        assert!(!s.labels().contains_key(POD_CONTAINER_NAME_LABEL));
+    fn a_sandbox_is_named_by_its_id_and_marked_as_the_go_module_does() {
+        let annotations = HashMap::from([("note".to_owned(), "hello".to_owned())]);
+        let s = sandbox("s1", &HashMap::new(), &annotations, &pod(), 7);
+        assert_eq!((s.id(), s.name(), s.pid()), ("s1", "s1", 7));
+        assert_eq!(s.label("io.kubernetes.sandbox"), Some(""));
+        assert_eq!(s.label("io.kubernetes.container.name"), Some("s1"));
+        assert_eq!(s.label("io.kubernetes.pod.name"), Some("web"));
+        assert_eq!(s.label("io.kubernetes.annotation/note"), Some("hello"));
         assert_eq!(s.project(), "");
     }
 

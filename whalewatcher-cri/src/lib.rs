@@ -10,11 +10,11 @@
 //! ```
 //!
 //! - Running containers and ready pod sandboxes are alive. Sandboxes are
-//!   containers too, marked with [`POD_SANDBOX_LABEL`] and named after
-//!   their pod. Every container carries its pod's name, namespace and uid
-//!   and its own name within the pod as labels, and its annotations as
-//!   labels prefixed with [`ANNOTATION_KEY_PREFIX`] — the label names the
-//!   Go whalewatcher uses, so tools keep working.
+//!   containers too, marked with [`POD_SANDBOX_LABEL`] and named by their
+//!   sandbox id. Every container carries its pod's name, namespace and uid
+//!   and its own name within the pod (a sandbox: its id) as labels, and its
+//!   annotations as labels prefixed with [`ANNOTATION_KEY_PREFIX`] — the
+//!   label names and values of the Go whalewatcher, so tools keep working.
 //! - CRI has no PIDs; the verbose status's `info` JSON has them. A sync
 //!   costs one container list and one sandbox list plus exactly one status
 //!   round trip per container and per sandbox. A started event costs one
@@ -74,19 +74,55 @@ const EVENTS_DISABLED: &str = "CRI container events: it ended the event stream a
 /// How many status round trips a list runs at once, unless told.
 pub const DEFAULT_MAX_CONCURRENT_INSPECTS: usize = 16;
 
+/// What the runtime told about an alive container or sandbox, for a
+/// [`Packer`].
+#[derive(Clone, Copy, Debug)]
+pub enum Inspection<'a> {
+    /// A running container: its status, and the verbose status's info.
+    Container {
+        /// The container's status: image, times, mounts, …
+        status: &'a ContainerStatus,
+        /// The verbose info (containerd: `info`, a JSON document).
+        info: &'a HashMap<String, String>,
+    },
+    /// A ready pod sandbox: its status, and the verbose status's info.
+    Sandbox {
+        /// The sandbox's status: network, linux options, …
+        status: &'a PodSandboxStatus,
+        /// The verbose info (containerd: `info`, a JSON document).
+        info: &'a HashMap<String, String>,
+    },
+}
+
+/// Completes a container's (or sandbox's) record from what the runtime
+/// told about it, as the Go module's `RucksackPacker` does: attaches an
+/// application-specific [`Rucksack`](whalewatcher_core::Rucksack), adds
+/// labels, … It must keep the id.
+pub type Packer = Arc<dyn Fn(Container, &Inspection<'_>) -> Container + Send + Sync>;
+
 /// A CRI runtime, through the CRI API.
-#[derive(Debug)]
 pub struct CriEngine {
     socket: PathBuf,
     api: String,
     pid: Option<u32>,
     max_concurrent_inspects: usize,
+    packer: Option<Packer>,
     /// Connected on first use; tonic reconnects it after a loss.
     channel: tokio::sync::OnceCell<Channel>,
     /// The pods of the sandboxes known to be alive, by sandbox id: filled
     /// by lists and by started events, which carry their pod, so that
     /// inspecting a started container costs one round trip.
     pods: Arc<Mutex<HashMap<String, Pod>>>,
+}
+
+impl std::fmt::Debug for CriEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CriEngine")
+            .field("api", &self.api)
+            .field("pid", &self.pid)
+            .field("packer", &self.packer.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl CriEngine {
@@ -98,6 +134,7 @@ impl CriEngine {
             socket,
             pid: None,
             max_concurrent_inspects: DEFAULT_MAX_CONCURRENT_INSPECTS,
+            packer: None,
             channel: tokio::sync::OnceCell::new(),
             pods: Arc::default(),
         }
@@ -118,7 +155,28 @@ impl CriEngine {
         self
     }
 
-    async fn client(&self) -> Result<RuntimeServiceClient<Channel>, EngineError> {
+    /// Completes each container's (and sandbox's) record from what the
+    /// runtime told about it: attach a rucksack
+    /// (`container.with_rucksack(..)`), add labels, … The packer must keep
+    /// the id.
+    pub fn with_packer(
+        mut self,
+        packer: impl Fn(Container, &Inspection<'_>) -> Container + Send + Sync + 'static,
+    ) -> Self {
+        self.packer = Some(Arc::new(packer));
+        self
+    }
+
+    fn pack(&self, container: Container, inspection: Inspection<'_>) -> Container {
+        match &self.packer {
+            Some(pack) => pack(container, &inspection),
+            None => container,
+        }
+    }
+
+    /// A client of the runtime service, over the channel connected on
+    /// first use: for calls of your own.
+    pub async fn client(&self) -> Result<RuntimeServiceClient<Channel>, EngineError> {
         self.channel
             .get_or_try_init(|| connection::connect(self.socket.clone()))
             .await
@@ -159,13 +217,20 @@ impl CriEngine {
             None => self.fetch_pod(client, &sandbox_id).await?,
         };
         let name = status.metadata.as_ref().map_or("", |m| m.name.as_str());
-        Ok(convert::container(
+        let container = convert::container(
             &status.id,
             name,
             &status.labels,
             &status.annotations,
             &pod,
             info.pid,
+        );
+        Ok(self.pack(
+            container,
+            Inspection::Container {
+                status: &status,
+                info: &response.info,
+            },
         ))
     }
 
@@ -207,12 +272,19 @@ impl CriEngine {
         let (status, info) = self.alive(id, response.status, ready, &response.info)?;
         let pod = Pod::from_metadata(status.metadata.as_ref());
         self.pods().insert(status.id.clone(), pod.clone());
-        Ok(convert::sandbox(
+        let sandbox = convert::sandbox(
             &status.id,
             &status.labels,
             &status.annotations,
             &pod,
             info.pid,
+        );
+        Ok(self.pack(
+            sandbox,
+            Inspection::Sandbox {
+                status: &status,
+                info: &response.info,
+            },
         ))
     }
 

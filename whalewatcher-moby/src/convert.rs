@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
 
-use bollard::models::{ContainerInspectResponse, EventMessage, EventMessageTypeEnum};
+use bollard::models::{ContainerInspectResponse, EventMessage, EventMessageTypeEnum, SystemInfo};
 use serde::Deserialize;
 use whalewatcher_core::{Container, EngineError, EngineEvent, EventKind, COMPOSE_PROJECT_LABEL};
 
-use crate::{RucksackPacker, INFRA_LABEL, POD_ID_LABEL, POD_NAME_LABEL, PRIVILEGED_LABEL};
+use crate::{Packer, INFRA_LABEL, POD_ID_LABEL, POD_NAME_LABEL, PRIVILEGED_LABEL};
 
 /// What podman's own API tells of a container's pod (the Docker API does
 /// not tell it at all).
@@ -29,7 +29,7 @@ pub(crate) struct PodMembership {
 pub(crate) fn container(
     inspected: &ContainerInspectResponse,
     pod: Option<&PodMembership>,
-    packer: Option<&RucksackPacker>,
+    packer: Option<&Packer>,
     endpoint: &str,
 ) -> Result<Container, EngineError> {
     let id = inspected.id.clone().ok_or_else(|| EngineError::Protocol {
@@ -63,14 +63,14 @@ pub(crate) fn container(
         }
     }
     let name = inspected.name.as_deref().unwrap_or_default();
-    let mut container = Container::new(id, name.trim_start_matches('/'), pid as u32)
+    let container = Container::new(id, name.trim_start_matches('/'), pid as u32)
         .with_labels(labels)
         .with_project(project)
         .with_paused(paused);
-    if let Some(rucksack) = packer.and_then(|pack| pack(inspected)) {
-        container = container.with_rucksack(rucksack);
-    }
-    Ok(container)
+    Ok(match packer {
+        Some(pack) => pack(container, inspected),
+        None => container,
+    })
 }
 
 /// The lifecycle event in an engine event, if it is one: a container's
@@ -191,6 +191,20 @@ pub(crate) fn listed_ids(body: &[u8]) -> Result<Vec<String>, serde_json::Error> 
 }
 
 /// A unix time as a [`SystemTime`](std::time::SystemTime), for tests.
+/// The engine's id, stable across restarts. dockerd keeps its `/info`
+/// `ID` in its data root. podman makes up a new one on every call, so its
+/// id is its host name and storage root, which are unique per host and
+/// user. `None` when the engine tells neither.
+pub(crate) fn engine_id(info: &SystemInfo, podman: bool) -> Option<String> {
+    let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+    if podman {
+        if let (Some(host), Some(root)) = (nonempty(&info.name), nonempty(&info.docker_root_dir)) {
+            return Some(format!("{host}:{root}"));
+        }
+    }
+    nonempty(&info.id)
+}
+
 #[cfg(test)]
 fn at(nanos: u64) -> std::time::SystemTime {
     UNIX_EPOCH + Duration::from_nanos(nanos)
@@ -294,13 +308,25 @@ mod tests {
     }
 
     #[test]
-    fn the_rucksack_packer_sees_the_raw_inspect_response() {
-        let packer: RucksackPacker = std::sync::Arc::new(|raw: &ContainerInspectResponse| {
-            let mode = raw.host_config.as_ref()?.network_mode.clone()?;
-            Some(std::sync::Arc::new(mode) as whalewatcher_core::Rucksack)
+    fn the_packer_sees_the_raw_inspect_response_and_completes_the_record() {
+        let packer: Packer = std::sync::Arc::new(|c: Container, raw: &ContainerInspectResponse| {
+            let mode = raw
+                .host_config
+                .as_ref()
+                .and_then(|h| h.network_mode.clone());
+            let labels: Vec<(String, String)> = c
+                .labels()
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .chain([("packed".to_owned(), "yes".to_owned())])
+                .collect();
+            c.with_labels(labels)
+                .with_rucksack(std::sync::Arc::new(mode.unwrap_or_default()))
         });
         let c = container(&inspect(DOCKER_INSPECT), None, Some(&packer), "x").unwrap();
         assert_eq!(c.rucksack::<String>().map(String::as_str), Some("none"));
+        assert_eq!(c.label("packed"), Some("yes"));
+        assert_eq!(c.project(), "shop", "the rest of the record stays");
     }
 
     #[test]
@@ -398,5 +424,24 @@ mod tests {
             Some("1795350528.500000000")
         );
         assert_eq!(since("yesterday"), None);
+    }
+
+    #[test]
+    fn a_podmans_id_is_its_host_and_storage_root_a_dockerds_its_own() {
+        let info = SystemInfo {
+            id: Some("02819d8c-3508-431c-a5e1-bf6b90b456fb".into()),
+            name: Some("box".into()),
+            docker_root_dir: Some("/var/lib/containers/storage".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            engine_id(&info, true).as_deref(),
+            Some("box:/var/lib/containers/storage")
+        );
+        assert_eq!(
+            engine_id(&info, false).as_deref(),
+            Some("02819d8c-3508-431c-a5e1-bf6b90b456fb")
+        );
+        assert_eq!(engine_id(&SystemInfo::default(), true), None);
     }
 }

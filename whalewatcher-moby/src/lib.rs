@@ -27,6 +27,11 @@
 //!   `podman.io`. Its Docker API tells nothing of pods, so pod name, id and
 //!   the infra marker come from podman's own API on the same socket, as
 //!   labels ([`POD_NAME_LABEL`], [`POD_ID_LABEL`], [`INFRA_LABEL`]).
+//! - **Engine ids** stay the same across engine restarts: dockerd's is the
+//!   `/info` `ID` it keeps in its data root. podman's `/info` `ID` is new
+//!   on every call, so a podman's id is its host name and storage root
+//!   (`host:/var/lib/containers/storage`; a rootless podman's root is in
+//!   its user's home).
 
 mod connection;
 mod convert;
@@ -39,9 +44,7 @@ use bollard::models::{ContainerInspectResponse, SystemInfo};
 use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptionsBuilder};
 use bollard::Docker;
 use futures::{StreamExt, TryStreamExt};
-use whalewatcher_core::{
-    async_trait, Container, Engine, EngineError, EngineEvents, EngineInfo, Rucksack,
-};
+use whalewatcher_core::{async_trait, Container, Engine, EngineError, EngineEvents, EngineInfo};
 
 pub use connection::DEFAULT_ENDPOINT;
 use connection::{RawGet, RawResponse};
@@ -66,9 +69,11 @@ pub const PODMAN_TYPE: &str = "podman.io";
 /// gives the full gain over one at a time, more gains nothing.
 pub const DEFAULT_MAX_CONCURRENT_INSPECTS: usize = 16;
 
-/// Packs an application-specific [`Rucksack`] from a container's raw
-/// inspect response.
-pub type RucksackPacker = Arc<dyn Fn(&ContainerInspectResponse) -> Option<Rucksack> + Send + Sync>;
+/// Completes a container's record from its raw inspect response, as the Go
+/// module's `RucksackPacker` does: attaches an application-specific
+/// [`Rucksack`](whalewatcher_core::Rucksack), adds labels, … It must keep
+/// the id.
+pub type Packer = Arc<dyn Fn(Container, &ContainerInspectResponse) -> Container + Send + Sync>;
 
 const UNKNOWN: u8 = 0;
 const DOCKER: u8 = 1;
@@ -80,9 +85,11 @@ pub struct MobyEngine {
     raw: Option<RawGet>,
     api: String,
     pid: Option<u32>,
-    packer: Option<RucksackPacker>,
+    packer: Option<Packer>,
     max_concurrent_inspects: usize,
     flavor: AtomicU8,
+    /// The type the caller named, whatever the engine says.
+    engine_type: Option<String>,
 }
 
 impl std::fmt::Debug for MobyEngine {
@@ -100,9 +107,10 @@ impl std::fmt::Debug for MobyEngine {
 pub struct MobyEngineBuilder {
     endpoint: Option<String>,
     pid: Option<u32>,
-    packer: Option<RucksackPacker>,
+    packer: Option<Packer>,
     max_concurrent_inspects: Option<usize>,
     fresh_connections: bool,
+    engine_type: Option<String>,
 }
 
 impl std::fmt::Debug for MobyEngineBuilder {
@@ -131,13 +139,23 @@ impl MobyEngineBuilder {
         self
     }
 
-    /// Attaches a rucksack to each container, packed from its raw inspect
-    /// response.
-    pub fn rucksack_packer(
+    /// Completes each container's record from its raw inspect response:
+    /// attach a rucksack (`container.with_rucksack(..)`), add labels, … The
+    /// packer must keep the id.
+    pub fn packer(
         mut self,
-        packer: impl Fn(&ContainerInspectResponse) -> Option<Rucksack> + Send + Sync + 'static,
+        packer: impl Fn(Container, &ContainerInspectResponse) -> Container + Send + Sync + 'static,
     ) -> Self {
         self.packer = Some(Arc::new(packer));
+        self
+    }
+
+    /// The engine type to report, whatever the engine says: for other
+    /// Docker-API engines, or to say `podman.io` before the first connect
+    /// (the Go module's `WithDemonType`). Without it the type is
+    /// [`DOCKER_TYPE`] or, once the engine said so, [`PODMAN_TYPE`].
+    pub fn engine_type(mut self, engine_type: impl Into<String>) -> Self {
+        self.engine_type = Some(engine_type.into());
         self
     }
 
@@ -172,6 +190,7 @@ impl MobyEngineBuilder {
                 .max_concurrent_inspects
                 .unwrap_or(DEFAULT_MAX_CONCURRENT_INSPECTS),
             flavor: AtomicU8::new(UNKNOWN),
+            engine_type: self.engine_type,
         })
     }
 }
@@ -419,6 +438,9 @@ impl Engine for MobyEngine {
     }
 
     fn engine_type(&self) -> &str {
+        if let Some(named) = &self.engine_type {
+            return named;
+        }
         match self.flavor.load(Ordering::Relaxed) {
             PODMAN => PODMAN_TYPE,
             _ => DOCKER_TYPE,
@@ -447,11 +469,11 @@ impl Engine for MobyEngine {
             }
         };
         Ok(EngineInfo {
-            id: info
-                .id
-                .filter(|id| !id.is_empty())
-                .unwrap_or_else(|| self.api.clone()),
-            engine_type: if podman { PODMAN_TYPE } else { DOCKER_TYPE }.to_owned(),
+            id: convert::engine_id(&info, podman).unwrap_or_else(|| self.api.clone()),
+            engine_type: self
+                .engine_type
+                .clone()
+                .unwrap_or_else(|| if podman { PODMAN_TYPE } else { DOCKER_TYPE }.to_owned()),
             version,
             api: self.api.clone(),
             pid: self.pid,

@@ -53,11 +53,16 @@ pub fn docker_watcher(endpoint: Option<&str>, retry: RetryPolicy) -> Result<Watc
 }
 
 /// A watcher of podman, through its Docker-compatible API at `endpoint`;
-/// when `None`, at [`podman_socket`]. Does no I/O.
+/// when `None`, at [`podman_socket`]. Its engine type is `podman.io` from
+/// the start. Does no I/O.
 #[cfg(feature = "moby")]
 pub fn podman_watcher(endpoint: Option<&str>, retry: RetryPolicy) -> Result<Watcher, EngineError> {
     let endpoint = endpoint.map_or_else(podman_socket, str::to_owned);
-    Ok(Watcher::new(moby::MobyEngine::new(Some(&endpoint))?, retry))
+    let engine = moby::MobyEngine::builder()
+        .endpoint(endpoint)
+        .engine_type(moby::PODMAN_TYPE)
+        .build()?;
+    Ok(Watcher::new(engine, retry))
 }
 
 /// Where podman's API socket is by default: `/run/podman/podman.sock` for
@@ -80,11 +85,16 @@ fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
-/// A watcher of plain containerd at the unix socket `socket` (usually
-/// `/run/containerd/containerd.sock`). Does no I/O.
+/// A watcher of plain containerd at the unix socket `socket`; when `None`,
+/// at [`containerd::DEFAULT_SOCKET`] (`/run/containerd/containerd.sock`).
+/// Does no I/O.
 #[cfg(feature = "containerd")]
-pub fn containerd_watcher(socket: impl Into<std::path::PathBuf>, retry: RetryPolicy) -> Watcher {
-    Watcher::new(containerd::ContainerdEngine::new(socket), retry)
+pub fn containerd_watcher(socket: Option<&std::path::Path>, retry: RetryPolicy) -> Watcher {
+    let engine = match socket {
+        Some(socket) => containerd::ContainerdEngine::new(socket),
+        None => containerd::ContainerdEngine::default(),
+    };
+    Watcher::new(engine, retry)
 }
 
 /// A watcher of a CRI runtime at the unix socket `socket` (containerd:

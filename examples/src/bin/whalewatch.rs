@@ -36,8 +36,9 @@ struct Args {
     /// /run/podman/podman.sock (root) or $XDG_RUNTIME_DIR/podman/podman.sock.
     #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "", action = ArgAction::Append)]
     podman: Vec<String>,
-    /// containerd's native API at the unix socket PATH.
-    #[arg(long, value_name = "PATH", action = ArgAction::Append)]
+    /// containerd's native API at the unix socket PATH; without PATH, at
+    /// /run/containerd/containerd.sock.
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "", action = ArgAction::Append)]
     containerd: Vec<PathBuf>,
     /// A CRI runtime (containerd 1.7+, cri-o with pod events) at the unix
     /// socket PATH.
@@ -151,6 +152,7 @@ fn engines(args: &Args) -> Result<Vec<Watched>, (&'static str, EngineError)> {
         });
     }
     for path in &args.containerd {
+        let path = Some(path.as_path()).filter(|path| !path.as_os_str().is_empty());
         engines.push(Watched {
             option: "containerd",
             watcher: whalewatcher::containerd_watcher(path, retry()),

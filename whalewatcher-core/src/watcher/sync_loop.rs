@@ -518,18 +518,27 @@ fn set_state(status: &mut super::SyncStatus, state: SyncState) -> bool {
     std::mem::replace(&mut status.state, state) != state
 }
 
-/// The engine describing itself: on success the watcher's info is
-/// replaced; a refusal (a socket proxy that forbids `/info`) leaves it
-/// partial and is logged once, as the sync does not need it.
-async fn describe(shared: Arc<Shared>) {
-    let engine = shared.engine.clone();
+/// Asks the engine to describe itself, within the info deadline, and keeps
+/// the answer as the watcher's engine info.
+pub(super) async fn ask_info(shared: &Shared) -> Result<Arc<EngineInfo>, EngineError> {
+    let engine = &shared.engine;
     let api = engine.api().to_owned();
-    match within(shared.deadlines.info, &api, "info", engine.info()).await {
-        Ok(info) => shared.info.store(Arc::new(EngineInfo {
-            api,
-            pid: engine.pid().or(info.pid),
-            ..info
-        })),
+    let info = within(shared.deadlines.info, &api, "info", engine.info()).await?;
+    let info = Arc::new(EngineInfo {
+        api,
+        pid: engine.pid().or(info.pid),
+        ..info
+    });
+    shared.info.store(info.clone());
+    Ok(info)
+}
+
+/// The engine describing itself during a session: a refusal (a socket
+/// proxy that forbids `/info`) leaves the info partial and is logged once,
+/// as the sync does not need it.
+async fn describe(shared: Arc<Shared>) {
+    match ask_info(&shared).await {
+        Ok(_) => {}
         Err(error) if !shared.info_failure_logged.swap(true, Ordering::Relaxed) => {
             warn!(%error, "the engine does not describe itself; its id and version stay unknown");
         }

@@ -845,3 +845,32 @@ async fn watching_twice_at_once_is_refused() {
 }
 
 mod hostile;
+
+// ---- the engine behind a watcher ----
+
+#[tokio::test(start_paused = true)]
+async fn the_engine_describes_itself_without_a_watch_and_hands_back_its_type() {
+    let engine = ScriptedEngine::new();
+    engine.add([container("a")]);
+    let watcher = Watcher::new(engine.clone(), RetryPolicy::none());
+    assert_eq!(watcher.version(), "", "nothing asked yet");
+    let info = watcher.refresh_engine_info().await.unwrap();
+    assert_eq!(
+        (info.id.as_str(), info.version.as_str()),
+        ("scripted-engine", "1.0")
+    );
+    assert_eq!(watcher.version(), "1.0");
+    assert_eq!(engine.stats().list_calls, 0, "no watch, no list");
+
+    let scripted = watcher
+        .engine_as::<ScriptedEngine>()
+        .expect("the scripted engine");
+    assert_eq!(scripted.truth().len(), 1);
+    assert_eq!(watcher.engine().api(), crate::testing::SCRIPTED_API);
+
+    engine.go_down();
+    assert!(matches!(
+        watcher.refresh_engine_info().await,
+        Err(EngineError::Unreachable { .. })
+    ));
+}
