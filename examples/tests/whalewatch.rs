@@ -41,7 +41,7 @@ async fn the_table_groups_by_project_and_json_has_the_same_containers() {
     let row = |id: &str| {
         table
             .lines()
-            .find(|line| line.split_whitespace().nth(4) == Some(&id[..12]))
+            .find(|line| line.split_whitespace().nth(5) == Some(&id[..12]))
             .unwrap_or_else(|| panic!("no row for {id} in\n{table}"))
             .split_whitespace()
             .map(str::to_owned)
@@ -49,8 +49,9 @@ async fn the_table_groups_by_project_and_json_has_the_same_containers() {
     };
     assert_eq!(row(&web)[0], project);
     assert_eq!(row(&solo)[0], "-", "standalone");
-    assert!(row(&web)[2].parse::<u32>().unwrap() > 0, "a PID");
-    assert_eq!(row(&web)[3], "running");
+    assert_eq!(row(&web)[2], rig.host_docker.image());
+    assert!(row(&web)[3].parse::<u32>().unwrap() > 0, "a PID");
+    assert_eq!(row(&web)[4], "running");
 
     let (code, json, stderr) = whalewatch(&["--docker", &rig.host_docker.endpoint, "--json"]);
     assert_eq!(code, 0, "{stderr}");
@@ -61,7 +62,16 @@ async fn the_table_groups_by_project_and_json_has_the_same_containers() {
         .iter()
         .find(|p| p["name"] == project.as_str())
         .expect("the project");
-    assert_eq!(shop["containers"][0]["id"], web.as_str());
+    let container = &shop["containers"][0];
+    assert_eq!(container["id"], web.as_str());
+    assert_eq!(container["image"], rig.host_docker.image());
+    assert!(container["image_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    assert!(container["created"].as_u64().unwrap() <= container["started"].as_u64().unwrap());
+    assert_eq!(container["restarts"], 0);
+    assert!(container["pod"].is_null());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,6 +104,22 @@ async fn follow_prints_json_lines_and_ends_cleanly_on_sigint() {
             if event["kind"] == "started" && event["container"]["id"] == id.as_str() {
                 assert_eq!(event["source"], "engine");
                 assert_eq!(event["engine"], rig.host_docker.endpoint.as_str());
+                assert!(event["exit"].is_null());
+                return;
+            }
+        }
+    })
+    .await;
+    t.kill(&id).await;
+    within("the exited line", async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("output goes on");
+            let event: Value = serde_json::from_str(&line).unwrap();
+            if event["kind"] == "exited" && event["container"]["id"] == id.as_str() {
+                assert_eq!(
+                    event["exit"],
+                    serde_json::json!({"code": 137, "oom_killed": null})
+                );
                 return;
             }
         }

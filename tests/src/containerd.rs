@@ -66,6 +66,17 @@ impl ContainerdTest {
     /// `labels` and starts its task (sleeping, in a network namespace of its
     /// own with only loopback).
     pub fn run(&self, namespace: &str, id: &str, labels: &[(&str, &str)]) {
+        self.run_command(namespace, id, labels, &["sleep", "2147483647"]);
+    }
+
+    /// Like [`run`](Self::run), running `command` instead of sleeping.
+    pub fn run_command(
+        &self,
+        namespace: &str,
+        id: &str,
+        labels: &[(&str, &str)],
+        command: &[&str],
+    ) {
         self.ensure_image(namespace);
         self.namespaces.lock().unwrap().insert(namespace.to_owned());
         let mut args = vec!["run".to_owned(), "-d".to_owned()];
@@ -76,7 +87,7 @@ impl ContainerdTest {
             args.extend(["--label".to_owned(), label]);
         }
         args.extend([self.engine.image().to_owned(), id.to_owned()]);
-        args.extend(["sleep".to_owned(), "2147483647".to_owned()]);
+        args.extend(command.iter().map(|arg| (*arg).to_owned()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         for attempt in 1..=rig::RUNC_START_ATTEMPTS {
             match self.try_ctr(namespace, &args) {

@@ -12,11 +12,11 @@ use containerd_client::tonic::transport::Channel;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
     ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState, ContainerStatusRequest,
-    CreateContainerRequest, ImageSpec, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
-    ListContainersRequest, ListPodSandboxRequest, NamespaceMode, NamespaceOption, PodSandboxConfig,
-    PodSandboxFilter, PodSandboxMetadata, PodSandboxState, PodSandboxStatusRequest,
-    RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
-    StopContainerRequest, StopPodSandboxRequest,
+    CreateContainerRequest, ExecSyncRequest, ImageSpec, LinuxPodSandboxConfig,
+    LinuxSandboxSecurityContext, ListContainersRequest, ListPodSandboxRequest, NamespaceMode,
+    NamespaceOption, PodSandboxConfig, PodSandboxFilter, PodSandboxMetadata, PodSandboxState,
+    PodSandboxStatusRequest, RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest,
+    StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
 };
 
 use crate::{rig, test_label_value, TEST_LABEL};
@@ -118,6 +118,13 @@ impl CriTest {
     /// Creates and starts a sleeping container `name` in `pod`; returns its
     /// id.
     pub async fn run_container(&self, pod: &Pod, name: &str) -> String {
+        self.run_container_command(pod, name, &["sleep", "2147483647"])
+            .await
+    }
+
+    /// Like [`run_container`](Self::run_container), running `command`
+    /// instead of sleeping.
+    pub async fn run_container_command(&self, pod: &Pod, name: &str, command: &[&str]) -> String {
         let config = ContainerConfig {
             metadata: Some(ContainerMetadata {
                 name: name.to_owned(),
@@ -127,7 +134,7 @@ impl CriTest {
                 image: self.engine.image().to_owned(),
                 ..Default::default()
             }),
-            command: vec!["sleep".into(), "2147483647".into()],
+            command: command.iter().map(|arg| (*arg).to_owned()).collect(),
             labels: HashMap::from([(TEST_LABEL.to_owned(), self.label.clone())]),
             annotations: HashMap::from([(ANNOTATION.to_owned(), format!("container {name}"))]),
             ..Default::default()
@@ -173,6 +180,22 @@ impl CriTest {
             })
             .await
             .unwrap_or_else(|e| panic!("cannot stop container {id}: {e}"));
+    }
+
+    /// Runs `command` in container `id` and waits for it to end.
+    pub async fn exec(&self, id: &str, command: &[&str]) {
+        let answer = self
+            .client
+            .clone()
+            .exec_sync(ExecSyncRequest {
+                container_id: id.to_owned(),
+                cmd: command.iter().map(|arg| (*arg).to_owned()).collect(),
+                timeout: 10,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("cannot exec in {id}: {e}"))
+            .into_inner();
+        assert_eq!(answer.exit_code, 0, "{command:?} in {id} failed");
     }
 
     /// Stops a pod sandbox and its containers.

@@ -65,8 +65,29 @@ impl DockerTest {
         id
     }
 
+    /// Like [`run_with`](Self::run_with), running `command` instead of
+    /// sleeping.
+    pub async fn run_command(&self, name: &str, command: &[&str], host: HostConfig) -> String {
+        let id = self.create_running(name, &[], host, command).await;
+        rig::start_past_runc_init_deaths(name, || self.docker.start_container(&id, None))
+            .await
+            .unwrap_or_else(|e| panic!("cannot start {name} on {}: {e}", self.engine.endpoint));
+        id
+    }
+
     /// Creates (but does not start) a container like [`run`](Self::run).
     pub async fn create(&self, name: &str, labels: &[(&str, &str)], host: HostConfig) -> String {
+        self.create_running(name, labels, host, &["sleep", "2147483647"])
+            .await
+    }
+
+    async fn create_running(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        host: HostConfig,
+        command: &[&str],
+    ) -> String {
         let mut all: HashMap<String, String> = labels
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -74,7 +95,7 @@ impl DockerTest {
         all.insert(TEST_LABEL.to_owned(), self.label.clone());
         let body = ContainerCreateBody {
             image: Some(self.engine.image().to_owned()),
-            cmd: Some(vec!["sleep".into(), "2147483647".into()]),
+            cmd: Some(command.iter().map(|arg| (*arg).to_owned()).collect()),
             labels: Some(all),
             host_config: Some(HostConfig {
                 network_mode: Some("none".into()),

@@ -1,14 +1,14 @@
 //! Pure conversions of containerd's records and events into the core's
 //! model.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use containerd_client::events::{TaskExit, TaskPaused, TaskResumed, TaskStart};
+use containerd_client::events::{TaskExit, TaskOom, TaskPaused, TaskResumed, TaskStart};
 use containerd_client::services::v1::Container as Record;
 use containerd_client::types::v1::{Process, Status};
 use containerd_client::types::Envelope;
 use prost::Message;
-use whalewatcher_core::{Container, EngineEvent, EventKind, COMPOSE_PROJECT_LABEL};
+use whalewatcher_core::{Container, EngineEvent, EventKind, Exit, COMPOSE_PROJECT_LABEL};
 
 /// The label nerdctl stores a container's name in.
 pub const NERDCTL_NAME_LABEL: &str = "nerdctl/name";
@@ -63,12 +63,36 @@ pub(crate) fn container(namespace: &str, record: &Record, task: &Process) -> Opt
         .get(COMPOSE_PROJECT_LABEL)
         .cloned()
         .unwrap_or_default();
-    Some(
-        Container::new(display_id(namespace, &record.id), name, task.pid)
-            .with_labels(record.labels.clone())
-            .with_project(project)
-            .with_paused(paused),
-    )
+    let mut container = Container::new(display_id(namespace, &record.id), name, task.pid)
+        .with_labels(record.labels.clone())
+        .with_project(project)
+        .with_paused(paused);
+    // containerd tells the image as named and the creation time; neither
+    // an image id (that would take an image service call) nor a start
+    // time nor restarts.
+    if !record.image.is_empty() {
+        container = container.with_image(record.image.as_str());
+    }
+    if let Some(created) = record.created_at.as_ref().and_then(time) {
+        container = container.with_created(created);
+    }
+    Some(container)
+}
+
+/// A protobuf timestamp as a [`SystemTime`]; `None` before 1970.
+fn time(timestamp: &prost_types::Timestamp) -> Option<SystemTime> {
+    let nanos = u64::try_from(timestamp.seconds).ok()? * 1_000_000_000
+        + u64::try_from(timestamp.nanos).ok()?;
+    Some(UNIX_EPOCH + Duration::from_nanos(nanos))
+}
+
+/// The container an OOM event is about (`/tasks/oom`), as display id.
+pub(crate) fn oom_killed(envelope: &Envelope) -> Option<String> {
+    if envelope.topic != "/tasks/oom" {
+        return None;
+    }
+    let oom = TaskOom::decode(envelope.event.as_ref()?.value.as_slice()).ok()?;
+    Some(display_id(&envelope.namespace, &oom.container_id))
 }
 
 /// The lifecycle event in an envelope, if it is one. A `/tasks/exit` of an
@@ -86,7 +110,16 @@ pub(crate) fn engine_event(envelope: &Envelope) -> Option<EngineEvent> {
             if !exit.id.is_empty() && exit.id != exit.container_id {
                 return None;
             }
-            (EventKind::Exited, exit.container_id)
+            let mut event = EngineEvent::new(
+                EventKind::Exited,
+                display_id(&envelope.namespace, &exit.container_id),
+            )
+            .with_exit(Exit {
+                code: i32::try_from(exit.exit_status).ok(),
+                oom_killed: None,
+            });
+            event.timestamp = envelope.timestamp.as_ref().and_then(time);
+            return Some(event);
         }
         "/tasks/paused" => (
             EventKind::Paused,
@@ -99,10 +132,7 @@ pub(crate) fn engine_event(envelope: &Envelope) -> Option<EngineEvent> {
         _ => return None,
     };
     let mut event = EngineEvent::new(kind, display_id(&envelope.namespace, &container_id));
-    event.timestamp = envelope.timestamp.as_ref().and_then(|t| {
-        let nanos = u64::try_from(t.seconds).ok()? * 1_000_000_000 + u64::try_from(t.nanos).ok()?;
-        Some(UNIX_EPOCH + Duration::from_nanos(nanos))
-    });
+    event.timestamp = envelope.timestamp.as_ref().and_then(time);
     Some(event)
 }
 
@@ -167,6 +197,25 @@ mod tests {
         for dead in [Status::Created, Status::Stopped, Status::Unknown] {
             assert!(container("ns", &record, &task(dead)).is_none(), "{dead:?}");
         }
+        assert_eq!(c.image(), None);
+        let imaged = Record {
+            image: "docker.io/library/busybox:latest".into(),
+            created_at: Some(prost_types::Timestamp {
+                seconds: 3,
+                nanos: 4,
+            }),
+            ..record.clone()
+        };
+        let c = container("ns", &imaged, &task(Status::Running)).unwrap();
+        assert_eq!(c.image(), Some("docker.io/library/busybox:latest"));
+        assert_eq!(
+            c.created(),
+            Some(UNIX_EPOCH + Duration::from_nanos(3_000_000_004))
+        );
+        assert_eq!(
+            (c.image_id(), c.started(), c.restarts()),
+            (None, None, None)
+        );
         let unnamed = Record {
             id: "c2".into(),
             ..Default::default()
@@ -222,14 +271,35 @@ mod tests {
         let exit = |id: &str| TaskExit {
             container_id: "c1".into(),
             id: id.into(),
+            exit_status: 137,
             ..Default::default()
         };
+        let exited = engine_event(&envelope("ns", "/tasks/exit", exit("c1"))).unwrap();
         assert_eq!(
-            engine_event(&envelope("ns", "/tasks/exit", exit("c1")))
-                .unwrap()
-                .kind,
-            EventKind::Exited
+            (exited.kind, exited.id.as_str()),
+            (EventKind::Exited, "ns/c1")
         );
+        assert_eq!(
+            exited.exit,
+            Some(Exit {
+                code: Some(137),
+                oom_killed: None
+            })
+        );
+        assert_eq!(
+            exited.timestamp,
+            Some(UNIX_EPOCH + Duration::from_nanos(2_000_000_005))
+        );
+        let oom = envelope(
+            "ns",
+            "/tasks/oom",
+            TaskOom {
+                container_id: "c1".into(),
+            },
+        );
+        assert_eq!(oom_killed(&oom).as_deref(), Some("ns/c1"));
+        assert_eq!(engine_event(&oom), None);
+        assert_eq!(oom_killed(&start), None);
         assert!(engine_event(&envelope("ns", "/tasks/exit", exit("exec-1"))).is_none());
 
         let paused = envelope(

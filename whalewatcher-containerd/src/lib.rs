@@ -60,11 +60,13 @@ pub const DEFAULT_IGNORED_NAMESPACES: [&str; 2] = ["moby", "k8s.io"];
 /// The topic of the markers that prove a subscription live.
 pub const BARRIER_TOPIC: &str = "/whalewatcher/barrier";
 
-const TOPICS: [&str; 4] = [
+const TOPICS: [&str; 5] = [
     "/tasks/start",
     "/tasks/exit",
     "/tasks/paused",
     "/tasks/resumed",
+    // To tell on the exit that follows.
+    "/tasks/oom",
 ];
 
 /// Where containerd listens unless told otherwise.
@@ -431,10 +433,20 @@ impl Engine for ContainerdEngine {
             .await
             .map_err(|s| self.error(s, None))?;
         let (api, ignored) = (self.api.clone(), self.ignored.clone());
+        let mut oom_kills = whalewatcher_core::OomKills::default();
         Ok(Box::pin(events.filter_map(move |item| {
             let mapped = match item {
                 Ok(envelope) if ignored.contains(&envelope.namespace) => None,
-                Ok(envelope) => convert::engine_event(&envelope).map(Ok),
+                Ok(envelope) => match convert::oom_killed(&envelope) {
+                    Some(id) => {
+                        oom_kills.reported(id);
+                        None
+                    }
+                    None => convert::engine_event(&envelope).map(|mut event| {
+                        oom_kills.take_in(&mut event);
+                        Ok(event)
+                    }),
+                },
                 Err(status) => Some(Err(EngineError::unreachable(
                     api.clone(),
                     readable(&status),

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use whalewatcher_core::testing::ScriptedEngine;
-use whalewatcher_core::{CancellationToken, Container, Portfolio, RetryPolicy, Watcher};
+use whalewatcher_core::{
+    CancellationToken, Container, Portfolio, RetryPolicy, StringPool, Watcher,
+};
 
 #[global_allocator]
 static ALLOCATOR: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
@@ -29,6 +31,8 @@ fn id(i: usize) -> String {
     format!("{i:064x}") // Docker-style 64 hex digits
 }
 
+/// A container with what the Go module keeps: id, name, PID, project,
+/// labels.
 fn container(i: usize) -> Container {
     Container::new(id(i), format!("container-{i}"), 1000 + i as u32)
         .with_project(if i.is_multiple_of(10) {
@@ -45,6 +49,27 @@ fn container(i: usize) -> Container {
         ])
 }
 
+/// The same with what the engines tell besides, each string its own
+/// allocation, as an inspect answer makes it: image, image id, times,
+/// restarts.
+fn detailed(i: usize) -> Container {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000 + i as u64);
+    container(i)
+        .with_image(String::from("docker.io/library/nginx:1.27"))
+        .with_image_id(format!("sha256:{:064x}", i % 3))
+        .with_created(time)
+        .with_started(time)
+        .with_restarts(0)
+}
+
+/// The same as the watcher keeps it: image strings shared through its pool.
+fn shared(i: usize) -> Container {
+    thread_local! {
+        static POOL: std::cell::RefCell<StringPool> = Default::default();
+    }
+    POOL.with(|pool| detailed(i).with_shared_strings(&mut pool.borrow_mut()))
+}
+
 fn label_bytes(container: &Container) -> usize {
     container
         .labels()
@@ -53,29 +78,47 @@ fn label_bytes(container: &Container) -> usize {
         .sum()
 }
 
-/// Bytes per tracked container, and how many of them are label text.
-fn memory() {
-    let containers: Vec<Container> = (0..CONTAINERS).map(container).collect();
-    let labels: usize = containers.iter().map(label_bytes).sum();
+/// Live bytes and allocations per container of a portfolio of containers
+/// made by `make`, everything counted: ids, names, labels, the index.
+fn bytes_per_container(make: fn(usize) -> Container) -> (f64, f64, f64) {
     let region = Region::new(ALLOCATOR);
-    // What the watcher builds from a list: the containers and their index.
-    let rebuilt: Vec<Container> = containers.clone();
-    let portfolio: Portfolio = rebuilt.into_iter().collect();
+    let portfolio: Portfolio = (0..CONTAINERS).map(make).collect();
     let change = region.change();
     let live = change.bytes_allocated as isize - change.bytes_deallocated as isize
         + change.bytes_reallocated;
-    let per_container = live as f64 / CONTAINERS as f64;
-    let label_per_container = labels as f64 / CONTAINERS as f64;
-    let allocations = (change.allocations - change.deallocations) as f64 / CONTAINERS as f64;
-    println!("memory, {CONTAINERS} containers with 5 labels each (64-char ids):");
-    println!("  bytes per container:            {per_container:8.1}");
-    println!("  of which label text:            {label_per_container:8.1}");
-    println!(
-        "  without label text:             {:8.1}   (goal <= 600)",
-        per_container - label_per_container
-    );
-    println!("  live allocations per container: {allocations:8.1}");
+    let labels: usize = portfolio.containers().map(|c| label_bytes(c)).sum();
+    let allocations = (change.allocations - change.deallocations) as f64;
+    let n = CONTAINERS as f64;
     assert_eq!(portfolio.len(), CONTAINERS);
+    (live as f64 / n, labels as f64 / n, allocations / n)
+}
+
+/// Bytes per tracked container, with what the Go module keeps and with
+/// the richer record, measured the same way in one run.
+fn memory() {
+    println!("memory, {CONTAINERS} containers with 5 labels each (64-char ids), all allocations:");
+    println!("  record                         bytes  label text  without labels  allocations");
+    let mut without = Vec::new();
+    for (what, make) in [
+        (
+            "the Go module's fields",
+            container as fn(usize) -> Container,
+        ),
+        ("+ image, image id, times", detailed),
+        ("  image strings shared", shared),
+    ] {
+        let (bytes, labels, allocations) = bytes_per_container(make);
+        println!(
+            "  {what:<28} {bytes:8.1}  {labels:10.1}  {:14.1}  {allocations:11.1}",
+            bytes - labels
+        );
+        without.push(bytes - labels);
+    }
+    println!(
+        "  the richer record costs {:.1} bytes per container, {:.1} with the watcher's shared image strings",
+        without[1] - without[0],
+        without[2] - without[0]
+    );
 }
 
 struct Reads {

@@ -2,7 +2,9 @@
 
 use std::any::Any;
 use std::fmt;
+use std::num::NonZeroU64;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Serialize, Serializer};
@@ -20,6 +22,11 @@ pub type Rucksack = Arc<dyn Any + Send + Sync>;
 /// Immutable once built and shared as `Arc<Container>`; a change such as a
 /// pause replaces the whole value. Build one with [`Container::new`] and the
 /// `with_*` methods.
+///
+/// Besides what the Go module keeps (id, name, labels, PID, project,
+/// paused), it keeps what the engines tell anyway in the same answer — the
+/// image, the times, the restart count, the pod — each `None` where an
+/// engine does not tell.
 #[derive(Clone)]
 pub struct Container {
     // Shared with the portfolio's id index, so that the index costs no copy.
@@ -29,7 +36,73 @@ pub struct Container {
     project: Box<str>,
     pid: u32,
     paused: bool,
+    // Shared, as many containers run one image.
+    image: Option<Arc<str>>,
+    image_id: Option<Arc<str>>,
+    // Nanoseconds since 1970: half a SystemTime's size.
+    created: Option<NonZeroU64>,
+    started: Option<NonZeroU64>,
+    restarts: Option<u32>,
+    pod: Option<Arc<PodInfo>>,
     rucksack: Option<Rucksack>,
+}
+
+/// Shares equal strings between containers — image names and ids, which
+/// many containers repeat — so that a portfolio holds each once. The
+/// watcher passes every container through one; strings no container
+/// holds any more are dropped as the pool grows, so it stays as large as
+/// the images in use.
+#[derive(Debug)]
+pub struct StringPool {
+    strings: std::collections::HashSet<Arc<str>>,
+    /// When the pool has this many strings, the unused ones go.
+    purge_at: usize,
+}
+
+impl Default for StringPool {
+    fn default() -> Self {
+        StringPool {
+            strings: std::collections::HashSet::new(),
+            purge_at: 64,
+        }
+    }
+}
+
+impl StringPool {
+    /// The pooled string equal to `string`; `string` itself when new.
+    pub fn share(&mut self, string: Arc<str>) -> Arc<str> {
+        if let Some(pooled) = self.strings.get(&string) {
+            return pooled.clone();
+        }
+        if self.strings.len() >= self.purge_at {
+            self.strings.retain(|s| Arc::strong_count(s) > 1);
+            self.purge_at = (2 * self.strings.len()).max(64);
+        }
+        self.strings.insert(string.clone());
+        string
+    }
+
+    /// How many strings the pool holds.
+    pub fn len(&self) -> usize {
+        self.strings.len()
+    }
+
+    /// Whether the pool is empty.
+    pub fn is_empty(&self) -> bool {
+        self.strings.is_empty()
+    }
+}
+
+/// The pod a container belongs to (a CRI pod, or a podman pod), shared by
+/// its containers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct PodInfo {
+    /// The pod's unique id: the Kubernetes pod UID; podman's pod id.
+    pub uid: Box<str>,
+    /// The pod's name, unique within its namespace.
+    pub name: Box<str>,
+    /// The pod's Kubernetes namespace; `""` for a podman pod.
+    pub namespace: Box<str>,
 }
 
 impl Container {
@@ -43,8 +116,60 @@ impl Container {
             project: Box::from(""),
             pid,
             paused: false,
+            image: None,
+            image_id: None,
+            created: None,
+            started: None,
+            restarts: None,
+            pod: None,
             rucksack: None,
         }
+    }
+
+    /// Sets the image as the container was created from it (the reference
+    /// as the user named it, such as `nginx:1.27`).
+    pub fn with_image(mut self, image: impl Into<Arc<str>>) -> Self {
+        self.image = Some(image.into());
+        self
+    }
+
+    /// Sets the id (or digest) of the image, as the engine tells it.
+    pub fn with_image_id(mut self, image_id: impl Into<Arc<str>>) -> Self {
+        self.image_id = Some(image_id.into());
+        self
+    }
+
+    /// Sets when the container was created (a time before 1970 is none).
+    pub fn with_created(mut self, created: SystemTime) -> Self {
+        self.created = to_nanos(created);
+        self
+    }
+
+    /// Sets when the container's initial process started (a time before
+    /// 1970 is none).
+    pub fn with_started(mut self, started: SystemTime) -> Self {
+        self.started = to_nanos(started);
+        self
+    }
+
+    /// Sets how often the engine restarted the container (Docker's restart
+    /// count, a CRI container's attempt).
+    pub fn with_restarts(mut self, restarts: u32) -> Self {
+        self.restarts = Some(restarts);
+        self
+    }
+
+    /// Shares the image name and id with the other containers of `pool`.
+    pub fn with_shared_strings(mut self, pool: &mut StringPool) -> Self {
+        self.image = self.image.map(|image| pool.share(image));
+        self.image_id = self.image_id.map(|id| pool.share(id));
+        self
+    }
+
+    /// Sets the pod the container belongs to.
+    pub fn with_pod(mut self, pod: Arc<PodInfo>) -> Self {
+        self.pod = Some(pod);
+        self
     }
 
     /// Sets the labels.
@@ -119,10 +244,48 @@ impl Container {
         self.paused
     }
 
+    /// The image as the container was created from it, if the engine tells.
+    pub fn image(&self) -> Option<&str> {
+        self.image.as_deref()
+    }
+
+    /// The image's id or digest, if the engine tells.
+    pub fn image_id(&self) -> Option<&str> {
+        self.image_id.as_deref()
+    }
+
+    /// When the container was created, if the engine tells.
+    pub fn created(&self) -> Option<SystemTime> {
+        self.created.map(from_nanos)
+    }
+
+    /// When the container's initial process started, if the engine tells.
+    pub fn started(&self) -> Option<SystemTime> {
+        self.started.map(from_nanos)
+    }
+
+    /// How often the engine restarted the container, if it counts.
+    pub fn restarts(&self) -> Option<u32> {
+        self.restarts
+    }
+
+    /// The pod the container belongs to, if any.
+    pub fn pod(&self) -> Option<&Arc<PodInfo>> {
+        self.pod.as_ref()
+    }
+
     /// The application-specific payload, if one of type `T` is attached.
     pub fn rucksack<T: Any + Send + Sync>(&self) -> Option<&T> {
         self.rucksack.as_deref()?.downcast_ref()
     }
+}
+
+fn to_nanos(time: SystemTime) -> Option<NonZeroU64> {
+    crate::event::unix_nanos(time).and_then(NonZeroU64::new)
+}
+
+fn from_nanos(nanos: NonZeroU64) -> SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_nanos(nanos.get())
 }
 
 impl fmt::Debug for Container {
@@ -133,6 +296,8 @@ impl fmt::Debug for Container {
             .field("pid", &self.pid)
             .field("project", &self.project)
             .field("paused", &self.paused)
+            .field("image", &self.image)
+            .field("pod", &self.pod)
             .field("labels", &self.labels)
             .field("rucksack", &self.rucksack.is_some())
             .finish()
@@ -148,6 +313,12 @@ impl PartialEq for Container {
             && self.project == other.project
             && self.paused == other.paused
             && self.labels == other.labels
+            && self.image == other.image
+            && self.image_id == other.image_id
+            && self.created == other.created
+            && self.started == other.started
+            && self.restarts == other.restarts
+            && self.pod == other.pod
     }
 }
 
@@ -155,12 +326,19 @@ impl Eq for Container {}
 
 impl Serialize for Container {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Container", 6)?;
+        let nanos = |t: &Option<NonZeroU64>| t.map(NonZeroU64::get);
+        let mut s = serializer.serialize_struct("Container", 13)?;
         s.serialize_field("id", &*self.id)?;
         s.serialize_field("name", &*self.name)?;
         s.serialize_field("pid", &self.pid)?;
         s.serialize_field("project", &*self.project)?;
         s.serialize_field("paused", &self.paused)?;
+        s.serialize_field("image", &self.image.as_deref())?;
+        s.serialize_field("image_id", &self.image_id.as_deref())?;
+        s.serialize_field("created", &nanos(&self.created))?;
+        s.serialize_field("started", &nanos(&self.started))?;
+        s.serialize_field("restarts", &self.restarts)?;
+        s.serialize_field("pod", &self.pod.as_deref())?;
         s.serialize_field("labels", &self.labels)?;
         s.end()
     }
@@ -287,9 +465,52 @@ mod tests {
             json,
             serde_json::json!({
                 "id": "abc", "name": "web", "pid": 42, "project": "shop", "paused": false,
+                "image": null, "image_id": null, "created": null, "started": null,
+                "restarts": null, "pod": null,
                 "labels": {"com.docker.compose.project": "shop"}
             })
         );
+        let pod = Arc::new(PodInfo {
+            uid: "u1".into(),
+            name: "shop".into(),
+            namespace: "retail".into(),
+        });
+        let detailed = Container::new("abc", "web", 42)
+            .with_image("nginx:1.27")
+            .with_image_id("sha256:0123")
+            .with_created(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(5))
+            .with_started(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1))
+            .with_restarts(2)
+            .with_pod(pod);
+        let json = serde_json::to_value(&detailed).unwrap();
+        assert_eq!(json["image"], "nginx:1.27");
+        assert_eq!(json["image_id"], "sha256:0123");
+        assert_eq!(json["created"], 5);
+        assert_eq!(json["started"], 1_000_000_000);
+        assert_eq!(json["restarts"], 2);
+        assert_eq!(
+            json["pod"],
+            serde_json::json!({"uid": "u1", "name": "shop", "namespace": "retail"})
+        );
+    }
+
+    #[test]
+    fn a_string_pool_shares_equal_strings_and_forgets_unused_ones() {
+        let mut pool = StringPool::default();
+        let a = Container::new("a", "a", 1)
+            .with_image("nginx:1.27")
+            .with_shared_strings(&mut pool);
+        let b = Container::new("b", "b", 2)
+            .with_image(String::from("nginx:1.27"))
+            .with_shared_strings(&mut pool);
+        let (a_image, b_image) = (a.image.clone().unwrap(), b.image.clone().unwrap());
+        assert!(Arc::ptr_eq(&a_image, &b_image), "one string for both");
+        drop((a, b, a_image, b_image));
+        for i in 0..200 {
+            let image: Arc<str> = Arc::from(format!("image-{i}"));
+            pool.share(image);
+        }
+        assert!(pool.len() < 100, "unused strings go: {}", pool.len());
     }
 
     #[test]

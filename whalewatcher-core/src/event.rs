@@ -66,6 +66,20 @@ pub struct EngineEvent {
     pub project: Option<String>,
     /// When it happened, by the engine's clock, if the engine says.
     pub timestamp: Option<SystemTime>,
+    /// For an exit: how the process ended, as far as the engine says.
+    pub exit: Option<Exit>,
+}
+
+/// How a container's initial process ended, as far as the engine says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Exit {
+    /// The exit code; a process killed by signal `n` has `128 + n` (137
+    /// for SIGKILL), as the engines report it.
+    pub code: Option<i32>,
+    /// Whether the kernel's OOM killer struck the container, where the
+    /// engine says (CRI's `OOMKilled` reason; Docker's and containerd's
+    /// OOM events seen before the exit).
+    pub oom_killed: Option<bool>,
 }
 
 impl EngineEvent {
@@ -76,6 +90,7 @@ impl EngineEvent {
             id: id.into(),
             project: None,
             timestamp: None,
+            exit: None,
         }
     }
 
@@ -83,6 +98,40 @@ impl EngineEvent {
     pub fn at(mut self, timestamp: SystemTime) -> Self {
         self.timestamp = Some(timestamp);
         self
+    }
+
+    /// Sets how the process ended (for an exit).
+    pub fn with_exit(mut self, exit: Exit) -> Self {
+        self.exit = Some(exit);
+        self
+    }
+}
+
+/// The OOM kills an engine reported ahead of an exit (Docker's `oom`,
+/// containerd's `/tasks/oom`), for an engine crate to tell on the exit that
+/// follows — as Docker's own `State.OOMKilled` does: an OOM kill belongs
+/// to the container's current life.
+#[derive(Debug, Default)]
+pub struct OomKills(std::collections::HashSet<String>);
+
+impl OomKills {
+    /// The engine reported an OOM kill in container `id`.
+    pub fn reported(&mut self, id: impl Into<String>) {
+        self.0.insert(id.into());
+    }
+
+    /// Takes in a lifecycle event: a start begins a new life; an exit
+    /// tells whether an OOM kill was reported in the life it ends.
+    pub fn take_in(&mut self, event: &mut EngineEvent) {
+        match event.kind {
+            EventKind::Started => {
+                self.0.remove(&event.id);
+            }
+            EventKind::Exited if self.0.remove(&event.id) => {
+                event.exit.get_or_insert_with(Exit::default).oom_killed = Some(true);
+            }
+            _ => {}
+        }
     }
 }
 
@@ -114,6 +163,9 @@ pub struct Event {
     pub timestamp: Option<SystemTime>,
     /// Whether this came from a live engine event or from a (re)sync.
     pub source: EventSource,
+    /// For an exit the engine reported: how the process ended. `None` for
+    /// other kinds, and for an exit a (re)sync inferred.
+    pub exit: Option<Exit>,
     /// The [revision](crate::Portfolio::revision) of the portfolio that
     /// includes this change; the events of one (re)sync share one.
     ///
@@ -123,16 +175,22 @@ pub struct Event {
     pub revision: u64,
 }
 
-/// Serializes a timestamp as nanoseconds since the Unix epoch, like the
-/// engines' own `timeNano` fields.
+/// A time as nanoseconds since the Unix epoch, like the engines' own
+/// `timeNano` fields; `None` before the epoch.
+pub(crate) fn unix_nanos(time: SystemTime) -> Option<u64> {
+    let nanos = time.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
+    u64::try_from(nanos).ok()
+}
+
+/// Serializes a timestamp as nanoseconds since the Unix epoch.
 mod unix_nanos {
-    use std::time::{SystemTime, UNIX_EPOCH};
+    use std::time::SystemTime;
 
     use serde::Serializer;
 
     pub fn serialize<S: Serializer>(ts: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
-        match ts.and_then(|t| t.duration_since(UNIX_EPOCH).ok()) {
-            Some(d) => s.serialize_u128(d.as_nanos()),
+        match ts.and_then(super::unix_nanos) {
+            Some(nanos) => s.serialize_u64(nanos),
             None => s.serialize_none(),
         }
     }

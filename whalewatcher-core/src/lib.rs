@@ -47,11 +47,11 @@ mod watcher;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use container::{Container, Labels, Rucksack};
+pub use container::{Container, Labels, PodInfo, Rucksack, StringPool};
 pub use engine::{Engine, EngineEvents, EngineInfo};
 pub use error::{describe, io_error_with_causes, Cause, EngineError, WatchError};
-pub use event::{EngineEvent, Event, EventKind, EventSource, EventStream, Lagged};
-pub use portfolio::{Portfolio, Project};
+pub use event::{EngineEvent, Event, EventKind, EventSource, EventStream, Exit, Lagged, OomKills};
+pub use portfolio::{Pod, Portfolio, Project};
 pub use retry::{RetryPolicy, MIN_RETRY_DELAY};
 pub use watcher::{Deadlines, SyncState, SyncStatus, Watcher, WatcherBuilder};
 

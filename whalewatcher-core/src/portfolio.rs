@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
-use crate::container::Container;
+use crate::container::{Container, PodInfo};
 use crate::event::EventKind;
 
 /// Containers by id. foldhash instead of SipHash: ids come from the engine,
@@ -100,8 +100,49 @@ impl Serialize for Project {
     }
 }
 
+/// A pod — a Kubernetes pod of a CRI engine, or a podman pod — and its
+/// alive containers (a CRI pod's sandbox among them).
+#[derive(Clone)]
+pub struct Pod {
+    info: Arc<PodInfo>,
+    containers: IdMap,
+}
+
+impl Pod {
+    /// The pod's uid, name and namespace.
+    pub fn info(&self) -> &PodInfo {
+        &self.info
+    }
+
+    /// The number of the pod's alive containers.
+    pub fn len(&self) -> usize {
+        self.containers.len()
+    }
+
+    /// Whether the pod has no alive containers (never, in a portfolio).
+    pub fn is_empty(&self) -> bool {
+        self.containers.is_empty()
+    }
+
+    /// The pod's containers, in no particular order.
+    pub fn containers(&self) -> impl ExactSizeIterator<Item = &Arc<Container>> {
+        self.containers.values()
+    }
+}
+
+impl std::fmt::Debug for Pod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut containers: Vec<_> = self.containers().collect();
+        containers.sort_by(|a, b| a.id().cmp(b.id()));
+        f.debug_struct("Pod")
+            .field("info", &self.info)
+            .field("containers", &containers)
+            .finish()
+    }
+}
+
 /// All alive containers of one engine, indexed by id and grouped into
-/// projects; an immutable, consistent snapshot.
+/// projects and pods; an immutable, consistent snapshot.
 ///
 /// Cloning is cheap (a few reference counts) and [`insert`](Self::insert) /
 /// [`remove`](Self::remove) return nothing shared with other clones, so a
@@ -110,6 +151,8 @@ impl Serialize for Project {
 pub struct Portfolio {
     containers: IdMap,
     projects: imbl::OrdMap<Arc<str>, Project>,
+    /// By uid; only pods with alive containers.
+    pods: imbl::OrdMap<Box<str>, Pod>,
     revision: u64,
 }
 
@@ -119,6 +162,7 @@ impl Default for Portfolio {
         Portfolio {
             containers: IdMap::default(),
             projects: imbl::OrdMap::unit(unnamed.clone(), Project::new(unnamed)),
+            pods: imbl::OrdMap::new(),
             revision: 0,
         }
     }
@@ -185,6 +229,16 @@ impl Portfolio {
         self.projects.keys().map(|name| &**name).collect()
     }
 
+    /// The pods with alive containers, sorted by uid.
+    pub fn pods(&self) -> impl ExactSizeIterator<Item = &Pod> {
+        self.pods.values()
+    }
+
+    /// The pod with this uid, if it has alive containers.
+    pub fn pod(&self, uid: &str) -> Option<&Pod> {
+        self.pods.get(uid)
+    }
+
     /// Adds a container, or replaces the one with the same id; returns the
     /// replaced one.
     pub fn insert(&mut self, container: impl Into<Arc<Container>>) -> Option<Arc<Container>> {
@@ -194,6 +248,24 @@ impl Portfolio {
         if let Some(old) = &replaced {
             if old.project() != container.project() {
                 self.remove_from_project(old);
+            }
+            if old.pod().map(|p| &p.uid) != container.pod().map(|p| &p.uid) {
+                self.remove_from_pod(old);
+            }
+        }
+        if let Some(info) = container.pod() {
+            match self.pods.get_mut(&*info.uid) {
+                Some(pod) => {
+                    pod.containers.insert(id.clone(), container.clone());
+                }
+                None => {
+                    let mut pod = Pod {
+                        info: info.clone(),
+                        containers: IdMap::default(),
+                    };
+                    pod.containers.insert(id.clone(), container.clone());
+                    self.pods.insert(info.uid.clone(), pod);
+                }
             }
         }
         match self.projects.get_mut(container.project()) {
@@ -215,7 +287,21 @@ impl Portfolio {
     pub fn remove(&mut self, id: &str) -> Option<Arc<Container>> {
         let removed = self.containers.remove(id)?;
         self.remove_from_project(&removed);
+        self.remove_from_pod(&removed);
         Some(removed)
+    }
+
+    fn remove_from_pod(&mut self, container: &Container) {
+        let Some(uid) = container.pod().map(|p| &p.uid) else {
+            return;
+        };
+        let Some(pod) = self.pods.get_mut(&**uid) else {
+            return;
+        };
+        pod.containers.remove(container.id());
+        if pod.is_empty() {
+            self.pods.remove(&**uid);
+        }
     }
 
     fn remove_from_project(&mut self, container: &Container) {
@@ -426,6 +512,37 @@ mod tests {
         assert!(portfolio.insert(container("a", "two")).is_some());
         assert_eq!(portfolio.project_names(), ["", "two"]);
         assert_eq!(portfolio.len(), 1);
+    }
+
+    #[test]
+    fn pods_group_their_containers_and_vanish_with_the_last() {
+        let pod = |uid: &str| {
+            Arc::new(PodInfo {
+                uid: uid.into(),
+                name: format!("pod-{uid}").into(),
+                namespace: "ns".into(),
+            })
+        };
+        let mut portfolio: Portfolio = [
+            container("sandbox", "").with_pod(pod("u1")),
+            container("app", "").with_pod(pod("u1")),
+            container("other", "").with_pod(pod("u2")),
+            container("solo", ""),
+        ]
+        .into_iter()
+        .collect();
+        let uids: Vec<&str> = portfolio.pods().map(|p| &*p.info().uid).collect();
+        assert_eq!(uids, ["u1", "u2"]);
+        assert_eq!(portfolio.pod("u1").map(Pod::len), Some(2));
+        assert_eq!(portfolio.pod("u1").unwrap().info().name.as_ref(), "pod-u1");
+        // Moved to another pod, then gone.
+        portfolio.insert(container("other", "").with_pod(pod("u1")));
+        assert!(portfolio.pod("u2").is_none());
+        assert_eq!(portfolio.pod("u1").map(Pod::len), Some(3));
+        for id in ["sandbox", "app", "other"] {
+            portfolio.remove(id);
+        }
+        assert_eq!(portfolio.pods().len(), 0);
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! Pure conversions of CRI records and events into the core's model.
 
 use std::collections::HashMap;
-use std::time::{Duration, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use k8s_cri::v1::{
-    ContainerEventResponse, ContainerEventType, PodSandboxMetadata, VersionResponse,
+    ContainerEventResponse, ContainerEventType, ContainerStatus, PodSandboxMetadata,
+    PodSandboxStatus, VersionResponse,
 };
 use serde::Deserialize;
-use whalewatcher_core::{Container, EngineEvent, EventKind, Labels, COMPOSE_PROJECT_LABEL};
+use whalewatcher_core::{
+    Container, EngineEvent, EventKind, Exit, Labels, PodInfo, COMPOSE_PROJECT_LABEL,
+};
 
 // The label names and values of the Go module (engineclient/cri/cri.go),
 // which tools built on it key on.
@@ -28,24 +32,24 @@ pub const POD_SANDBOX_LABEL: &str = "io.kubernetes.sandbox";
 /// with label keys.
 pub const ANNOTATION_KEY_PREFIX: &str = "io.kubernetes.annotation/";
 
-/// What a container or sandbox needs to know about its pod.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Pod {
-    pub name: String,
-    pub namespace: String,
-    pub uid: String,
-}
+/// The pod of a container or sandbox, shared by all of the pod's.
+pub(crate) type Pod = Arc<PodInfo>;
 
-impl Pod {
-    pub fn from_metadata(metadata: Option<&PodSandboxMetadata>) -> Pod {
+/// The pod a sandbox's metadata describes.
+pub(crate) fn pod_of(metadata: Option<&PodSandboxMetadata>) -> Pod {
+    Arc::new(
         metadata
-            .map(|m| Pod {
-                name: m.name.clone(),
-                namespace: m.namespace.clone(),
-                uid: m.uid.clone(),
+            .map(|m| PodInfo {
+                uid: m.uid.as_str().into(),
+                name: m.name.as_str().into(),
+                namespace: m.namespace.as_str().into(),
             })
-            .unwrap_or_default()
-    }
+            .unwrap_or_else(|| PodInfo {
+                uid: "".into(),
+                name: "".into(),
+                namespace: "".into(),
+            }),
+    )
 }
 
 /// The part of a verbose status's `info` JSON we need. Both containers and
@@ -68,31 +72,81 @@ impl VerboseInfo {
 }
 
 /// A running container of `pod`, with the pod as labels and the
-/// annotations as prefixed labels.
-pub(crate) fn container(
-    id: &str,
-    name: &str,
-    labels: &HashMap<String, String>,
-    annotations: &HashMap<String, String>,
-    pod: &Pod,
-    pid: u32,
-) -> Container {
+/// annotations as prefixed labels, and what else its status tells: image,
+/// times, attempt.
+pub(crate) fn container(status: &ContainerStatus, pod: &Pod, pid: u32) -> Container {
+    let name = status.metadata.as_ref().map_or("", |m| m.name.as_str());
     let extra = [(POD_CONTAINER_NAME_LABEL, name)];
-    build(id, name, labels, annotations, pod, &extra, pid)
+    let mut container = build(
+        &status.id,
+        name,
+        &status.labels,
+        &status.annotations,
+        pod,
+        &extra,
+        pid,
+    );
+    if let Some(image) = status.image.as_ref().filter(|i| !i.image.is_empty()) {
+        container = container.with_image(image.image.as_str());
+    }
+    // The image's id as kubelet reports it (imageID): the reference in use.
+    let image_id = [&status.image_ref, &status.image_id]
+        .into_iter()
+        .find(|id| !id.is_empty());
+    if let Some(image_id) = image_id {
+        container = container.with_image_id(image_id.as_str());
+    }
+    if let Some(started) = time(status.started_at) {
+        container = container.with_started(started);
+    }
+    with_times_and_attempt(
+        container,
+        status.created_at,
+        status.metadata.as_ref().map(|m| m.attempt),
+    )
 }
 
 /// A ready pod sandbox, as a container marked with the sandbox label and
 /// named by its sandbox id, which is also its container name in the pod
 /// (a pod's name is unique only within its Kubernetes namespace).
-pub(crate) fn sandbox(
-    id: &str,
-    labels: &HashMap<String, String>,
-    annotations: &HashMap<String, String>,
-    pod: &Pod,
-    pid: u32,
-) -> Container {
+pub(crate) fn sandbox(status: &PodSandboxStatus, pod: &Pod, pid: u32) -> Container {
+    let id = status.id.as_str();
     let extra = [(POD_SANDBOX_LABEL, ""), (POD_CONTAINER_NAME_LABEL, id)];
-    build(id, id, labels, annotations, pod, &extra, pid)
+    let sandbox = build(
+        id,
+        id,
+        &status.labels,
+        &status.annotations,
+        pod,
+        &extra,
+        pid,
+    );
+    with_times_and_attempt(
+        sandbox,
+        status.created_at,
+        status.metadata.as_ref().map(|m| m.attempt),
+    )
+}
+
+fn with_times_and_attempt(
+    container: Container,
+    created_at: i64,
+    attempt: Option<u32>,
+) -> Container {
+    let container = match time(created_at) {
+        Some(created) => container.with_created(created),
+        None => container,
+    };
+    match attempt {
+        Some(attempt) => container.with_restarts(attempt),
+        None => container,
+    }
+}
+
+/// CRI's nanoseconds since 1970; `None` for 0 (not set).
+fn time(nanos: i64) -> Option<SystemTime> {
+    let nanos = u64::try_from(nanos).ok().filter(|n| *n > 0)?;
+    Some(UNIX_EPOCH + Duration::from_nanos(nanos))
 }
 
 fn build(
@@ -113,13 +167,13 @@ fn build(
                 .map(|(k, v)| (format!("{ANNOTATION_KEY_PREFIX}{k}"), v.as_str())),
         )
         .chain([
-            (POD_NAME_LABEL.to_owned(), pod.name.as_str()),
-            (POD_NAMESPACE_LABEL.to_owned(), pod.namespace.as_str()),
-            (POD_UID_LABEL.to_owned(), pod.uid.as_str()),
+            (POD_NAME_LABEL.to_owned(), &*pod.name),
+            (POD_NAMESPACE_LABEL.to_owned(), &*pod.namespace),
+            (POD_UID_LABEL.to_owned(), &*pod.uid),
         ])
         .chain(extra.iter().map(|(k, v)| ((*k).to_owned(), *v)))
         .collect();
-    let mut container = Container::new(id, name, pid);
+    let mut container = Container::new(id, name, pid).with_pod(pod.clone());
     if let Some(project) = labels.get(COMPOSE_PROJECT_LABEL) {
         container = container.with_project(project.as_str());
     }
@@ -138,9 +192,21 @@ pub(crate) fn engine_event(event: &ContainerEventResponse) -> Option<EngineEvent
         }
     };
     let mut engine_event = EngineEvent::new(kind, event.container_id.clone());
-    if let Ok(nanos) = u64::try_from(event.created_at) {
-        if nanos > 0 {
-            engine_event = engine_event.at(UNIX_EPOCH + Duration::from_nanos(nanos));
+    if let Some(at) = time(event.created_at) {
+        engine_event = engine_event.at(at);
+    }
+    if kind == EventKind::Exited {
+        // The event carries the container's status: its exit code, and
+        // the reason kubelet reports (OOMKilled).
+        let status = event
+            .containers_statuses
+            .iter()
+            .find(|s| s.id == event.container_id);
+        if let Some(status) = status {
+            engine_event = engine_event.with_exit(Exit {
+                code: Some(status.exit_code),
+                oom_killed: Some(status.reason == "OOMKilled"),
+            });
         }
     }
     Some(engine_event)
@@ -160,21 +226,37 @@ mod tests {
     use super::*;
 
     fn pod() -> Pod {
-        Pod {
+        pod_of(Some(&PodSandboxMetadata {
             name: "web".into(),
             namespace: "shop".into(),
             uid: "u-1".into(),
-        }
+            attempt: 0,
+        }))
     }
 
     #[test]
     fn a_container_carries_its_pod_name_and_prefixed_annotations_as_labels() {
-        let labels = HashMap::from([
-            ("app".to_owned(), "nginx".to_owned()),
-            (COMPOSE_PROJECT_LABEL.to_owned(), "shop".to_owned()),
-        ]);
-        let annotations = HashMap::from([("note".to_owned(), "hello".to_owned())]);
-        let c = container("c1", "nginx", &labels, &annotations, &pod(), 42);
+        let status = ContainerStatus {
+            id: "c1".into(),
+            metadata: Some(k8s_cri::v1::ContainerMetadata {
+                name: "nginx".into(),
+                attempt: 3,
+            }),
+            labels: HashMap::from([
+                ("app".to_owned(), "nginx".to_owned()),
+                (COMPOSE_PROJECT_LABEL.to_owned(), "shop".to_owned()),
+            ]),
+            annotations: HashMap::from([("note".to_owned(), "hello".to_owned())]),
+            image: Some(k8s_cri::v1::ImageSpec {
+                image: "docker.io/library/nginx:1.27".into(),
+                ..Default::default()
+            }),
+            image_ref: "sha256:abcd".into(),
+            created_at: 1_700_000_000_000_000_001,
+            started_at: 1_700_000_000_000_000_002,
+            ..Default::default()
+        };
+        let c = container(&status, &pod(), 42);
         assert_eq!((c.id(), c.name(), c.pid()), ("c1", "nginx", 42));
         assert_eq!(c.project(), "shop");
         // The Go module's values, as literals from engineclient/cri/cri.go.
@@ -187,18 +269,34 @@ mod tests {
         assert_eq!(c.label("io.kubernetes.container.name"), Some("nginx"));
         assert!(!c.labels().contains_key("io.kubernetes.sandbox"));
         assert!(!c.is_paused());
+        // What else the status tells.
+        assert_eq!(c.image(), Some("docker.io/library/nginx:1.27"));
+        assert_eq!(c.image_id(), Some("sha256:abcd"));
+        let at = |n| Some(UNIX_EPOCH + Duration::from_nanos(n));
+        assert_eq!(c.created(), at(1_700_000_000_000_000_001));
+        assert_eq!(c.started(), at(1_700_000_000_000_000_002));
+        assert_eq!(c.restarts(), Some(3));
+        assert_eq!(c.pod().map(|p| &*p.uid), Some("u-1"));
     }
 
     #[test]
     fn a_sandbox_is_named_by_its_id_and_marked_as_the_go_module_does() {
-        let annotations = HashMap::from([("note".to_owned(), "hello".to_owned())]);
-        let s = sandbox("s1", &HashMap::new(), &annotations, &pod(), 7);
+        let status = PodSandboxStatus {
+            id: "s1".into(),
+            annotations: HashMap::from([("note".to_owned(), "hello".to_owned())]),
+            created_at: 5,
+            ..Default::default()
+        };
+        let s = sandbox(&status, &pod(), 7);
         assert_eq!((s.id(), s.name(), s.pid()), ("s1", "s1", 7));
         assert_eq!(s.label("io.kubernetes.sandbox"), Some(""));
         assert_eq!(s.label("io.kubernetes.container.name"), Some("s1"));
         assert_eq!(s.label("io.kubernetes.pod.name"), Some("web"));
         assert_eq!(s.label("io.kubernetes.annotation/note"), Some("hello"));
         assert_eq!(s.project(), "");
+        assert_eq!(s.created(), Some(UNIX_EPOCH + Duration::from_nanos(5)));
+        assert_eq!((s.image(), s.started()), (None, None));
+        assert_eq!(s.pod().map(|p| &*p.name), Some("web"));
     }
 
     #[test]
@@ -238,6 +336,23 @@ mod tests {
         );
         let stopped = engine_event(&event(ContainerEventType::ContainerStoppedEvent)).unwrap();
         assert_eq!(stopped.kind, EventKind::Exited);
+        assert_eq!(stopped.exit, None, "no status, nothing told");
+        let killed = ContainerEventResponse {
+            containers_statuses: vec![ContainerStatus {
+                id: "c1".into(),
+                exit_code: 137,
+                reason: "OOMKilled".into(),
+                ..Default::default()
+            }],
+            ..event(ContainerEventType::ContainerStoppedEvent)
+        };
+        assert_eq!(
+            engine_event(&killed).unwrap().exit,
+            Some(Exit {
+                code: Some(137),
+                oom_killed: Some(true)
+            })
+        );
         assert_eq!(
             engine_event(&event(ContainerEventType::ContainerCreatedEvent)),
             None

@@ -216,15 +216,7 @@ impl CriEngine {
             Some(pod) => pod,
             None => self.fetch_pod(client, &sandbox_id).await?,
         };
-        let name = status.metadata.as_ref().map_or("", |m| m.name.as_str());
-        let container = convert::container(
-            &status.id,
-            name,
-            &status.labels,
-            &status.annotations,
-            &pod,
-            info.pid,
-        );
+        let container = convert::container(&status, &pod, info.pid);
         Ok(self.pack(
             container,
             Inspection::Container {
@@ -249,7 +241,7 @@ impl CriEngine {
             .map_err(|s| self.error(s, Some(sandbox_id)))?
             .into_inner()
             .status;
-        let pod = Pod::from_metadata(status.as_ref().and_then(|s| s.metadata.as_ref()));
+        let pod = convert::pod_of(status.as_ref().and_then(|s| s.metadata.as_ref()));
         self.pods().insert(sandbox_id.to_owned(), pod.clone());
         Ok(pod)
     }
@@ -270,15 +262,13 @@ impl CriEngine {
             .into_inner();
         let ready = |s: &PodSandboxStatus| s.state == PodSandboxState::SandboxReady as i32;
         let (status, info) = self.alive(id, response.status, ready, &response.info)?;
-        let pod = Pod::from_metadata(status.metadata.as_ref());
-        self.pods().insert(status.id.clone(), pod.clone());
-        let sandbox = convert::sandbox(
-            &status.id,
-            &status.labels,
-            &status.annotations,
-            &pod,
-            info.pid,
-        );
+        // One pod record, shared by the pod's containers.
+        let pod = self
+            .pods()
+            .entry(status.id.clone())
+            .or_insert_with(|| convert::pod_of(status.metadata.as_ref()))
+            .clone();
+        let sandbox = convert::sandbox(&status, &pod, info.pid);
         Ok(self.pack(
             sandbox,
             Inspection::Sandbox {
@@ -409,7 +399,7 @@ impl Engine for CriEngine {
         // fetched again.
         *self.pods() = sandboxes
             .iter()
-            .map(|s| (s.id.clone(), Pod::from_metadata(s.metadata.as_ref())))
+            .map(|s| (s.id.clone(), convert::pod_of(s.metadata.as_ref())))
             .collect();
         let ids = sandboxes
             .into_iter()
@@ -525,7 +515,7 @@ fn remember_pod(pods: &Mutex<HashMap<String, Pod>>, event: &ContainerEventRespon
         pods.remove(&sandbox.id);
     } else if !deleted && !sandbox.id.is_empty() {
         pods.entry(sandbox.id.clone())
-            .or_insert_with(|| Pod::from_metadata(sandbox.metadata.as_ref()));
+            .or_insert_with(|| convert::pod_of(sandbox.metadata.as_ref()));
     }
 }
 

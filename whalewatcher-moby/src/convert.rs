@@ -1,11 +1,13 @@
 //! Pure conversions of the engine's records into the core's model.
 
 use std::collections::HashMap;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::models::{ContainerInspectResponse, EventMessage, EventMessageTypeEnum, SystemInfo};
 use serde::Deserialize;
-use whalewatcher_core::{Container, EngineError, EngineEvent, EventKind, COMPOSE_PROJECT_LABEL};
+use whalewatcher_core::{
+    Container, EngineError, EngineEvent, EventKind, Exit, OomKills, PodInfo, COMPOSE_PROJECT_LABEL,
+};
 
 use crate::{Packer, INFRA_LABEL, POD_ID_LABEL, POD_NAME_LABEL, PRIVILEGED_LABEL};
 
@@ -63,18 +65,71 @@ pub(crate) fn container(
         }
     }
     let name = inspected.name.as_deref().unwrap_or_default();
-    let container = Container::new(id, name.trim_start_matches('/'), pid as u32)
+    let mut container = Container::new(id, name.trim_start_matches('/'), pid as u32)
         .with_labels(labels)
         .with_project(project)
         .with_paused(paused);
+    // What the same answer tells besides: image as named and its id,
+    // times, restarts, a podman pod.
+    if let Some(image) = inspected.config.as_ref().and_then(|c| c.image.as_deref()) {
+        container = container.with_image(image);
+    }
+    if let Some(image_id) = inspected.image.as_deref().filter(|i| !i.is_empty()) {
+        container = container.with_image_id(image_id);
+    }
+    if let Some(created) = inspected.created.as_deref().and_then(rfc3339) {
+        container = container.with_created(created);
+    }
+    if let Some(started) = state
+        .and_then(|s| s.started_at.as_deref())
+        .and_then(rfc3339)
+    {
+        container = container.with_started(started);
+    }
+    if let Some(restarts) = inspected.restart_count.and_then(|n| u32::try_from(n).ok()) {
+        container = container.with_restarts(restarts);
+    }
+    if let Some(pod) = pod.filter(|p| !p.pod_id.is_empty()) {
+        container = container.with_pod(std::sync::Arc::new(PodInfo {
+            uid: pod.pod_id.as_str().into(),
+            name: pod.pod_name.as_str().into(),
+            namespace: "".into(),
+        }));
+    }
     Ok(match packer {
         Some(pack) => pack(container, inspected),
         None => container,
     })
 }
 
+/// An RFC 3339 time as the engines write it; `None` for Docker's zero time
+/// (`0001-01-01T00:00:00Z`, not set) and anything else before 1970.
+fn rfc3339(text: &str) -> Option<SystemTime> {
+    let parsed =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    let nanos = u64::try_from(parsed.unix_timestamp_nanos()).ok()?;
+    Some(UNIX_EPOCH + Duration::from_nanos(nanos))
+}
+
+/// The lifecycle event in an engine event, with the exit's OOM kill where
+/// Docker sent an `oom` before its `die`; remembers an `oom`.
+pub(crate) fn lifecycle_event(message: &EventMessage, kills: &mut OomKills) -> Option<EngineEvent> {
+    if message.typ == Some(EventMessageTypeEnum::CONTAINER)
+        && message.action.as_deref() == Some("oom")
+    {
+        if let Some(id) = message.actor.as_ref().and_then(|a| a.id.clone()) {
+            kills.reported(id);
+        }
+        return None;
+    }
+    let mut event = engine_event(message)?;
+    kills.take_in(&mut event);
+    Some(event)
+}
+
 /// The lifecycle event in an engine event, if it is one: a container's
-/// start, die (podman's native name: died), pause or unpause.
+/// start, die (podman's native name: died, both with the exit code), pause
+/// or unpause.
 pub(crate) fn engine_event(message: &EventMessage) -> Option<EngineEvent> {
     if message.typ != Some(EventMessageTypeEnum::CONTAINER) {
         return None;
@@ -97,6 +152,17 @@ pub(crate) fn engine_event(message: &EventMessage) -> Option<EngineEvent> {
         (_, Some(secs)) if secs > 0 => Some(UNIX_EPOCH + Duration::from_secs(secs as u64)),
         _ => None,
     };
+    if kind == EventKind::Exited {
+        let code = actor
+            .attributes
+            .as_ref()
+            .and_then(|a| a.get("exitCode"))
+            .and_then(|code| code.parse().ok());
+        event = event.with_exit(Exit {
+            code,
+            oom_killed: None,
+        });
+    }
     Some(event)
 }
 
@@ -190,7 +256,6 @@ pub(crate) fn listed_ids(body: &[u8]) -> Result<Vec<String>, serde_json::Error> 
         .collect())
 }
 
-/// A unix time as a [`SystemTime`](std::time::SystemTime), for tests.
 /// The engine's id, stable across restarts. dockerd keeps its `/info`
 /// `ID` in its data root. podman makes up a new one on every call, so its
 /// id is its host name and storage root, which are unique per host and
@@ -205,6 +270,7 @@ pub(crate) fn engine_id(info: &SystemInfo, podman: bool) -> Option<String> {
     nonempty(&info.id)
 }
 
+/// A unix time as a [`SystemTime`](std::time::SystemTime), for tests.
 #[cfg(test)]
 fn at(nanos: u64) -> std::time::SystemTime {
     UNIX_EPOCH + Duration::from_nanos(nanos)
@@ -237,9 +303,14 @@ mod tests {
     const DOCKER_INSPECT: &str = r#"{
         "Id": "bacfbd845efa3620b58547cdd7e91abe0106b4199b83965ad3e810743d68a638",
         "Name": "/shop-web-1",
+        "Created": "2026-11-26T04:20:38.123456789Z",
+        "Image": "sha256:2f1f7b0fc8bc91e1bc5e9fc9e4ba0ce3e0de7c6ad4c2e1a8a02b1d9d6b9f0c0e",
+        "RestartCount": 2,
         "State": {"Status": "running", "Running": true, "Paused": false, "Restarting": false,
-                  "OOMKilled": false, "Dead": false, "Pid": 4242, "ExitCode": 0},
-        "Config": {"Labels": {"com.docker.compose.project": "shop",
+                  "OOMKilled": false, "Dead": false, "Pid": 4242, "ExitCode": 0,
+                  "StartedAt": "2026-11-26T04:20:39.5Z", "FinishedAt": "0001-01-01T00:00:00Z"},
+        "Config": {"Image": "nginx:1.27",
+                   "Labels": {"com.docker.compose.project": "shop",
                               "com.docker.compose.service": "web"}},
         "HostConfig": {"Privileged": true, "NetworkMode": "none"}
     }"#;
@@ -271,6 +342,20 @@ mod tests {
         assert!(!c.is_paused());
         assert_eq!(c.label(PRIVILEGED_LABEL), Some(""));
         assert_eq!(c.label("com.docker.compose.service"), Some("web"));
+        assert_eq!(c.image(), Some("nginx:1.27"), "as the user named it");
+        assert_eq!(
+            c.image_id(),
+            Some("sha256:2f1f7b0fc8bc91e1bc5e9fc9e4ba0ce3e0de7c6ad4c2e1a8a02b1d9d6b9f0c0e")
+        );
+        assert_eq!(c.created(), Some(at(1_795_666_838_123_456_789)));
+        assert_eq!(c.started(), Some(at(1_795_666_839_500_000_000)));
+        assert_eq!(c.restarts(), Some(2));
+        assert!(c.pod().is_none());
+        let bare = container(&inspect(PODMAN_PAUSED_INSPECT), None, None, "x").unwrap();
+        assert_eq!(
+            (bare.image(), bare.created(), bare.restarts()),
+            (None, None, None)
+        );
     }
 
     #[test]
@@ -289,6 +374,11 @@ mod tests {
         assert_eq!(c.label(INFRA_LABEL), Some(""));
         assert_eq!(c.label(PRIVILEGED_LABEL), None);
         assert_eq!(c.project(), "");
+        let pod = c.pod().expect("the pod");
+        assert_eq!(
+            (&*pod.uid, &*pod.name, &*pod.namespace),
+            ("165700d0c263", "rigpod", "")
+        );
     }
 
     #[test]
@@ -370,6 +460,43 @@ mod tests {
             serde_json::from_str(r#"{"Type": "network", "Action": "start", "Actor": {"ID": "n"}}"#)
                 .unwrap();
         assert!(engine_event(&network).is_none());
+    }
+
+    #[test]
+    fn an_exit_tells_its_code_and_an_oom_kill_reported_before_it() {
+        let event = |action: &str, attributes: &str| -> EventMessage {
+            serde_json::from_str(&format!(
+                r#"{{"Type": "container", "Action": "{action}", "time": 1795350473,
+                    "Actor": {{"ID": "abc", "Attributes": {{{attributes}}}}}}}"#
+            ))
+            .unwrap()
+        };
+        let mut kills = OomKills::default();
+        let mut take_in = |message: EventMessage| lifecycle_event(&message, &mut kills);
+        let died = take_in(event("die", r#""exitCode": "3""#)).unwrap();
+        assert_eq!(
+            died.exit,
+            Some(Exit {
+                code: Some(3),
+                oom_killed: None
+            })
+        );
+        assert!(take_in(event("oom", "")).is_none());
+        let killed = take_in(event("die", r#""exitCode": "137""#)).unwrap();
+        assert_eq!(
+            killed.exit,
+            Some(Exit {
+                code: Some(137),
+                oom_killed: Some(true)
+            })
+        );
+        // An OOM kill belongs to one life of the container.
+        assert!(take_in(event("oom", "")).is_none());
+        assert!(take_in(event("start", "")).is_some());
+        let later = take_in(event("die", r#""exitCode": "0""#)).unwrap();
+        assert_eq!(later.exit.unwrap().oom_killed, None);
+        let started = take_in(event("start", "")).unwrap();
+        assert_eq!(started.exit, None);
     }
 
     #[test]

@@ -518,16 +518,18 @@ impl Engine for MobyEngine {
         let since = self.clock().await?;
         let filters = HashMap::from([
             ("type", vec!["container"]),
-            ("event", vec!["start", "die", "pause", "unpause"]),
+            // oom: to tell on the die that follows.
+            ("event", vec!["start", "die", "pause", "unpause", "oom"]),
         ]);
         let options = EventsOptionsBuilder::new()
             .since(&since)
             .filters(&filters)
             .build();
         let api = self.api.clone();
+        let mut oom_kills = whalewatcher_core::OomKills::default();
         let events = self.docker.events(Some(options)).filter_map(move |item| {
             let mapped = match item {
-                Ok(message) => convert::engine_event(&message).map(Ok),
+                Ok(message) => convert::lifecycle_event(&message, &mut oom_kills).map(Ok),
                 // A stream the engine garbles is its fault, not the
                 // connection's: typed like every other answer.
                 Err(error) => Some(Err(classify(&api, error, None))),

@@ -230,6 +230,7 @@ fn print_tables(engines: &[Watched]) -> std::io::Result<()> {
         let mut rows = vec![[
             "PROJECT".to_owned(),
             "CONTAINER".to_owned(),
+            "IMAGE".to_owned(),
             "PID".to_owned(),
             "STATE".to_owned(),
             "ID".to_owned(),
@@ -241,7 +242,7 @@ fn print_tables(engines: &[Watched]) -> std::io::Result<()> {
                 rows.push(row(project.name(), container));
             }
         }
-        let widths: Vec<usize> = (0..5)
+        let widths: Vec<usize> = (0..6)
             .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
             .collect();
         for row in rows {
@@ -256,7 +257,7 @@ fn print_tables(engines: &[Watched]) -> std::io::Result<()> {
     Ok(())
 }
 
-fn row(project: &str, container: &Container) -> [String; 5] {
+fn row(project: &str, container: &Container) -> [String; 6] {
     let id = container.id();
     // Docker's and CRI's 64-hex ids are told apart by 12.
     let short = if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -267,6 +268,7 @@ fn row(project: &str, container: &Container) -> [String; 5] {
     [
         if project.is_empty() { "-" } else { project }.to_owned(),
         container.name().to_owned(),
+        container.image().unwrap_or("-").to_owned(),
         container.pid().to_string(),
         if container.is_paused() {
             "paused"

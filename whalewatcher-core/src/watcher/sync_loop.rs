@@ -26,7 +26,7 @@ use futures::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, debug_span, info, info_span, warn, Instrument};
 
-use crate::container::Container;
+use crate::container::{Container, StringPool};
 use crate::engine::{EngineEvents, EngineInfo};
 use crate::error::{EngineError, WatchError};
 use crate::event::{EngineEvent, Event, EventKind, EventSource};
@@ -119,6 +119,8 @@ pub(super) struct SyncLoop {
     inspections: Inspections,
     /// The engine describing itself, alongside the session's other work.
     describing: Option<BoxFuture<'static, ()>>,
+    /// Image names and ids, shared between the containers that repeat them.
+    strings: StringPool,
 }
 
 impl SyncLoop {
@@ -131,6 +133,7 @@ impl SyncLoop {
                 shared.deadlines.inspect,
             ),
             describing: None,
+            strings: StringPool::default(),
             shared,
         }
     }
@@ -336,6 +339,10 @@ impl SyncLoop {
     fn take_in_list(&mut self, listed: Vec<Container>, held_back: Vec<EngineEvent>) -> Vec<Event> {
         let _span = debug_span!("take_in_list").entered();
         let seen = self.working.clone();
+        let listed = listed
+            .into_iter()
+            .map(|container| container.with_shared_strings(&mut self.strings))
+            .collect();
         let mut touched: HashSet<Arc<str>> = self.working.replace_all(listed).into_iter().collect();
         debug!(
             listed = self.working.len(),
@@ -357,19 +364,25 @@ impl SyncLoop {
         }
         // A change the engine reported while the list was in flight keeps
         // its source and time (of the last such report).
-        let reported: HashMap<(&str, EventKind), Option<SystemTime>> = held_back
+        let reported: HashMap<(&str, EventKind), &EngineEvent> = held_back
             .iter()
-            .map(|event| ((event.id.as_str(), event.kind), event.timestamp))
+            .map(|event| ((event.id.as_str(), event.kind), event))
             .collect();
         difference
             .into_events()
             .into_iter()
-            .map(
-                |(kind, container)| match reported.get(&(container.id(), kind)) {
-                    Some(&timestamp) => event_of(kind, container, EventSource::Engine, timestamp),
+            .map(|(kind, container)| {
+                let reported = reported.get(&(container.id(), kind)).copied();
+                match reported {
+                    Some(reported) => {
+                        let mut event =
+                            event_of(kind, container, EventSource::Engine, reported.timestamp);
+                        event.exit = reported.exit;
+                        event
+                    }
                     None => event_of(kind, container, EventSource::Sync, None),
-                },
-            )
+                }
+            })
             .collect()
     }
 
@@ -393,12 +406,16 @@ impl SyncLoop {
                 self.inspections.forget(&event.id);
                 // By id only: exit events may lack labels and project.
                 match self.working.remove(&event.id) {
-                    Some(gone) => vec![event_of(
-                        EventKind::Exited,
-                        gone,
-                        EventSource::Engine,
-                        event.timestamp,
-                    )],
+                    Some(gone) => {
+                        let mut exited = event_of(
+                            EventKind::Exited,
+                            gone,
+                            EventSource::Engine,
+                            event.timestamp,
+                        );
+                        exited.exit = event.exit;
+                        vec![exited]
+                    }
                     None => Vec::new(),
                 }
             }
@@ -431,7 +448,7 @@ impl SyncLoop {
             return Ok(Vec::new());
         };
         let container = match done.result {
-            Ok(container) => Arc::new(container),
+            Ok(container) => Arc::new(container.with_shared_strings(&mut self.strings)),
             Err(error) if error.is_container_gone() => {
                 debug!(%error, "started container gone before its inspect");
                 return Ok(Vec::new());
@@ -510,6 +527,7 @@ fn event_of(
         container,
         timestamp,
         source,
+        exit: None,
         revision: 0, // set when published
     }
 }

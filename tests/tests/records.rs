@@ -1,0 +1,280 @@
+//! The container record beyond the Go module's — image, image id, times,
+//! restarts, pod — and how an exit ended (code, OOM kill), on every real
+//! engine of the rig, against what the engine's own CLI or API reports.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bollard::models::HostConfig;
+use k8s_cri::v1::ContainerStatusRequest;
+use whalewatcher_containerd::ContainerdEngine;
+use whalewatcher_core::{Container, EventKind, Exit};
+use whalewatcher_cri::CriEngine;
+use whalewatcher_moby::MobyEngine;
+use whalewatcher_tests::containerd::ContainerdTest;
+use whalewatcher_tests::cri::CriTest;
+use whalewatcher_tests::docker::DockerTest;
+use whalewatcher_tests::rig::{self, Rig};
+use whalewatcher_tests::run_command;
+use whalewatcher_tests::watching::Watching;
+
+/// Waits in the container until `/tmp/go` exists, then exits with 3.
+/// (The workload image has `sh` and `sleep`, not `touch`: see [`GO`].)
+const EXIT_3_ON_GO: [&str; 3] = [
+    "sh",
+    "-c",
+    "while [ ! -e /tmp/go ]; do sleep 1; done; exit 3",
+];
+
+/// Makes `/tmp/go` with the shell alone.
+const GO: [&str; 3] = ["sh", "-c", ": > /tmp/go"];
+
+fn rfc3339(text: &str) -> SystemTime {
+    let parsed =
+        time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|e| panic!("not RFC 3339: {text:?}: {e}"));
+    UNIX_EPOCH + Duration::from_nanos(parsed.unix_timestamp_nanos() as u64)
+}
+
+fn nanos(nanos: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(nanos as u64)
+}
+
+/// Reads events until container `id` exited; returns how.
+async fn exit_of(w: &mut Watching, id: &str) -> Exit {
+    w.events_of(id, "its exit", |kinds| kinds.contains(&EventKind::Exited))
+        .await;
+    w.seen
+        .iter()
+        .rev()
+        .find(|e| e.container.id() == id && e.kind == EventKind::Exited)
+        .and_then(|e| e.exit)
+        .unwrap_or_else(|| panic!("the exit of {id} tells nothing"))
+}
+
+// ---- Docker and podman ----
+
+/// The record equals `docker inspect` (the CLI, against the engine's
+/// socket); an exit with 3 and a SIGKILL say 3 and 137.
+async fn moby_records_and_exits(engine: &rig::Engine) {
+    let t = DockerTest::connect(engine, "records").await;
+    let mut w = Watching::start(MobyEngine::new(Some(&engine.endpoint)).unwrap());
+    w.watcher.ready().await.expect("synced");
+    let three = t
+        .run_command("three", &EXIT_3_ON_GO, HostConfig::default())
+        .await;
+    let killed = t.run("killed", &[]).await;
+    for id in [&three, &killed] {
+        w.events_of(id, "its start", |k| k.contains(&EventKind::Started))
+            .await;
+        let container: Container = (**w.watcher.portfolio().container(id).unwrap()).clone();
+        let inspect = |format: &str| {
+            run_command(
+                "docker",
+                &["-H", &engine.endpoint, "inspect", "-f", format, id],
+            )
+            .trim()
+            .to_owned()
+        };
+        assert_eq!(
+            container.image(),
+            Some(inspect("{{.Config.Image}}").as_str())
+        );
+        assert_eq!(container.image_id(), Some(inspect("{{.Image}}").as_str()));
+        assert_eq!(container.created(), Some(rfc3339(&inspect("{{.Created}}"))));
+        assert_eq!(
+            container.started(),
+            Some(rfc3339(&inspect("{{.State.StartedAt}}")))
+        );
+        assert_eq!(
+            container.restarts().map(|n| n.to_string()),
+            Some(inspect("{{.RestartCount}}"))
+        );
+    }
+    run_command(
+        "docker",
+        &[&["-H", &engine.endpoint, "exec", &three][..], &GO].concat(),
+    );
+    assert_eq!(exit_of(&mut w, &three).await.code, Some(3));
+    t.kill(&killed).await;
+    assert_eq!(exit_of(&mut w, &killed).await.code, Some(137));
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_dockerd_records_and_exits_equal_what_it_tells() {
+    moby_records_and_exits(&Rig::load().host_docker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dockerd_26_records_and_exits_equal_what_it_tells() {
+    moby_records_and_exits(&Rig::load().docker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_records_and_exits_equal_what_it_tells() {
+    moby_records_and_exits(&Rig::load().podman).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oom_kill_on_dockerd_is_told_with_the_exit() {
+    let rig = Rig::load();
+    let t = DockerTest::connect(&rig.host_docker, "records-oom").await;
+    let mut w = Watching::start(MobyEngine::new(Some(&rig.host_docker.endpoint)).unwrap());
+    w.watcher.ready().await.expect("synced");
+    let limit = HostConfig {
+        memory: Some(16 << 20),
+        memory_swap: Some(16 << 20),
+        ..Default::default()
+    };
+    let hog =
+        "while [ ! -e /tmp/go ]; do sleep 1; done; x=$(head -c 100000000 /dev/zero | tr '\\0' a)";
+    let hungry = t.run_command("hungry", &["sh", "-c", hog], limit).await;
+    w.events_of(&hungry, "its start", |k| k.contains(&EventKind::Started))
+        .await;
+    let endpoint = &rig.host_docker.endpoint;
+    run_command(
+        "docker",
+        &[&["-H", endpoint, "exec", &hungry][..], &GO].concat(),
+    );
+    let exit = exit_of(&mut w, &hungry).await;
+    let told = run_command(
+        "docker",
+        &[
+            "-H",
+            endpoint,
+            "inspect",
+            "-f",
+            "{{.State.OOMKilled}}",
+            &hungry,
+        ],
+    );
+    assert_eq!(told.trim(), "true", "the engine says it was OOM-killed");
+    assert_eq!(
+        exit,
+        Exit {
+            code: Some(137),
+            oom_killed: Some(true)
+        }
+    );
+    w.stop().await;
+}
+
+// ---- containerd ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_records_names_and_exits_equal_what_ctr_tells() {
+    let rig = Rig::load();
+    let t = ContainerdTest::connect(&rig, "records-cd").await;
+    let namespace = "whalewatcher-records";
+    let mut w = Watching::start(ContainerdEngine::new(rig.containerd.socket()));
+    w.watcher.ready().await.expect("synced");
+    let (three, killed) = (format!("three-{}", t.label), format!("killed-{}", t.label));
+    t.run_command(
+        namespace,
+        &three,
+        &[("nerdctl/name", "three")],
+        &EXIT_3_ON_GO,
+    );
+    t.run(namespace, &killed, &[]);
+    let (three_id, killed_id) = (
+        format!("{namespace}/{three}"),
+        format!("{namespace}/{killed}"),
+    );
+    for (id, raw) in [(&three_id, &three), (&killed_id, &killed)] {
+        w.events_of(id, "its start", |k| k.contains(&EventKind::Started))
+            .await;
+        let container: Container = (**w.watcher.portfolio().container(id).unwrap()).clone();
+        let info: serde_json::Value =
+            serde_json::from_str(&t.ctr(namespace, &["containers", "info", raw]))
+                .expect("ctr's JSON");
+        assert_eq!(container.image(), info["Image"].as_str());
+        assert_eq!(
+            container.created(),
+            Some(rfc3339(info["CreatedAt"].as_str().expect("CreatedAt")))
+        );
+        assert_eq!((container.image_id(), container.restarts()), (None, None));
+    }
+    // The Go module's names: namespace/name outside default.
+    let portfolio = w.watcher.portfolio();
+    assert_eq!(
+        portfolio.container(&three_id).map(|c| c.name().to_owned()),
+        Some(format!("{namespace}/three"))
+    );
+    assert_eq!(
+        portfolio.container(&killed_id).map(|c| c.name().to_owned()),
+        Some(killed_id.clone())
+    );
+    t.ctr(
+        namespace,
+        &[&["tasks", "exec", "--exec-id", "go", &three][..], &GO].concat(),
+    );
+    assert_eq!(exit_of(&mut w, &three_id).await.code, Some(3));
+    t.ctr(namespace, &["tasks", "kill", "-s", "SIGKILL", &killed]);
+    assert_eq!(exit_of(&mut w, &killed_id).await.code, Some(137));
+    w.stop().await;
+}
+
+// ---- CRI ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cri_records_pods_and_exits_equal_the_cri_status() {
+    let rig = Rig::load();
+    let t = CriTest::connect(&rig, "records-cri").await;
+    let pod = t.run_pod("records", "recording").await;
+    let three = t.run_container_command(&pod, "three", &EXIT_3_ON_GO).await;
+    let killed = t.run_container(&pod, "killed").await;
+    let mut w = Watching::start(CriEngine::new(rig.containerd.socket()));
+    w.watcher.ready().await.expect("synced");
+    let portfolio = w.watcher.portfolio();
+    for id in [&three, &killed] {
+        let container = portfolio.container(id).expect("listed");
+        let status = t
+            .client
+            .clone()
+            .container_status(ContainerStatusRequest {
+                container_id: id.to_owned(),
+                verbose: false,
+            })
+            .await
+            .expect("status")
+            .into_inner()
+            .status
+            .expect("a status");
+        assert_eq!(
+            container.image(),
+            status.image.as_ref().map(|i| i.image.as_str())
+        );
+        assert_eq!(container.image_id(), Some(status.image_ref.as_str()));
+        assert_eq!(container.created(), Some(nanos(status.created_at)));
+        assert_eq!(container.started(), Some(nanos(status.started_at)));
+        assert_eq!(
+            container.restarts(),
+            status.metadata.as_ref().map(|m| m.attempt)
+        );
+    }
+    // The pod: one, holding the sandbox and both containers.
+    let listed = portfolio
+        .pods()
+        .find(|p| p.info().name.as_ref() == "records")
+        .expect("the pod");
+    assert_eq!(listed.info().namespace.as_ref(), "recording");
+    let mut members: Vec<&str> = listed.containers().map(|c| c.id()).collect();
+    members.sort_unstable();
+    let mut expected = vec![pod.id.as_str(), three.as_str(), killed.as_str()];
+    expected.sort_unstable();
+    assert_eq!(members, expected);
+    let sandbox = portfolio.container(&pod.id).expect("the sandbox");
+    assert!(sandbox.created().is_some());
+
+    t.exec(&three, &GO).await;
+    assert_eq!(
+        exit_of(&mut w, &three).await,
+        Exit {
+            code: Some(3),
+            oom_killed: Some(false)
+        }
+    );
+    t.stop_container(&killed).await; // no grace: SIGKILL
+    assert_eq!(exit_of(&mut w, &killed).await.code, Some(137));
+    w.stop().await;
+}
