@@ -441,3 +441,20 @@ async fn the_packer_sees_container_and_sandbox_statuses_and_the_client_is_reacha
     assert_eq!(version.runtime_name, "containerd");
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_1_6_refuses_every_subscription_before_it_counts_as_live() {
+    use whalewatcher_core::Engine;
+    // The refusal and the barrier race on the server: with one barrier
+    // round trip, 112 of 300 subscriptions counted as live here.
+    let rig = Rig::load();
+    for attempt in 0..300 {
+        let engine = CriEngine::new(rig.host_containerd.socket());
+        let subscribed = engine.subscribe().await;
+        assert!(
+            matches!(subscribed, Err(EngineError::Unsupported { .. })),
+            "attempt {attempt}: {:?}",
+            subscribed.map(|_| "a live subscription")
+        );
+    }
+}
