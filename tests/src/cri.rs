@@ -247,8 +247,13 @@ impl CriTest {
                     verbose: true,
                 })
                 .await;
-            if let Some(pid) = status.ok().and_then(|s| info_pid(&s.into_inner().info)) {
-                truth.insert(pod.id, pid);
+            let Some(status) = present(status, &pod.id) else {
+                continue;
+            };
+            let ready = status.status.as_ref().map(|s| s.state)
+                == Some(PodSandboxState::SandboxReady as i32);
+            if ready {
+                truth.insert(pod.id, alive_pid(&status.info, "sandbox"));
             }
         }
         for container in containers {
@@ -261,8 +266,13 @@ impl CriTest {
                     verbose: true,
                 })
                 .await;
-            if let Some(pid) = status.ok().and_then(|s| info_pid(&s.into_inner().info)) {
-                truth.insert(container.id, pid);
+            let Some(status) = present(status, &container.id) else {
+                continue;
+            };
+            let running = status.status.as_ref().map(|s| s.state)
+                == Some(ContainerState::ContainerRunning as i32);
+            if running {
+                truth.insert(container.id, alive_pid(&status.info, "container"));
             }
         }
         truth
@@ -300,9 +310,27 @@ impl CriTest {
 }
 
 /// The PID in a verbose status's `info` JSON.
-fn info_pid(info: &HashMap<String, String>) -> Option<u32> {
-    let info: serde_json::Value = serde_json::from_str(info.get("info")?).ok()?;
-    info["pid"].as_u64().and_then(|pid| u32::try_from(pid).ok())
+/// A status answer, or `None` when the engine no longer knows `id`
+/// (removed since it was listed). Any other error fails the test: the
+/// truth must not quietly lose a container.
+fn present<T>(answer: Result<tonic::Response<T>, tonic::Status>, id: &str) -> Option<T> {
+    match answer {
+        Ok(answer) => Some(answer.into_inner()),
+        Err(status) if status.code() == tonic::Code::NotFound => None,
+        Err(status) => panic!("cannot read the status of {id}: {status}"),
+    }
+}
+
+/// The PID in the verbose info of an alive sandbox or container; one
+/// without is a broken engine, not a gone container.
+fn alive_pid(info: &HashMap<String, String>, what: &str) -> u32 {
+    let parsed: Option<serde_json::Value> = info
+        .get("info")
+        .and_then(|info| serde_json::from_str(info).ok());
+    parsed
+        .and_then(|info| info["pid"].as_u64())
+        .and_then(|pid| u32::try_from(pid).ok())
+        .unwrap_or_else(|| panic!("an alive {what} without a PID in its info: {info:?}"))
 }
 
 impl Drop for CriTest {

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::models::{ContainerCreateBody, ContainerInspectResponse, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
     RemoveContainerOptionsBuilder,
@@ -128,8 +128,8 @@ impl DockerTest {
             .unwrap_or_else(|e| panic!("cannot list on {}: {e}", self.engine.endpoint));
         let mut alive = BTreeMap::new();
         for id in listed.into_iter().filter_map(|c| c.id) {
-            let Ok(inspected) = self.docker.inspect_container(&id, None).await else {
-                continue; // gone meanwhile
+            let Some(inspected) = self.inspect_if_present(&id).await else {
+                continue;
             };
             let state = inspected.state.unwrap_or_default();
             if state.running == Some(true) || state.paused == Some(true) {
@@ -137,6 +137,19 @@ impl DockerTest {
             }
         }
         alive
+    }
+
+    /// The engine's inspect of `id`; `None` when the engine no longer
+    /// knows it (removed since it was listed). Any other error fails the
+    /// test: the truth must not quietly lose a container.
+    pub async fn inspect_if_present(&self, id: &str) -> Option<ContainerInspectResponse> {
+        match self.docker.inspect_container(id, None).await {
+            Ok(inspected) => Some(inspected),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => None,
+            Err(error) => panic!("cannot inspect {id} on {}: {error}", self.engine.endpoint),
+        }
     }
 
     /// Pauses a container.

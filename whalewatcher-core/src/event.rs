@@ -62,7 +62,8 @@ pub struct EngineEvent {
     /// The container's id, in the same form [`Container::id`] uses.
     pub id: String,
     /// The container's project when the engine tells it; never relied upon
-    /// (podman's exit events, for one, lack the labels it comes from).
+    /// (podman 3 and 4's exit events, for one, lacked the labels it comes
+    /// from).
     pub project: Option<String>,
     /// When it happened, by the engine's clock, if the engine says.
     pub timestamp: Option<SystemTime>,
