@@ -8,7 +8,7 @@
 pub mod containerd;
 pub mod cri;
 pub mod docker;
-pub mod docker_proxy;
+pub mod http_proxy;
 pub mod measure;
 pub mod proxy;
 pub mod rig;

@@ -11,6 +11,7 @@ use whalewatcher_core::{
     Watcher, COMPOSE_PROJECT_LABEL,
 };
 use whalewatcher_tests::containerd::ContainerdTest;
+use whalewatcher_tests::http_proxy::{HttpProxy, Protocol, Rules};
 use whalewatcher_tests::rig::Rig;
 use whalewatcher_tests::watching::Watching;
 use whalewatcher_tests::{eventually, run_command};
@@ -184,11 +185,23 @@ async fn an_exec_that_ends_does_not_remove_its_container() {
     w.stop().await;
 }
 
+/// 30 tasks started and 15 of them killed while the watcher's list is in
+/// flight: a proxy holds containerd's task-list answer (as taken when
+/// asked) until the churn's 45 events have passed on to the watcher.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_tasks_churned_during_the_initial_sync_end_in_the_truth() {
     let _shared = ENGINE.read().await;
     let rig = Rig::load();
     let t = std::sync::Arc::new(ContainerdTest::connect(&rig, "cd-churn").await);
+    t.run(NAMESPACE, &format!("before-{}", t.label), &[]);
+    let proxy = HttpProxy::start(
+        rig.containerd.socket(),
+        &std::env::temp_dir(),
+        Protocol::Http2,
+        Rules::default(),
+    );
+    proxy.hold_answers(&["/containerd.services.tasks.v1.Tasks/List"]);
+    let w = Watching::start(ContainerdEngine::new(proxy.socket()));
     let churn = tokio::task::spawn_blocking({
         let t = t.clone();
         move || {
@@ -201,11 +214,12 @@ async fn thirty_tasks_churned_during_the_initial_sync_end_in_the_truth() {
             }
         }
     });
-    let w = Watching::start(engine(&rig));
+    let (churned, passed) = proxy.overlap(churn, 45).await;
+    churned.expect("churn");
+    println!("containerd: {passed} events passed while the list waited");
     w.watcher.ready().await.expect("synced");
-    churn.await.expect("churn");
     wait_for_truth(&w, &t, &[NAMESPACE]).await;
-    assert_eq!(w.mine(&t.label).len(), 15);
+    assert_eq!(w.mine(&t.label).len(), 16);
     w.stop().await;
 }
 

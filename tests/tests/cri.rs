@@ -21,6 +21,7 @@ use whalewatcher_cri::{
     POD_NAME_LABEL, POD_SANDBOX_LABEL, POD_UID_LABEL,
 };
 use whalewatcher_tests::cri::CriTest;
+use whalewatcher_tests::http_proxy::{HttpProxy, Protocol, Rules};
 use whalewatcher_tests::rig::Rig;
 use whalewatcher_tests::scripted_grpc::{Answer, ScriptedGrpc};
 use whalewatcher_tests::watching::Watching;
@@ -215,13 +216,27 @@ async fn a_pod_created_during_the_initial_sync_is_present() {
     let before = t.run_pod("before", "rig").await;
     t.run_container(&before, "early").await;
 
-    let w = Watching::start(engine(&rig));
+    // The lists' answers (as taken when asked) are held until the new
+    // pod's and container's events have passed on to the watcher.
+    let proxy = HttpProxy::start(
+        rig.containerd.socket(),
+        &std::env::temp_dir(),
+        Protocol::Http2,
+        Rules::default(),
+    );
+    proxy.hold_answers(&[
+        "/runtime.v1.RuntimeService/ListPodSandbox",
+        "/runtime.v1.RuntimeService/ListContainers",
+    ]);
+    let w = Watching::start(CriEngine::new(proxy.socket()));
     let during = async {
         let pod = t.run_pod("during", "rig").await;
         t.run_container(&pod, "late").await;
     };
-    let (synced, ()) = tokio::join!(w.watcher.ready(), during);
-    synced.expect("synced");
+    // Created and started, of the sandbox and of the container.
+    let ((), passed) = proxy.overlap(during, 4).await;
+    println!("CRI: {passed} events passed while the lists waited");
+    w.watcher.ready().await.expect("synced");
     wait_for_truth(&w, &t).await;
     assert_eq!(w.mine(&t.label).len(), 4);
     w.stop().await;

@@ -19,6 +19,7 @@ use whalewatcher_moby::MobyEngine;
 use whalewatcher_tests::containerd::ContainerdTest;
 use whalewatcher_tests::cri::CriTest;
 use whalewatcher_tests::docker::DockerTest;
+use whalewatcher_tests::http_proxy::{HttpProxy, Protocol, Rules};
 use whalewatcher_tests::measure::{cpu_time, median};
 use whalewatcher_tests::proxy::CuttableProxy;
 use whalewatcher_tests::rig::{self, Rig};
@@ -412,31 +413,42 @@ async fn churn(t: &DockerTest, prefix: &str, n: usize) {
         .await;
 }
 
+/// 100 containers started and 50 of them killed while the watcher's list
+/// is in flight — once for the initial sync, once for a resync after the
+/// connection was cut: a proxy holds dockerd's list answer (as taken when
+/// asked) until the churn's 150 events have passed on to the watcher.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churn_of_100_during_the_initial_sync_and_during_a_resync_ends_in_the_truth() {
     let _alone = RIG.lock().await;
     let rig = Rig::load();
     let t = DockerTest::connect(&rig.host_docker, "faults-churn").await;
-    let proxy = CuttableProxy::start(rig.host_docker.socket(), &std::env::temp_dir());
-    let endpoint = format!("unix://{}", proxy.socket().display());
-
-    let mut w = Watching::start(MobyEngine::new(Some(&endpoint)).unwrap());
-    let (synced, ()) = tokio::join!(w.watcher.ready(), churn(&t, "initial", 100));
-    synced.expect("synced");
+    let proxy = HttpProxy::start(
+        rig.host_docker.socket(),
+        &std::env::temp_dir(),
+        Protocol::Http1,
+        Rules::default(),
+    );
+    proxy.hold_answers(&["/containers/json"]);
+    let mut w = Watching::start(MobyEngine::new(Some(&proxy.endpoint())).unwrap());
+    let ((), passed) = proxy.overlap(churn(&t, "initial", 100), 150).await;
+    println!("initial sync: {passed} events passed while the list waited");
+    w.watcher.ready().await.expect("synced");
     let load = Moby(t);
     wait_for_truth(&w, &load, "churn during the initial sync").await;
     assert_eq!(mine(&w, load.label()).len(), 50);
 
-    // The resync's list runs while the churn goes on.
     fenced_events(&mut w, &load, "fence-before", 0).await;
     let from = w.seen.len();
     let before = load.truth().await;
     proxy.cut_and_hold();
-    let resync = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        proxy.restore();
-    };
-    tokio::join!(churn(&load.0, "resync", 100), resync);
+    eventually("the watcher to notice the loss", || async {
+        !w.watcher.status().is_synced()
+    })
+    .await;
+    proxy.hold_answers(&["/containers/json"]);
+    proxy.restore();
+    let ((), passed) = proxy.overlap(churn(&load.0, "resync", 100), 150).await;
+    println!("resync: {passed} events passed while the list waited");
     wait_for_truth(&w, &load, "churn during a resync").await;
     assert_eq!(mine(&w, load.label()).len(), 101);
     let seen = fenced_events(&mut w, &load, "fence-after", from).await;

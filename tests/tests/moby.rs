@@ -19,6 +19,7 @@ use whalewatcher_moby::{
     PRIVILEGED_LABEL,
 };
 use whalewatcher_tests::docker::DockerTest;
+use whalewatcher_tests::http_proxy::{HttpProxy, Protocol, Rules};
 use whalewatcher_tests::rig::{self, Rig};
 use whalewatcher_tests::watching::Watching;
 use whalewatcher_tests::{eventually, run_command, within, TEST_LABEL};
@@ -324,25 +325,37 @@ async fn restart_ends_present_and_running(engine: &rig::Engine) {
     w.stop().await;
 }
 
-/// 30 containers started and killed while the watcher synchronizes.
+/// 30 containers started and 15 of them killed while the watcher's list is
+/// in flight: a proxy holds the engine's list answer (as taken when asked)
+/// until the churn's 45 events have passed on to the watcher.
 async fn churn_during_the_initial_sync_ends_in_the_truth(engine: &rig::Engine) {
-    let t = Arc::new(DockerTest::connect(engine, "moby-churn").await);
-    let churn = tokio::spawn({
-        let t = t.clone();
-        async move {
-            for i in 0..30 {
-                let id = t.run(&format!("churn{i}"), &[]).await;
-                if i % 2 == 0 {
-                    t.kill(&id).await;
-                }
+    let t = DockerTest::connect(engine, "moby-churn").await;
+    let before = t.run("before", &[]).await;
+    let proxy = HttpProxy::start(
+        engine.socket(),
+        &std::env::temp_dir(),
+        Protocol::Http1,
+        Rules::default(),
+    );
+    proxy.hold_answers(&["/containers/json"]);
+    let w = Watching::start(MobyEngine::new(Some(&proxy.endpoint())).unwrap());
+    let churn = async {
+        for i in 0..30 {
+            let id = t.run(&format!("churn{i}"), &[]).await;
+            if i % 2 == 0 {
+                t.kill(&id).await;
             }
         }
-    });
-    let w = Watching::start(moby(engine));
+    };
+    let ((), passed) = proxy.overlap(churn, 45).await;
+    println!(
+        "{}: {passed} events passed while the list waited",
+        engine.endpoint
+    );
     w.watcher.ready().await.expect("synced");
-    churn.await.expect("churn");
     wait_for_truth(&w, &t, "the portfolio to equal the truth after churn").await;
-    assert_eq!(w.mine(&t.label).len(), 15);
+    assert_eq!(w.mine(&t.label).len(), 16);
+    assert!(w.mine(&t.label).contains_key(&before));
     w.stop().await;
 }
 
