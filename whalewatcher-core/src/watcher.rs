@@ -66,6 +66,10 @@ pub struct SyncStatus {
     /// Why the last attempt or connection failed, or why the last watch
     /// ended ([`EngineError::Cancelled`] when it was stopped).
     pub last_error: Option<EngineError>,
+    /// How long the last successful (re)synchronization took, from the
+    /// session's start (connect, subscribe, list, the engine's info) to
+    /// the list's publication.
+    pub sync_duration: Option<Duration>,
 }
 
 impl SyncStatus {
@@ -453,6 +457,7 @@ impl<'a> Running<'a> {
             state: SyncState::Syncing,
             attempts: 0,
             last_error: None,
+            sync_duration: None,
         });
         Ok(Running {
             shared,

@@ -205,6 +205,7 @@ impl SyncLoop {
 
     /// One connection: describe, subscribe, list, follow.
     async fn session(&mut self, stop: &Stop, outcome: &mut Outcome) -> Interrupt {
+        let began = tokio::time::Instant::now();
         self.shared
             .status
             .send_if_modified(|status| set_state(status, SyncState::Syncing));
@@ -247,6 +248,7 @@ impl SyncLoop {
             status.attempts += 1;
             status.state = SyncState::Synced;
             status.last_error = None;
+            status.sync_duration = Some(began.elapsed());
         });
         info!(containers = self.working.len(), "synchronized");
 

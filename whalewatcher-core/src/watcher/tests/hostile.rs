@@ -297,6 +297,11 @@ async fn ready_waits_for_the_engines_info_but_no_longer_than_its_deadline() {
     let began = Instant::now();
     h.watcher.ready().await.unwrap();
     assert_eq!(began.elapsed(), Duration::from_secs(3));
+    assert_eq!(
+        h.watcher.status().sync_duration,
+        Some(Duration::from_secs(3)),
+        "the sync took as long as the info"
+    );
     assert_eq!(h.watcher.version(), "1.0", "who is synced knows with what");
     h.stop().await.unwrap();
 
