@@ -10,7 +10,7 @@ use whalewatcher_core::{
     CancellationToken, Engine, EngineError, EventKind, EventSource, RetryPolicy, WatchError,
     Watcher, COMPOSE_PROJECT_LABEL,
 };
-use whalewatcher_tests::containerd::ContainerdTest;
+use whalewatcher_tests::containerd::{wait_for_event, ContainerdTest};
 use whalewatcher_tests::http_proxy::{HttpProxy, Protocol, Rules};
 use whalewatcher_tests::rig::Rig;
 use whalewatcher_tests::watching::Watching;
@@ -151,6 +151,10 @@ async fn pause_resume_and_kill_are_followed_in_order() {
     w.stop().await;
 }
 
+/// An exec'd process that ends sends a `/tasks/exit` with its exec id; the
+/// container stays. containerd's own stream shows the exit was sent, and
+/// a pause of the same container — published by the same shim after it —
+/// fences it: once the watcher saw the pause, it has taken in the exit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exec_that_ends_does_not_remove_its_container() {
     let _shared = ENGINE.read().await;
@@ -163,25 +167,31 @@ async fn an_exec_that_ends_does_not_remove_its_container() {
     t.run("default", &id, &[]);
     w.events_of(&id, "started", |k| k.contains(&EventKind::Started))
         .await;
+    let mut raw = t.subscribe(&["topic==\"/tasks/exit\""]).await;
     t.ctr(
         "default",
         &["tasks", "exec", "--exec-id", "probe", &id, "true"],
     );
-    // Fence: once this start is through, so is the exec's exit event.
-    let fence = format!("fence-{}", t.label);
-    t.run("default", &fence, &[]);
-    w.events_of(&fence, "the fence started", |k| {
-        k.contains(&EventKind::Started)
+    wait_for_event(&mut raw, "the exec's exit", |envelope| {
+        let exit = envelope.event.as_ref().and_then(|any| {
+            <containerd_client::events::TaskExit as prost::Message>::decode(any.value.as_slice())
+                .ok()
+        });
+        exit.is_some_and(|exit| exit.container_id == id && exit.id == "probe")
     })
     .await;
-    assert!(
-        w.watcher.portfolio().container(&id).is_some(),
-        "the exec's exit removed it"
-    );
+    t.ctr("default", &["tasks", "pause", &id]);
+    let kinds = w
+        .events_of(&id, "the pause after the exec's exit", |k| {
+            k.contains(&EventKind::Paused)
+        })
+        .await;
     assert_eq!(
-        w.events_of(&id, "nothing more", |_| true).await,
-        [EventKind::Started]
+        kinds,
+        [EventKind::Started, EventKind::Paused],
+        "the exec's exit must not be an exit of the container"
     );
+    assert!(w.watcher.portfolio().container(&id).is_some());
     w.stop().await;
 }
 
