@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 use whalewatcher_tests::docker::DockerTest;
 use whalewatcher_tests::rig::Rig;
-use whalewatcher_tests::within;
+use whalewatcher_tests::{within, TEST_LABEL};
 
 const WHALEWATCH: &str = env!("CARGO_BIN_EXE_whalewatch");
 
@@ -32,6 +32,8 @@ async fn the_table_groups_by_project_and_json_has_the_same_containers() {
         .run("web", &[("com.docker.compose.project", &project)])
         .await;
     let solo = t.run("solo", &[]).await;
+    let frozen = t.run("frozen", &[]).await;
+    t.pause(&frozen).await;
 
     let (code, table, stderr) = whalewatch(&["--docker", &rig.host_docker.endpoint]);
     assert_eq!(code, 0, "{stderr}");
@@ -62,6 +64,39 @@ async fn the_table_groups_by_project_and_json_has_the_same_containers() {
         .iter()
         .find(|p| p["name"] == project.as_str())
         .expect("the project");
+    // Every container of this test, as the engine says: ids, PIDs,
+    // projects, pause states.
+    let listed: std::collections::BTreeMap<String, (u64, String, bool)> = projects
+        .iter()
+        .flat_map(|p| p["containers"].as_array().unwrap())
+        .filter(|c| c["labels"][TEST_LABEL] == t.label.as_str())
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap().to_owned(),
+                (
+                    c["pid"].as_u64().unwrap(),
+                    c["project"].as_str().unwrap().to_owned(),
+                    c["paused"].as_bool().unwrap(),
+                ),
+            )
+        })
+        .collect();
+    let truth: std::collections::BTreeMap<String, (u64, String, bool)> = t
+        .alive()
+        .await
+        .into_iter()
+        .map(|(id, pid)| {
+            let project = if id == web {
+                project.clone()
+            } else {
+                String::new()
+            };
+            let paused = id == frozen;
+            (id, (u64::from(pid), project, paused))
+        })
+        .collect();
+    assert_eq!(listed, truth);
+    assert_eq!(listed.len(), 3);
     let container = &shop["containers"][0];
     assert_eq!(container["id"], web.as_str());
     assert_eq!(container["image"], rig.host_docker.image());
