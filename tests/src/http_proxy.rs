@@ -120,6 +120,26 @@ impl HttpProxy {
         }
     }
 
+    /// A proxy in front of a Docker-API engine of the rig.
+    pub fn docker(engine: &crate::rig::Engine, rules: Rules) -> Self {
+        Self::start(
+            engine.socket(),
+            &std::env::temp_dir(),
+            Protocol::Http1,
+            rules,
+        )
+    }
+
+    /// A proxy in front of a gRPC engine of the rig (containerd, CRI).
+    pub fn grpc(engine: &crate::rig::Engine, rules: Rules) -> Self {
+        Self::start(
+            engine.socket(),
+            &std::env::temp_dir(),
+            Protocol::Http2,
+            rules,
+        )
+    }
+
     /// The proxy's socket, to give an engine crate instead of the engine's.
     pub fn socket(&self) -> &Path {
         &self.socket

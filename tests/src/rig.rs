@@ -88,6 +88,23 @@ impl Rig {
     pub fn host_docker_args(&self) -> [&str; 2] {
         ["-H", &self.host_docker.endpoint]
     }
+
+    /// Restarts the container `engine` runs in, giving it `grace` seconds
+    /// to stop: every container of that engine dies with it, and the
+    /// engine comes back on the same socket.
+    pub fn restart(&self, engine: &Engine, grace: u32) {
+        crate::run_command(
+            "docker",
+            &[
+                "-H",
+                &self.host_docker.endpoint,
+                "restart",
+                "-t",
+                &grace.to_string(),
+                engine.container(),
+            ],
+        );
+    }
 }
 
 /// How often a test helper starts a container when runc's init dies

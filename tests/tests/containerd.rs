@@ -11,10 +11,10 @@ use whalewatcher_core::{
     Watcher, COMPOSE_PROJECT_LABEL,
 };
 use whalewatcher_tests::containerd::{wait_for_event, ContainerdTest};
-use whalewatcher_tests::http_proxy::{HttpProxy, Protocol, Rules};
+use whalewatcher_tests::eventually;
+use whalewatcher_tests::http_proxy::{HttpProxy, Rules};
 use whalewatcher_tests::rig::Rig;
 use whalewatcher_tests::watching::Watching;
-use whalewatcher_tests::{eventually, run_command};
 
 /// Shared by the tests that only use the engine; taken alone by the one
 /// that restarts it.
@@ -204,12 +204,7 @@ async fn thirty_tasks_churned_during_the_initial_sync_end_in_the_truth() {
     let rig = Rig::load();
     let t = std::sync::Arc::new(ContainerdTest::connect(&rig, "cd-churn").await);
     t.run(NAMESPACE, &format!("before-{}", t.label), &[]);
-    let proxy = HttpProxy::start(
-        rig.containerd.socket(),
-        &std::env::temp_dir(),
-        Protocol::Http2,
-        Rules::default(),
-    );
+    let proxy = HttpProxy::grpc(&rig.containerd, Rules::default());
     proxy.hold_answers(&["/containerd.services.tasks.v1.Tasks/List"]);
     let w = Watching::start(ContainerdEngine::new(proxy.socket()));
     let churn = tokio::task::spawn_blocking({
@@ -248,17 +243,7 @@ async fn an_engine_restart_is_resynchronized_and_subscribers_see_the_difference(
     .await;
 
     // All tasks die with the engine's container; containerd comes back.
-    run_command(
-        "docker",
-        &[
-            "-H",
-            &rig.host_docker.endpoint,
-            "restart",
-            "-t",
-            "5",
-            rig.containerd.container(),
-        ],
-    );
+    rig.restart(&rig.containerd, 5);
     eventually("containerd to answer again", || async {
         std::process::Command::new("docker")
             .args([

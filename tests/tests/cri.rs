@@ -21,7 +21,7 @@ use whalewatcher_cri::{
     POD_NAME_LABEL, POD_SANDBOX_LABEL, POD_UID_LABEL,
 };
 use whalewatcher_tests::cri::CriTest;
-use whalewatcher_tests::http_proxy::{HttpProxy, Protocol, Rules};
+use whalewatcher_tests::http_proxy::{HttpProxy, Rules};
 use whalewatcher_tests::rig::Rig;
 use whalewatcher_tests::scripted_grpc::{Answer, ScriptedGrpc};
 use whalewatcher_tests::watching::Watching;
@@ -218,12 +218,7 @@ async fn a_pod_created_during_the_initial_sync_is_present() {
 
     // The lists' answers (as taken when asked) are held until the new
     // pod's and container's events have passed on to the watcher.
-    let proxy = HttpProxy::start(
-        rig.containerd.socket(),
-        &std::env::temp_dir(),
-        Protocol::Http2,
-        Rules::default(),
-    );
+    let proxy = HttpProxy::grpc(&rig.containerd, Rules::default());
     proxy.hold_answers(&[
         "/runtime.v1.RuntimeService/ListPodSandbox",
         "/runtime.v1.RuntimeService/ListContainers",

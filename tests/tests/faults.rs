@@ -19,13 +19,13 @@ use whalewatcher_moby::MobyEngine;
 use whalewatcher_tests::containerd::ContainerdTest;
 use whalewatcher_tests::cri::CriTest;
 use whalewatcher_tests::docker::DockerTest;
-use whalewatcher_tests::http_proxy::{HttpProxy, Protocol, Rules};
+use whalewatcher_tests::http_proxy::{HttpProxy, Rules};
 use whalewatcher_tests::measure::{cpu_time, median};
 use whalewatcher_tests::proxy::CuttableProxy;
 use whalewatcher_tests::rig::{self, Rig};
 use whalewatcher_tests::scripted_http::{Misbehaviour, ScriptedHttp};
 use whalewatcher_tests::watching::{spawn_watch, Watching};
-use whalewatcher_tests::{eventually, run_command, within, DEADLINE, TEST_LABEL};
+use whalewatcher_tests::{eventually, within, DEADLINE, TEST_LABEL};
 
 /// One fault test at a time: they restart engines and cut connections.
 static RIG: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -203,20 +203,6 @@ fn assert_exactly(seen: Vec<(Change, String)>, expected: BTreeSet<(Change, Strin
     assert_eq!(unique, expected, "the events are not the difference");
 }
 
-fn restart_engine_container(rig: &Rig, engine: &rig::Engine) {
-    run_command(
-        "docker",
-        &[
-            "-H",
-            &rig.host_docker.endpoint,
-            "restart",
-            "-t",
-            "2",
-            engine.container(),
-        ],
-    );
-}
-
 /// Five engine restarts in a row; before each, two containers run, and one
 /// more starts as soon as the engine answers again (while the watcher is
 /// still resynchronizing). After each: every container of before is gone
@@ -247,7 +233,7 @@ async fn five_restarts(
         let from = w.seen.len();
 
         let mut status = w.watcher.subscribe_status();
-        restart_engine_container(rig, engine_rig);
+        rig.restart(engine_rig, 2);
         within("the watcher to notice the loss", async {
             status.wait_for(|s| !s.is_synced()).await.unwrap();
         })
@@ -456,12 +442,7 @@ async fn churn_of_100_during_the_initial_sync_and_during_a_resync_ends_in_the_tr
     let _alone = RIG.lock().await;
     let rig = Rig::load();
     let t = DockerTest::connect(&rig.host_docker, "faults-churn").await;
-    let proxy = HttpProxy::start(
-        rig.host_docker.socket(),
-        &std::env::temp_dir(),
-        Protocol::Http1,
-        Rules::default(),
-    );
+    let proxy = HttpProxy::docker(&rig.host_docker, Rules::default());
     proxy.hold_answers(&["/containers/json"]);
     let mut w = Watching::start(MobyEngine::new(Some(&proxy.endpoint())).unwrap());
     let ((), passed) = proxy.overlap(churn(&t, "initial", 100), 150).await;

@@ -11,7 +11,7 @@ use whalewatcher_core::{Deadlines, Engine, EngineError, RetryPolicy, WatchError,
 use whalewatcher_cri::CriEngine;
 use whalewatcher_moby::MobyEngine;
 use whalewatcher_tests::docker::DockerTest;
-use whalewatcher_tests::http_proxy::{HttpProxy, Protocol, Rules};
+use whalewatcher_tests::http_proxy::{HttpProxy, Rules};
 use whalewatcher_tests::rig::Rig;
 use whalewatcher_tests::silent::SilentSocket;
 use whalewatcher_tests::watching::spawn_watch;
@@ -80,12 +80,7 @@ async fn docker_behind_a_proxy_that_forbids_info_is_synced_and_followed() {
         forbidden: vec!["/info"],
         ..Rules::default()
     };
-    let proxy = HttpProxy::start(
-        rig.host_docker.socket(),
-        &std::env::temp_dir(),
-        Protocol::Http1,
-        rules,
-    );
+    let proxy = HttpProxy::docker(&rig.host_docker, rules);
     let watcher = Watcher::new(
         MobyEngine::new(Some(&proxy.endpoint())).unwrap(),
         RetryPolicy::default(),
@@ -134,12 +129,7 @@ async fn event_streams_ended_by_an_idle_timeout_back_off_and_a_bounded_policy_gi
         end_events_after: Some(Duration::from_millis(200)),
         ..Rules::default()
     };
-    let proxy = HttpProxy::start(
-        rig.host_docker.socket(),
-        &std::env::temp_dir(),
-        Protocol::Http1,
-        rules,
-    );
+    let proxy = HttpProxy::docker(&rig.host_docker, rules);
     let engine = || MobyEngine::new(Some(&proxy.endpoint())).unwrap();
 
     let watcher = Watcher::new(engine(), RetryPolicy::default());
@@ -155,10 +145,8 @@ async fn event_streams_ended_by_an_idle_timeout_back_off_and_a_bounded_policy_gi
         "the relists do not back off: {gaps:?}"
     );
 
-    let proxy = HttpProxy::start(
-        rig.host_docker.socket(),
-        &std::env::temp_dir(),
-        Protocol::Http1,
+    let proxy = HttpProxy::docker(
+        &rig.host_docker,
         Rules {
             end_events_after: Some(Duration::from_millis(200)),
             ..Rules::default()

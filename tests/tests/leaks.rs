@@ -19,10 +19,10 @@ use whalewatcher_moby::MobyEngine;
 use whalewatcher_tests::containerd::ContainerdTest;
 use whalewatcher_tests::cri::{CriTest, Pod};
 use whalewatcher_tests::docker::DockerTest;
-use whalewatcher_tests::http_proxy::{HttpProxy, Protocol, Rules};
+use whalewatcher_tests::http_proxy::{HttpProxy, Rules};
 use whalewatcher_tests::rig::Rig;
 use whalewatcher_tests::watching::spawn_watch;
-use whalewatcher_tests::{eventually, run_command, within, DEADLINE};
+use whalewatcher_tests::{eventually, within, DEADLINE};
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
@@ -177,21 +177,9 @@ async fn watching_leaves_no_file_descriptor_and_no_task_behind() {
     docker.run("first", &[]).await;
     podman.run("first", &[]).await;
     containerd.run("default", &format!("first-{}", containerd.label), &[]);
-    let dir = std::env::temp_dir();
-    let docker_proxy = HttpProxy::start(
-        rig.host_docker.socket(),
-        &dir,
-        Protocol::Http1,
-        Rules::default(),
-    );
-    let podman_proxy =
-        HttpProxy::start(rig.podman.socket(), &dir, Protocol::Http1, Rules::default());
-    let grpc_proxy = HttpProxy::start(
-        rig.containerd.socket(),
-        &dir,
-        Protocol::Http2,
-        Rules::default(),
-    );
+    let docker_proxy = HttpProxy::docker(&rig.host_docker, Rules::default());
+    let podman_proxy = HttpProxy::docker(&rig.podman, Rules::default());
+    let grpc_proxy = HttpProxy::grpc(&rig.containerd, Rules::default());
     let baseline = counts();
 
     for round in 0..2 {
@@ -220,17 +208,7 @@ async fn watching_leaves_no_file_descriptor_and_no_task_behind() {
     );
     let (cancel, watch) = spawn_watch(&watcher);
     watcher.ready().await.expect("synced");
-    run_command(
-        "docker",
-        &[
-            "-H",
-            &rig.host_docker.endpoint,
-            "restart",
-            "-t",
-            "2",
-            rig.docker.container(),
-        ],
-    );
+    rig.restart(&rig.docker, 2);
     eventually("the loss noticed", || async {
         !watcher.status().is_synced()
     })

@@ -19,7 +19,7 @@ use whalewatcher_moby::{
     PRIVILEGED_LABEL,
 };
 use whalewatcher_tests::docker::DockerTest;
-use whalewatcher_tests::http_proxy::{HttpProxy, Protocol, Rules};
+use whalewatcher_tests::http_proxy::{HttpProxy, Rules};
 use whalewatcher_tests::rig::{self, Rig};
 use whalewatcher_tests::watching::Watching;
 use whalewatcher_tests::{eventually, run_command, within, TEST_LABEL};
@@ -331,12 +331,7 @@ async fn restart_ends_present_and_running(engine: &rig::Engine) {
 async fn churn_during_the_initial_sync_ends_in_the_truth(engine: &rig::Engine) {
     let t = DockerTest::connect(engine, "moby-churn").await;
     let before = t.run("before", &[]).await;
-    let proxy = HttpProxy::start(
-        engine.socket(),
-        &std::env::temp_dir(),
-        Protocol::Http1,
-        Rules::default(),
-    );
+    let proxy = HttpProxy::docker(&engine, Rules::default());
     proxy.hold_answers(&["/containers/json"]);
     let w = Watching::start(MobyEngine::new(Some(&proxy.endpoint())).unwrap());
     let churn = async {
