@@ -331,7 +331,7 @@ async fn restart_ends_present_and_running(engine: &rig::Engine) {
 async fn churn_during_the_initial_sync_ends_in_the_truth(engine: &rig::Engine) {
     let t = DockerTest::connect(engine, "moby-churn").await;
     let before = t.run("before", &[]).await;
-    let proxy = HttpProxy::docker(&engine, Rules::default());
+    let proxy = HttpProxy::docker(engine, Rules::default());
     proxy.hold_answers(&["/containers/json"]);
     let w = Watching::start(MobyEngine::new(Some(&proxy.endpoint())).unwrap());
     let churn = async {
