@@ -10,7 +10,6 @@ pub mod cri;
 pub mod docker;
 pub mod http_proxy;
 pub mod measure;
-pub mod proxy;
 pub mod rig;
 pub mod scripted_grpc;
 pub mod scripted_http;

@@ -21,7 +21,6 @@ use whalewatcher_tests::cri::CriTest;
 use whalewatcher_tests::docker::DockerTest;
 use whalewatcher_tests::http_proxy::{HttpProxy, Rules};
 use whalewatcher_tests::measure::{cpu_time, median};
-use whalewatcher_tests::proxy::CuttableProxy;
 use whalewatcher_tests::rig::{self, Rig};
 use whalewatcher_tests::scripted_http::{Misbehaviour, ScriptedHttp};
 use whalewatcher_tests::watching::{spawn_watch, Watching};
@@ -337,7 +336,7 @@ async fn five_restarts_of_the_cri_engine_end_in_the_truth_with_exactly_the_diffe
 /// the watcher back in.
 async fn cut_stream(
     w: &mut Watching,
-    proxy: &CuttableProxy,
+    proxy: &HttpProxy,
     load: &dyn Workload,
     kill: impl std::future::Future<Output = ()>,
 ) {
@@ -370,9 +369,8 @@ async fn a_cut_docker_event_stream_is_resynchronized_without_loss() {
     let rig = Rig::load();
     let t = DockerTest::connect(&rig.host_docker, "faults-cut-docker").await;
     let victim = t.run("victim", &[]).await;
-    let proxy = CuttableProxy::start(rig.host_docker.socket(), &std::env::temp_dir());
-    let endpoint = format!("unix://{}", proxy.socket().display());
-    let mut w = Watching::start(MobyEngine::new(Some(&endpoint)).unwrap());
+    let proxy = HttpProxy::docker(&rig.host_docker, Rules::default());
+    let mut w = Watching::start(MobyEngine::new(Some(&proxy.endpoint())).unwrap());
     w.watcher.ready().await.expect("synced");
     let load = Moby(t);
     let kill = load.0.kill(&victim);
@@ -392,7 +390,7 @@ async fn a_cut_containerd_event_stream_is_resynchronized_without_loss() {
             .await
             .unwrap();
     }
-    let proxy = CuttableProxy::start(rig.containerd.socket(), &std::env::temp_dir());
+    let proxy = HttpProxy::grpc(&rig.containerd, Rules::default());
     let mut w = Watching::start(ContainerdEngine::new(proxy.socket()));
     w.watcher.ready().await.expect("synced");
     let load = Containerd(t.clone());
@@ -412,7 +410,7 @@ async fn a_cut_cri_event_stream_is_resynchronized_without_loss() {
     let t = CriTest::connect(&rig, "faults-cut-cri").await;
     let victim_pod = t.run_pod("victim", "faults").await;
     let victim = t.run_container(&victim_pod, "main").await;
-    let proxy = CuttableProxy::start(rig.containerd.socket(), &std::env::temp_dir());
+    let proxy = HttpProxy::grpc(&rig.containerd, Rules::default());
     let mut w = Watching::start(CriEngine::new(proxy.socket()));
     w.watcher.ready().await.expect("synced");
     let load = Cri(t, rig.clone());

@@ -173,7 +173,11 @@ fn build(
         ])
         .chain(extra.iter().map(|(k, v)| ((*k).to_owned(), *v)))
         .collect();
-    let mut container = Container::new(id, name, pid).with_pod(pod.clone());
+    let mut container = Container::new(id, name, pid);
+    // A pod without a uid (a sandbox without metadata) is no grouping.
+    if !pod.uid.is_empty() {
+        container = container.with_pod(pod.clone());
+    }
     if let Some(project) = labels.get(COMPOSE_PROJECT_LABEL) {
         container = container.with_project(project.as_str());
     }
