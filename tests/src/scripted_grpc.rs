@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
@@ -19,6 +20,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::UnixListener;
 use tokio::task::JoinHandle;
 
+/// The gRPC status code of a method the server does not have.
+const UNIMPLEMENTED: u32 = 12;
+
 /// What the endpoint answers to one method.
 #[derive(Clone, Debug)]
 pub struct Answer {
@@ -27,6 +31,8 @@ pub struct Answer {
     /// The gRPC status code (0 is OK); `None` leaves the call open
     /// forever, like an event stream with nothing to tell.
     pub status: Option<u32>,
+    /// How long the endpoint waits before it answers at all.
+    pub delay: Duration,
 }
 
 impl Answer {
@@ -35,6 +41,7 @@ impl Answer {
         Answer {
             message: Some(message.encode_to_vec()),
             status: Some(0),
+            delay: Duration::ZERO,
         }
     }
 
@@ -43,6 +50,7 @@ impl Answer {
         Answer {
             message: None,
             status: None,
+            delay: Duration::ZERO,
         }
     }
 
@@ -51,6 +59,16 @@ impl Answer {
         Answer {
             message: None,
             status: Some(0),
+            delay: Duration::ZERO,
+        }
+    }
+
+    /// `Unimplemented`, but only after `delay`: a refusal that comes late.
+    pub fn unimplemented_after(delay: Duration) -> Self {
+        Answer {
+            message: None,
+            status: Some(UNIMPLEMENTED),
+            delay,
         }
     }
 }
@@ -125,8 +143,10 @@ async fn answer(
     *calls.lock().unwrap().entry(method.clone()).or_default() += 1;
     let answer = script.get(method.as_str()).cloned().unwrap_or(Answer {
         message: None,
-        status: Some(12), // Unimplemented
+        status: Some(UNIMPLEMENTED),
+        delay: Duration::ZERO,
     });
+    tokio::time::sleep(answer.delay).await;
     let mut frames: Vec<Result<Frame<Bytes>, Infallible>> = Vec::new();
     if let Some(message) = answer.message {
         let mut framed = Vec::with_capacity(5 + message.len());

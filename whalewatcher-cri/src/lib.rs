@@ -40,6 +40,7 @@ mod hostname;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
@@ -431,16 +432,20 @@ impl Engine for CriEngine {
                 .await
         });
         // The engine answers the call only with its first event. Version
-        // round trips sent after it give an engine that refuses the call
-        // (Unimplemented) the time to say so first: the server handles the
-        // two calls concurrently, so one round trip is not enough.
+        // round trips sent after it prove the server has taken the call;
+        // the time floor gives its handler the time to run: to subscribe,
+        // or to refuse (Unimplemented) before the subscription counts as
+        // live. The server handles the calls concurrently, so neither
+        // alone is enough on a loaded machine.
         let answered = tokio::select! {
             biased;
             answer = &mut call => Some(answer),
             version = async {
+                let floor = tokio::time::sleep(BARRIER_FLOOR);
                 for _ in 0..BARRIER_ROUND_TRIPS {
                     barrier.version(VersionRequest { version: "v1".to_owned() }).await?;
                 }
+                floor.await;
                 Ok::<(), Status>(())
             } => {
                 version.map_err(|s| self.error(s, None))?;
@@ -459,9 +464,16 @@ impl Engine for CriEngine {
 /// Version round trips, one after the other, that an engine refusing the
 /// event call gets to answer first. Measured against containerd 1.6, which
 /// refuses it: the refusal came after the barrier in 112 of 300
-/// subscriptions with one round trip, 2 of 300 with two, 1 of 3,000 with
-/// three, none of 3,000 with five (about 1 ms in all).
+/// subscriptions with one round trip, 2 of 300 with two, none of 3,000
+/// with five (about 1 ms in all) on an idle machine.
 const BARRIER_ROUND_TRIPS: usize = 5;
+
+/// The least time the event call gets before its subscription counts as
+/// live. Round trips alone are not enough under load: Go's scheduler runs
+/// each new version handler before the older event handler, so with the
+/// cores busy containerd 1.6 refused after 7 round trips and 14 ms, and a
+/// CI run saw 1 of 300 refusals after five.
+const BARRIER_FLOOR: Duration = Duration::from_millis(25);
 
 type Call = BoxFuture<'static, Result<Response<Streaming<ContainerEventResponse>>, Status>>;
 
