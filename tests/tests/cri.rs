@@ -15,7 +15,7 @@ use k8s_cri::v1::{
     PodSandboxStatusResponse, VersionResponse,
 };
 use whalewatcher_core::{
-    CancellationToken, EngineError, EventKind, RetryPolicy, SyncState, WatchError, Watcher,
+    CancellationToken, EngineError, EventKind, RetryPolicy, WatchError, Watcher,
 };
 use whalewatcher_cri::{
     CriEngine, ANNOTATION_KEY_PREFIX, CRI_TYPE, POD_CONTAINER_NAME_LABEL, POD_NAMESPACE_LABEL,
@@ -310,10 +310,26 @@ async fn an_event_stream_that_ends_at_once_is_unsupported_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_call_refused_after_the_barrier_ends_the_session_before_its_sync() {
+    // Later than the barrier's round trips, within the 50 ms refusal
+    // window (without it, the sync is published first).
+    let watcher = refused_late(Duration::from_millis(20)).await;
+    assert_eq!(watcher.status().sync_duration, None, "synchronized first");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_call_refused_after_the_sync_is_unsupported_once() {
-    // The subscription's barrier makes a late refusal rare, not
-    // impossible: one that comes after the sync must end the watch all
-    // the same, not start a retry loop.
+    // After the refusal window: a first sync, then the watch ends.
+    let watcher = refused_late(Duration::from_secs(1)).await;
+    assert!(
+        watcher.status().sync_duration.is_some(),
+        "never synchronized"
+    );
+}
+
+/// A watch of a scripted runtime with no containers that refuses the
+/// event call only after `delay`; asserts it ended as unsupported, once.
+async fn refused_late(delay: Duration) -> Watcher {
     let version = VersionResponse {
         version: "0.1.0".into(),
         runtime_name: "containerd".into(),
@@ -328,7 +344,7 @@ async fn an_event_call_refused_after_the_sync_is_unsupported_once() {
                 "/runtime.v1.RuntimeService/Version",
                 Answer::message(&version),
             ),
-            (events, Answer::unimplemented_after(Duration::from_secs(1))),
+            (events, Answer::unimplemented_after(delay)),
             (
                 "/runtime.v1.RuntimeService/ListContainers",
                 Answer::message(&ListContainersResponse::default()),
@@ -340,20 +356,11 @@ async fn an_event_call_refused_after_the_sync_is_unsupported_once() {
         ]),
     );
     let watcher = Watcher::new(CriEngine::new(engine.socket()), RetryPolicy::default());
-    let mut status = watcher.subscribe_status();
-    let watching = tokio::spawn({
-        let watcher = watcher.clone();
-        async move { watcher.watch(CancellationToken::new()).await }
-    });
-    within(
-        "the sync before the refusal",
-        status.wait_for(|s| s.state == SyncState::Synced),
+    let ended = within(
+        "the watch to give up",
+        watcher.watch(CancellationToken::new()),
     )
-    .await
-    .expect("the watcher is alive");
-    let ended = within("the watch to give up", watching)
-        .await
-        .expect("the watch did not panic");
+    .await;
     match ended {
         Err(WatchError::Unsupported(EngineError::Unsupported { ref what, .. }))
             if what == "CRI container events" => {}
@@ -361,6 +368,7 @@ async fn an_event_call_refused_after_the_sync_is_unsupported_once() {
     }
     assert_eq!(watcher.status().attempts, 1, "tried once, not in a loop");
     assert_eq!(engine.calls(events), 1, "one attempt, not a busy loop");
+    watcher
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -508,20 +516,31 @@ async fn the_packer_sees_container_and_sandbox_statuses_and_the_client_is_reacha
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn containerd_1_6_refuses_every_subscription_before_it_counts_as_live() {
-    use whalewatcher_core::Engine;
-    // The refusal and the barrier race on the server: with one barrier
-    // round trip, 112 of 300 subscriptions counted as live here; with five
-    // and no time floor, 1 of 300 on a loaded CI machine. A refusal that
-    // still comes late is covered by the scripted test above.
+async fn containerd_1_6_never_counts_as_synced() {
+    // The refusal of the event call and the subscription's barrier race
+    // on the server: with one barrier round trip, 112 of 300 subscriptions
+    // counted as live here; with five, 1 of 300 on a loaded CI machine.
+    // The list waits out the rest of the refusal window, so the refusal
+    // ends every session before its sync is published.
     let rig = Rig::load();
     for attempt in 0..300 {
-        let engine = CriEngine::new(rig.host_containerd.socket());
-        let subscribed = engine.subscribe().await;
+        let watcher = Watcher::new(
+            CriEngine::new(rig.host_containerd.socket()),
+            RetryPolicy::default(),
+        );
+        let ended = within(
+            "the watch to give up",
+            watcher.watch(CancellationToken::new()),
+        )
+        .await;
         assert!(
-            matches!(subscribed, Err(EngineError::Unsupported { .. })),
-            "attempt {attempt}: {:?}",
-            subscribed.map(|_| "a live subscription")
+            matches!(ended, Err(WatchError::Unsupported(_))),
+            "attempt {attempt}: {ended:?}"
+        );
+        assert_eq!(
+            watcher.status().sync_duration,
+            None,
+            "attempt {attempt}: synchronized before the refusal"
         );
     }
 }

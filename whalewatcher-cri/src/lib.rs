@@ -29,7 +29,9 @@
 //! - An engine without container events is an
 //!   [`EngineError::Unsupported`], reported once, not retried: containerd
 //!   before 1.7 answers `Unimplemented`; cri-o without
-//!   `enable_pod_events = true` ends the stream at once.
+//!   `enable_pod_events = true` ends the stream at once. The event call
+//!   answers only with its first event, so a refusal is awaited for 50 ms
+//!   after the call, alongside the list, before a sync counts as done.
 //! - CRI has no engine id; the engine's host name stands in (see
 //!   [`CriEngine::with_pid`]).
 
@@ -114,6 +116,9 @@ pub struct CriEngine {
     /// by lists and by started events, which carry their pod, so that
     /// inspecting a started container costs one round trip.
     pods: Arc<Mutex<HashMap<String, Pod>>>,
+    /// Until when the last subscription's event call may still be refused
+    /// (see [`REFUSAL_WINDOW`]): the next list does not answer before.
+    refusal_window_ends: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl std::fmt::Debug for CriEngine {
@@ -138,6 +143,7 @@ impl CriEngine {
             packer: None,
             channel: tokio::sync::OnceCell::new(),
             pods: Arc::default(),
+            refusal_window_ends: Mutex::new(None),
         }
     }
 
@@ -166,6 +172,50 @@ impl CriEngine {
     ) -> Self {
         self.packer = Some(Arc::new(packer));
         self
+    }
+
+    /// The ready sandboxes and running containers, each with its status.
+    async fn list_alive(&self) -> Result<Vec<Container>, EngineError> {
+        let client = self.client().await?;
+        let (mut sandboxes, mut containers) = (client.clone(), client.clone());
+        let (sandboxes, containers) = futures::join!(
+            sandboxes.list_pod_sandbox(ListPodSandboxRequest {
+                filter: Some(PodSandboxFilter {
+                    state: Some(PodSandboxStateValue {
+                        state: PodSandboxState::SandboxReady as i32,
+                    }),
+                    ..Default::default()
+                }),
+            }),
+            containers.list_containers(ListContainersRequest {
+                filter: Some(ContainerFilter {
+                    state: Some(ContainerStateValue {
+                        state: ContainerState::ContainerRunning as i32,
+                    }),
+                    ..Default::default()
+                }),
+            }),
+        );
+        let sandboxes = sandboxes
+            .map_err(|s| self.error(s, None))?
+            .into_inner()
+            .items;
+        let containers = containers
+            .map_err(|s| self.error(s, None))?
+            .into_inner()
+            .containers;
+        // The pods as they are now; what events added meanwhile is at worst
+        // fetched again.
+        *self.pods() = sandboxes
+            .iter()
+            .map(|s| (s.id.clone(), convert::pod_of(s.metadata.as_ref())))
+            .collect();
+        let ids = sandboxes
+            .into_iter()
+            .map(|s| (s.id, true))
+            .chain(containers.into_iter().map(|c| (c.id, false)))
+            .collect();
+        self.inspect_all(&client, ids).await
     }
 
     fn pack(&self, container: Container, inspection: Inspection<'_>) -> Container {
@@ -368,46 +418,17 @@ impl Engine for CriEngine {
     }
 
     async fn list(&self) -> Result<Vec<Container>, EngineError> {
-        let client = self.client().await?;
-        let (mut sandboxes, mut containers) = (client.clone(), client.clone());
-        let (sandboxes, containers) = futures::join!(
-            sandboxes.list_pod_sandbox(ListPodSandboxRequest {
-                filter: Some(PodSandboxFilter {
-                    state: Some(PodSandboxStateValue {
-                        state: PodSandboxState::SandboxReady as i32,
-                    }),
-                    ..Default::default()
-                }),
-            }),
-            containers.list_containers(ListContainersRequest {
-                filter: Some(ContainerFilter {
-                    state: Some(ContainerStateValue {
-                        state: ContainerState::ContainerRunning as i32,
-                    }),
-                    ..Default::default()
-                }),
-            }),
-        );
-        let sandboxes = sandboxes
-            .map_err(|s| self.error(s, None))?
-            .into_inner()
-            .items;
-        let containers = containers
-            .map_err(|s| self.error(s, None))?
-            .into_inner()
-            .containers;
-        // The pods as they are now; what events added meanwhile is at worst
-        // fetched again.
-        *self.pods() = sandboxes
-            .iter()
-            .map(|s| (s.id.clone(), convert::pod_of(s.metadata.as_ref())))
-            .collect();
-        let ids = sandboxes
-            .into_iter()
-            .map(|s| (s.id, true))
-            .chain(containers.into_iter().map(|c| (c.id, false)))
-            .collect();
-        self.inspect_all(&client, ids).await
+        // The watcher reads the event stream while it lists: a refusal of
+        // the event call that comes in this window ends the session before
+        // it counts as synced. Waited out alongside the list, it costs
+        // nothing once the list takes longer.
+        let window_ends = lock(&self.refusal_window_ends).take();
+        let (listed, ()) = futures::join!(self.list_alive(), async {
+            if let Some(at) = window_ends {
+                tokio::time::sleep_until(at).await;
+            }
+        });
+        listed
     }
 
     async fn inspect(&self, id: &str) -> Result<Container, EngineError> {
@@ -425,6 +446,7 @@ impl Engine for CriEngine {
 
     async fn subscribe(&self) -> Result<EngineEvents, EngineError> {
         let mut client = self.client().await?;
+        let called = tokio::time::Instant::now();
         let mut barrier = client.clone();
         let mut call: Call = Box::pin(async move {
             client
@@ -432,20 +454,18 @@ impl Engine for CriEngine {
                 .await
         });
         // The engine answers the call only with its first event. Version
-        // round trips sent after it prove the server has taken the call;
-        // the time floor gives its handler the time to run: to subscribe,
-        // or to refuse (Unimplemented) before the subscription counts as
-        // live. The server handles the calls concurrently, so neither
-        // alone is enough on a loaded machine.
+        // round trips sent after it prove the server has taken the call,
+        // and give an engine that refuses it (Unimplemented) the time to
+        // say so first; the server handles the calls concurrently, so on a
+        // loaded machine a refusal can come later still: the next list
+        // waits out the rest of the refusal window.
         let answered = tokio::select! {
             biased;
             answer = &mut call => Some(answer),
             version = async {
-                let floor = tokio::time::sleep(BARRIER_FLOOR);
                 for _ in 0..BARRIER_ROUND_TRIPS {
                     barrier.version(VersionRequest { version: "v1".to_owned() }).await?;
                 }
-                floor.await;
                 Ok::<(), Status>(())
             } => {
                 version.map_err(|s| self.error(s, None))?;
@@ -453,7 +473,10 @@ impl Engine for CriEngine {
             }
         };
         let feed = match answered {
-            None => Feed::Calling(call),
+            None => {
+                *lock(&self.refusal_window_ends) = Some(called + REFUSAL_WINDOW);
+                Feed::Calling(call)
+            }
             Some(Ok(response)) => Feed::Open(Box::new(response.into_inner()), false),
             Some(Err(status)) => return Err(events_error(&self.api, status)),
         };
@@ -468,12 +491,13 @@ impl Engine for CriEngine {
 /// with five (about 1 ms in all) on an idle machine.
 const BARRIER_ROUND_TRIPS: usize = 5;
 
-/// The least time the event call gets before its subscription counts as
-/// live. Round trips alone are not enough under load: Go's scheduler runs
-/// each new version handler before the older event handler, so with the
-/// cores busy containerd 1.6 refused after 7 round trips and 14 ms, and a
-/// CI run saw 1 of 300 refusals after five.
-const BARRIER_FLOOR: Duration = Duration::from_millis(25);
+/// How long after the event call a refusal may still come. Round trips
+/// alone are not enough under load: Go's scheduler runs each new version
+/// handler before the older event handler, so with the cores busy
+/// containerd 1.6 refused after 7 round trips and 14 ms, and a CI run saw
+/// 1 of 300 refusals after five. The list after a subscription answers no
+/// earlier (a list of 125 containers and sandboxes takes about as long).
+const REFUSAL_WINDOW: Duration = Duration::from_millis(50);
 
 type Call = BoxFuture<'static, Result<Response<Streaming<ContainerEventResponse>>, Status>>;
 
