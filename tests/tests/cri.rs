@@ -257,7 +257,7 @@ async fn containerd_1_6_without_cri_events_is_unsupported_once() {
         other => panic!("expected the missing CRI events API, got {other:?}"),
     }
     assert_eq!(watcher.status().attempts, 1, "tried once, not in a loop");
-    let message = ended.unwrap_err().to_string();
+    let message = whalewatcher_core::describe(&ended.unwrap_err());
     assert!(
         message.contains("does not support CRI container events"),
         "{message}"
@@ -460,7 +460,7 @@ async fn a_missing_socket_is_unreachable_and_says_why() {
     else {
         panic!("expected an unreachable engine, got {ended:?}");
     };
-    let message = last.to_string();
+    let message = whalewatcher_core::describe(&last);
     assert!(
         message.contains("no-such-cri.sock") && message.contains("No such file or directory"),
         "{message}"

@@ -11,6 +11,10 @@ pub type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
 /// Typed so the watcher can tell a container that is gone (drop it) from an
 /// engine that is gone (resynchronize) from an engine that cannot do what
 /// we need (give up, once).
+///
+/// Each message tells its own layer; the cause is the error's
+/// [`source`](std::error::Error::source), as chain reporters (anyhow,
+/// eyre) expect. [`describe`] writes the whole chain on one line.
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EngineError {
@@ -27,7 +31,7 @@ pub enum EngineError {
         id: String,
     },
     /// The engine could not be reached, or the connection broke.
-    #[error("cannot reach the engine at {endpoint}: {cause}")]
+    #[error("cannot reach the engine at {endpoint}")]
     Unreachable {
         /// The engine's API endpoint.
         endpoint: String,
@@ -113,10 +117,10 @@ impl EngineError {
     }
 }
 
-/// An error and the causes in its source chain that it does not already
-/// tell, joined by `": "`: a connection error typically says only "client
-/// error (Connect)" and leaves the reason (a missing socket, a refused
-/// permission) to its sources.
+/// An error and the causes in its source chain, joined by `": "`, on one
+/// line: for a user-facing message or a log. A cause whose text an earlier
+/// message already holds is left out: not every library's errors keep
+/// their cause out of their message.
 pub fn describe(error: &dyn std::error::Error) -> String {
     with_causes(error.to_string(), error.source()).0
 }
@@ -157,7 +161,7 @@ fn with_causes(
 #[non_exhaustive]
 pub enum WatchError {
     /// The retry policy allowed no further attempt.
-    #[error("gave up watching after {attempts} failed attempts: {last}")]
+    #[error("gave up watching after {attempts} failed attempts")]
     GaveUp {
         /// How many attempts in a row failed.
         attempts: u32,
@@ -166,7 +170,7 @@ pub enum WatchError {
         last: EngineError,
     },
     /// The engine cannot be watched at all; retrying would not help.
-    #[error("cannot watch this engine: {0}")]
+    #[error("cannot watch this engine")]
     Unsupported(#[source] EngineError),
     /// Another `watch` of the same watcher is running.
     #[error("this watcher is already watching")]
@@ -175,6 +179,8 @@ pub enum WatchError {
 
 #[cfg(test)]
 mod tests {
+    use std::error::Error as _;
+
     use super::*;
 
     #[test]
@@ -185,7 +191,11 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            "cannot reach the engine at unix:///nope.sock: entity not found"
+            "cannot reach the engine at unix:///nope.sock"
+        );
+        assert_eq!(
+            err.source().map(ToString::to_string).as_deref(),
+            Some("entity not found")
         );
         assert!(!err.is_permanent());
         let err = EngineError::Unsupported {
@@ -194,6 +204,38 @@ mod tests {
         };
         assert!(err.is_permanent());
         assert!(EngineError::NotFound { id: "x".into() }.is_container_gone());
+    }
+
+    #[test]
+    fn every_layer_is_told_once_in_a_chain() {
+        let last = EngineError::unreachable(
+            "unix:///c.sock",
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        );
+        let err = WatchError::GaveUp { attempts: 3, last };
+        let mut chain = vec![err.to_string()];
+        let mut source = err.source();
+        while let Some(cause) = source {
+            chain.push(cause.to_string());
+            source = cause.source();
+        }
+        assert_eq!(
+            chain,
+            [
+                "gave up watching after 3 failed attempts",
+                "cannot reach the engine at unix:///c.sock",
+                "entity not found"
+            ]
+        );
+        assert_eq!(describe(&err), chain.join(": "));
+        let err = WatchError::Unsupported(EngineError::Unsupported {
+            endpoint: "unix:///c.sock".into(),
+            what: "CRI container events".into(),
+        });
+        assert_eq!(
+            describe(&err),
+            "cannot watch this engine: the engine at unix:///c.sock does not support CRI container events"
+        );
     }
 
     #[test]

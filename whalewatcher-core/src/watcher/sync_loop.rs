@@ -28,7 +28,7 @@ use tracing::{debug, debug_span, info, info_span, warn, Instrument};
 
 use crate::container::{Container, StringPool};
 use crate::engine::{EngineEvents, EngineInfo};
-use crate::error::{EngineError, WatchError};
+use crate::error::{describe as describe_error, EngineError, WatchError};
 use crate::event::{EngineEvent, Event, EventKind, EventSource};
 use crate::portfolio::{Difference, Portfolio};
 
@@ -179,20 +179,25 @@ impl SyncLoop {
                 status.last_error = Some(error.clone());
             });
             if error.is_permanent() && (!ever_synced || call.decides_the_engine()) {
-                warn!(%error, "engine cannot be watched; giving up");
+                warn!(error = %describe_error(&error), "engine cannot be watched; giving up");
                 // Which engine refused is worth knowing.
                 finish(describing, stop).await;
                 return Err(WatchError::Unsupported(error));
             }
             let Some(delay) = delays.next() else {
-                warn!(%error, failures, "retry policy exhausted; giving up");
+                warn!(error = %describe_error(&error), failures, "retry policy exhausted; giving up");
                 finish(describing, stop).await;
                 return Err(WatchError::GaveUp {
                     attempts: failures,
                     last: error,
                 });
             };
-            warn!(%error, failures, ?delay, "engine lost; resynchronizing after a delay");
+            warn!(
+                error = %describe_error(&error),
+                failures,
+                ?delay,
+                "engine lost; resynchronizing after a delay"
+            );
             if stop
                 .unless_stopped(tokio::time::sleep(delay))
                 .await
@@ -452,7 +457,7 @@ impl SyncLoop {
         let container = match done.result {
             Ok(container) => Arc::new(container.with_shared_strings(&mut self.strings)),
             Err(error) if error.is_container_gone() => {
-                debug!(%error, "started container gone before its inspect");
+                debug!(error = %describe_error(&error), "started container gone before its inspect");
                 return Ok(Vec::new());
             }
             Err(error) => return Err(Interrupt::Lost(error, Call::Inspect)),
@@ -560,9 +565,15 @@ async fn describe(shared: Arc<Shared>) {
     match ask_info(&shared).await {
         Ok(_) => {}
         Err(error) if !shared.info_failure_logged.swap(true, Ordering::Relaxed) => {
-            warn!(%error, "the engine does not describe itself; its id and version stay unknown");
+            warn!(
+                error = %describe_error(&error),
+                "the engine does not describe itself; its id and version stay unknown"
+            );
         }
-        Err(error) => debug!(%error, "the engine does not describe itself"),
+        Err(error) => debug!(
+            error = %describe_error(&error),
+            "the engine does not describe itself"
+        ),
     }
 }
 
