@@ -119,10 +119,11 @@ impl Default for ContainerdEngine {
 }
 
 impl ContainerdEngine {
-    /// An engine at the unix socket `socket`, ignoring the
-    /// [default namespaces](DEFAULT_IGNORED_NAMESPACES). Does no I/O.
+    /// An engine at the unix socket `socket` (a path, or a `unix://` URL),
+    /// ignoring the [default namespaces](DEFAULT_IGNORED_NAMESPACES). Does
+    /// no I/O.
     pub fn new(socket: impl Into<PathBuf>) -> Self {
-        let socket = socket.into();
+        let socket = whalewatcher_core::unix_socket_path(socket);
         ContainerdEngine {
             api: format!("unix://{}", socket.display()),
             socket,

@@ -36,6 +36,9 @@
 //! # }
 //! ```
 
+// docs.rs marks each item with the feature it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod container;
 mod engine;
 mod error;
@@ -48,7 +51,7 @@ mod watcher;
 pub mod testing;
 
 pub use container::{Container, Labels, PodInfo, Rucksack, StringPool};
-pub use engine::{Engine, EngineEvents, EngineInfo};
+pub use engine::{unix_socket_path, Engine, EngineEvents, EngineInfo};
 pub use error::{describe, io_error_with_causes, Cause, EngineError, WatchError};
 pub use event::{EngineEvent, Event, EventKind, EventSource, EventStream, Exit, Lagged, OomKills};
 pub use portfolio::{Pod, Portfolio, Project};

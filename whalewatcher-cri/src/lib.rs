@@ -132,9 +132,10 @@ impl std::fmt::Debug for CriEngine {
 }
 
 impl CriEngine {
-    /// An engine at the unix socket `socket`. Does no I/O.
+    /// An engine at the unix socket `socket`: a path, or a `unix://` URL
+    /// as crictl takes it. Does no I/O.
     pub fn new(socket: impl Into<PathBuf>) -> Self {
-        let socket = socket.into();
+        let socket = whalewatcher_core::unix_socket_path(socket);
         CriEngine {
             api: format!("unix://{}", socket.display()),
             socket,
