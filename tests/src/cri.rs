@@ -313,10 +313,13 @@ impl CriTest {
 /// A status answer, or `None` when the engine no longer knows `id`
 /// (removed since it was listed). Any other error fails the test: the
 /// truth must not quietly lose a container.
-fn present<T>(answer: Result<tonic::Response<T>, tonic::Status>, id: &str) -> Option<T> {
+fn present<T>(
+    answer: Result<containerd_client::tonic::Response<T>, containerd_client::tonic::Status>,
+    id: &str,
+) -> Option<T> {
     match answer {
         Ok(answer) => Some(answer.into_inner()),
-        Err(status) if status.code() == tonic::Code::NotFound => None,
+        Err(status) if status.code() == containerd_client::tonic::Code::NotFound => None,
         Err(status) => panic!("cannot read the status of {id}: {status}"),
     }
 }

@@ -33,6 +33,9 @@
 //!   (`host:/var/lib/containers/storage`; a rootless podman's root is in
 //!   its user's home).
 
+// docs.rs marks each item with the feature it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod connection;
 mod convert;
 
