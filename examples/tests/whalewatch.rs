@@ -58,8 +58,10 @@ async fn the_table_groups_by_project_and_json_has_the_same_containers() {
     let (code, json, stderr) = whalewatch(&["--docker", &rig.host_docker.endpoint, "--json"]);
     assert_eq!(code, 0, "{stderr}");
     let json: Value = serde_json::from_str(&json).expect("JSON");
-    assert_eq!(json[0]["engine"]["type"], "docker.com");
-    let projects = json[0]["projects"].as_array().unwrap();
+    assert_eq!(json["schema"], 1);
+    let engine = &json["engines"][0];
+    assert_eq!(engine["engine"]["type"], "docker.com");
+    let projects = engine["projects"].as_array().unwrap();
     let shop = projects
         .iter()
         .find(|p| p["name"] == project.as_str())
@@ -138,7 +140,9 @@ async fn follow_prints_json_lines_and_ends_cleanly_on_sigint() {
             let event: Value = serde_json::from_str(&line).unwrap();
             if event["kind"] == "started" && event["container"]["id"] == id.as_str() {
                 assert_eq!(event["source"], "engine");
-                assert_eq!(event["engine"], rig.host_docker.endpoint.as_str());
+                assert_eq!(event["schema"], 1);
+                assert_eq!(event["engine"]["api"], rig.host_docker.endpoint.as_str());
+                assert_eq!(event["engine"]["type"], "docker.com");
                 assert!(event["exit"].is_null());
                 return;
             }
@@ -196,6 +200,18 @@ fn bad_endpoints_get_one_line_errors_that_say_what_to_check() {
         "{stderr}"
     );
 
+    // An engine option without a value takes its default socket.
+    for option in ["--containerd", "--cri"] {
+        let (code, out, stderr) = whalewatch_with(
+            &[option, "--timeout", "2"],
+            &[("CONTAINER_RUNTIME_ENDPOINT", None)],
+        );
+        assert_ne!(code, 2, "{option} alone is no usage error: {stderr}");
+        assert!(
+            format!("{out}{stderr}").contains("unix:///run/containerd/containerd.sock"),
+            "{option}: {out}{stderr}"
+        );
+    }
     // containerd 1.6: no CRI events.
     let (code, _, stderr) = whalewatch(&["--cri", rig.host_containerd.socket()]);
     assert_eq!(code, 1);
@@ -227,4 +243,299 @@ fn a_socket_the_user_may_not_open_says_permission_denied_and_what_to_try() {
         stderr.contains("Permission denied") && stderr.contains("try as root"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_full_disk_fails_and_a_closed_pipe_does_not() {
+    let rig = Rig::load();
+    for json in [false, true] {
+        let mut args = vec!["--docker", rig.host_docker.endpoint.as_str()];
+        if json {
+            args.push("--json");
+        }
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        let output = Command::new(WHALEWATCH)
+            .args(&args)
+            .stdout(full)
+            .output()
+            .expect("whalewatch runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "json {json}: {stderr}");
+        assert!(
+            stderr.starts_with("whalewatch: cannot write the output: No space left on device"),
+            "json {json}: {stderr}"
+        );
+
+        // The reader is gone before the first byte: `| true`.
+        let mut child = Command::new(WHALEWATCH)
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("whalewatch runs");
+        drop(child.stdout.take());
+        let output = child.wait_with_output().expect("whalewatch ends");
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "json {json}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            output.stderr.is_empty(),
+            "json {json}: nothing to complain about"
+        );
+    }
+}
+
+/// Runs whalewatch with `env` set (a `None` value removes the variable).
+fn whalewatch_with(args: &[&str], env: &[(&str, Option<&str>)]) -> (i32, String, String) {
+    let mut command = Command::new(WHALEWATCH);
+    command.args(args);
+    for (name, value) in env {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    let output = command.output().expect("whalewatch runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The lines of a successful run of whalewatch.
+fn lines_of(args: &[&str]) -> Vec<String> {
+    let (code, out, err) = whalewatch(args);
+    assert_eq!(code, 0, "whalewatch {args:?}: {err}");
+    out.lines().map(str::to_owned).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_filters_and_fields_pick_what_docker_ps_picks() {
+    let rig = Rig::load();
+    let t = DockerTest::connect(&rig.host_docker, "cli-filter").await;
+    let project = format!("shop-{}", t.label);
+    let web = t
+        .run("web", &[("com.docker.compose.project", &project)])
+        .await;
+    let solo = t.run("solo", &[]).await;
+    let frozen = t.run("frozen", &[]).await;
+    t.pause(&frozen).await;
+    let endpoint = rig.host_docker.endpoint.as_str();
+    let mine = format!("label={TEST_LABEL}={}", t.label);
+    let sorted = |mut ids: Vec<String>| {
+        ids.sort();
+        ids
+    };
+    let docker_ps = |filters: &[&str]| {
+        let mut args = vec!["-H", endpoint, "ps", "-q", "--no-trunc"];
+        for filter in filters {
+            args.extend(["--filter", filter]);
+        }
+        sorted(
+            whalewatcher_tests::run_command("docker", &args)
+                .lines()
+                .map(str::to_owned)
+                .collect(),
+        )
+    };
+
+    let all = sorted(lines_of(&[
+        "--docker",
+        endpoint,
+        "-q",
+        "--no-trunc",
+        "--filter",
+        &mine,
+    ]));
+    assert_eq!(all, sorted(vec![web.clone(), solo.clone(), frozen.clone()]));
+    assert_eq!(all, docker_ps(&[&mine]));
+    // Without --no-trunc, docker's 12 characters.
+    let short = lines_of(&["--docker", endpoint, "-q", "--filter", &mine]);
+    assert!(short.iter().all(|id| id.len() == 12), "{short:?}");
+
+    // One key twice: either; two keys: both.
+    let either = ["--filter", "name=solo", "--filter", "name=frozen"];
+    let mut args = vec!["--docker", endpoint, "-q", "--no-trunc", "--filter", &mine];
+    args.extend(either);
+    assert_eq!(
+        sorted(lines_of(&args)),
+        sorted(vec![solo.clone(), frozen.clone()])
+    );
+    assert_eq!(
+        sorted(lines_of(&args)),
+        docker_ps(&[&mine, "name=solo", "name=frozen"])
+    );
+    let in_project = format!("project={project}");
+    let only_web = lines_of(&[
+        "--docker",
+        endpoint,
+        "-q",
+        "--no-trunc",
+        "--filter",
+        &mine,
+        "--filter",
+        &in_project,
+    ]);
+    assert_eq!(only_web, std::slice::from_ref(&web));
+    let compose_label = format!("label=com.docker.compose.project={project}");
+    assert_eq!(only_web, docker_ps(&[&mine, &compose_label]));
+
+    // Chosen fields, tab-separated, by project then name.
+    let rows = lines_of(&[
+        "--docker",
+        endpoint,
+        "--no-trunc",
+        "--filter",
+        &mine,
+        "--format",
+        "id,name,project,state",
+    ]);
+    let name = |n: &str| format!("{n}-{}", t.label);
+    assert_eq!(
+        rows,
+        [
+            format!("{frozen}\t{}\t-\tpaused", name("frozen")),
+            format!("{solo}\t{}\t-\trunning", name("solo")),
+            format!("{web}\t{}\t{project}\trunning", name("web")),
+        ]
+    );
+
+    // The table says how many it shows of how many.
+    let table = lines_of(&["--docker", endpoint, "--filter", &in_project]);
+    assert!(table[0].ends_with(", 1 shown"), "{table:?}");
+    assert_eq!(table.len(), 3, "engine line, header, web: {table:?}");
+
+    let (code, _, stderr) = whalewatch(&["--filter", "colour=red"]);
+    assert_eq!(code, 2, "a usage error: {stderr}");
+    assert!(
+        stderr.contains("unknown filter key \"colour\" (keys: label, name, project, pod, engine)"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = whalewatch(&["--format", "id,size"]);
+    assert_eq!(code, 2, "a usage error: {stderr}");
+    assert!(
+        stderr.contains("unknown format or field \"size\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_timeout_ends_the_wait_for_a_silent_engine() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _guard = runtime.enter();
+    let silent = whalewatcher_tests::silent::SilentSocket::start(&std::env::temp_dir());
+    let endpoint = format!("unix://{}", silent.socket().display());
+    let began = std::time::Instant::now();
+    let (code, _, stderr) = whalewatch(&["--docker", &endpoint, "--timeout", "0.5"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "whalewatch: --docker: {endpoint} did not synchronize within 500ms"
+        )),
+        "{stderr}"
+    );
+    // The engine deadlines are 10 s; the timeout came first.
+    assert!(began.elapsed() < std::time::Duration::from_secs(8));
+    let (code, _, stderr) = whalewatch(&["--timeout", "soon"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("\"soon\" is not a number of seconds"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_endpoint_variables_of_podman_crictl_and_docker_contexts_are_honoured() {
+    let rig = Rig::load();
+    let engine_line = |args: &[&str], env: &[(&str, Option<&str>)]| {
+        let (code, out, err) = whalewatch_with(args, env);
+        assert_eq!(code, 0, "whalewatch {args:?} {env:?}: {err}");
+        out.lines().next().unwrap_or_default().to_owned()
+    };
+    let podman = rig.podman.endpoint.as_str();
+    let line = engine_line(&["--podman"], &[("CONTAINER_HOST", Some(podman))]);
+    assert!(
+        line.starts_with("podman.io ") && line.contains(&format!(" at {podman} ")),
+        "{line}"
+    );
+
+    // crictl's form: a unix:// URL.
+    let cri = format!("unix://{}", rig.containerd.socket());
+    let line = engine_line(&["--cri"], &[("CONTAINER_RUNTIME_ENDPOINT", Some(&cri))]);
+    assert!(
+        line.starts_with("k8s.io/cri-api ") && line.contains(&format!(" at {cri} ")),
+        "{line}"
+    );
+
+    // A docker context "rig" pointing at the rig's dockerd 26, current by
+    // the config file, and by DOCKER_CONTEXT over a config naming another.
+    let config = std::env::temp_dir().join(whalewatcher_tests::test_label_value("docker-config"));
+    let digest = whalewatcher_tests::run_command("sh", &["-c", "printf %s rig | sha256sum"]);
+    let meta = config.join("contexts/meta").join(&digest[..64]);
+    std::fs::create_dir_all(&meta).unwrap();
+    let docker = rig.docker.endpoint.as_str();
+    std::fs::write(
+        meta.join("meta.json"),
+        serde_json::json!({"Name": "rig", "Metadata": {}, "Endpoints": {"docker": {"Host": docker, "SkipTLSVerify": false}}}).to_string(),
+    )
+    .unwrap();
+    let config_dir = config.to_str().unwrap();
+    std::fs::write(config.join("config.json"), r#"{"currentContext": "rig"}"#).unwrap();
+    let env = [
+        ("DOCKER_CONFIG", Some(config_dir)),
+        ("DOCKER_HOST", None),
+        ("DOCKER_CONTEXT", None),
+    ];
+    let line = engine_line(&[], &env);
+    assert!(
+        line.contains(&format!(" at {docker} ")),
+        "by currentContext: {line}"
+    );
+    std::fs::write(
+        config.join("config.json"),
+        r#"{"currentContext": "elsewhere"}"#,
+    )
+    .unwrap();
+    let env = [
+        ("DOCKER_CONFIG", Some(config_dir)),
+        ("DOCKER_HOST", None),
+        ("DOCKER_CONTEXT", Some("rig")),
+    ];
+    let line = engine_line(&[], &env);
+    assert!(
+        line.contains(&format!(" at {docker} ")),
+        "by DOCKER_CONTEXT: {line}"
+    );
+    // DOCKER_HOST wins over any context, as with the docker CLI.
+    let host = rig.host_docker.endpoint.as_str();
+    let env = [
+        ("DOCKER_CONFIG", Some(config_dir)),
+        ("DOCKER_HOST", Some(host)),
+        ("DOCKER_CONTEXT", Some("rig")),
+    ];
+    let line = engine_line(&[], &env);
+    assert!(
+        line.contains(&format!(" at {host} ")),
+        "by DOCKER_HOST: {line}"
+    );
+    // A context that does not exist is a one-line error.
+    let env = [
+        ("DOCKER_CONFIG", Some(config_dir)),
+        ("DOCKER_HOST", None),
+        ("DOCKER_CONTEXT", Some("nowhere")),
+    ];
+    let (code, _, stderr) = whalewatch_with(&[], &env);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.starts_with("whalewatch: --docker: docker context \"nowhere\" not found"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&config).unwrap();
 }

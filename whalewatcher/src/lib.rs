@@ -29,6 +29,9 @@
 //! # }
 //! ```
 
+// docs.rs marks each item with the feature it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub use whalewatcher_core::*;
 
 /// Docker and podman, through the Docker-compatible API.
@@ -53,11 +56,20 @@ pub fn docker_watcher(endpoint: Option<&str>, retry: RetryPolicy) -> Result<Watc
 }
 
 /// A watcher of podman, through its Docker-compatible API at `endpoint`;
-/// when `None`, at [`podman_socket`]. Its engine type is `podman.io` from
-/// the start. Does no I/O.
+/// when `None`, podman's own rule: `CONTAINER_HOST` when set, else
+/// [`podman_socket`]. Its engine type is `podman.io` from the start. Does
+/// no I/O.
 #[cfg(feature = "moby")]
 pub fn podman_watcher(endpoint: Option<&str>, retry: RetryPolicy) -> Result<Watcher, EngineError> {
-    let endpoint = endpoint.map_or_else(podman_socket, str::to_owned);
+    let endpoint = endpoint.map_or_else(
+        || {
+            std::env::var("CONTAINER_HOST")
+                .ok()
+                .filter(|host| !host.is_empty())
+                .unwrap_or_else(podman_socket)
+        },
+        str::to_owned,
+    );
     let engine = moby::MobyEngine::builder()
         .endpoint(endpoint)
         .engine_type(moby::PODMAN_TYPE)

@@ -8,23 +8,30 @@
 //! whalewatch --containerd /run/containerd/containerd.sock --follow
 //! ```
 
+mod endpoints;
+mod filter;
+mod output;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{ArgAction, Parser};
 use futures::stream::{FuturesUnordered, SelectAll};
 use futures::StreamExt;
-use serde::Serialize;
-use whalewatcher::{
-    CancellationToken, Container, EngineError, EngineInfo, Event, RetryPolicy, WatchError, Watcher,
-};
+use whalewatcher::{CancellationToken, RetryPolicy, WatchError, Watcher};
+
+use filter::Filter;
+use output::{Format, Picture, Printing, What};
 
 /// Shows the alive containers of container engines, and follows their
 /// lifecycle events.
 ///
 /// Without an engine option, watches Docker by the docker CLI's rules
-/// (DOCKER_HOST, else unix:///var/run/docker.sock). Engine options may be
-/// given together and repeated.
+/// (DOCKER_HOST, else the current docker context, else
+/// unix:///var/run/docker.sock). Engine options may be given together and
+/// repeated. RUST_LOG=whalewatcher=debug tells what the watchers do, on
+/// stderr.
 #[derive(Debug, Parser)]
 #[command(name = "whalewatch", version)]
 struct Args {
@@ -33,24 +40,55 @@ struct Args {
     #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "", action = ArgAction::Append)]
     docker: Vec<String>,
     /// podman's Docker-compatible API at URL; without URL, at
-    /// /run/podman/podman.sock (root) or $XDG_RUNTIME_DIR/podman/podman.sock.
+    /// $CONTAINER_HOST, else /run/podman/podman.sock (root) or
+    /// $XDG_RUNTIME_DIR/podman/podman.sock.
     #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "", action = ArgAction::Append)]
     podman: Vec<String>,
     /// containerd's native API at the unix socket PATH; without PATH, at
     /// /run/containerd/containerd.sock.
     #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "", action = ArgAction::Append)]
-    containerd: Vec<PathBuf>,
+    containerd: Vec<String>,
     /// A CRI runtime (containerd 1.7+, cri-o with pod events) at the unix
-    /// socket PATH.
-    #[arg(long, value_name = "PATH", action = ArgAction::Append)]
-    cri: Vec<PathBuf>,
-    /// Print JSON instead of a table.
+    /// socket PATH; without PATH, at $CONTAINER_RUNTIME_ENDPOINT, else
+    /// /run/containerd/containerd.sock.
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "", action = ArgAction::Append)]
+    cri: Vec<String>,
+    /// Only the containers that pass: label=KEY[=VALUE], name=TEXT,
+    /// project=NAME (- for none), pod=[NAMESPACE/]NAME, engine=TYPE-OR-API.
+    /// Filters of one key are alternatives; of different keys, all must hold.
+    #[arg(long, short = 'f', value_name = "KEY=VALUE", action = ArgAction::Append)]
+    filter: Vec<Filter>,
+    /// table (the default), json, or a comma-separated list of fields
+    /// (id, name, project, pod, pid, state, image, engine) printed
+    /// tab-separated.
+    #[arg(long, value_name = "FORMAT", conflicts_with = "json")]
+    format: Option<Format>,
+    /// Print JSON instead of a table (the same as --format json).
     #[arg(long)]
     json: bool,
+    /// Only the container ids, one per line.
+    #[arg(long, short = 'q', conflicts_with_all = ["format", "json", "follow"])]
+    quiet: bool,
+    /// Full ids, not their first 12 characters.
+    #[arg(long)]
+    no_trunc: bool,
+    /// Give up when an engine has not synchronized within this many
+    /// seconds (for example 5 or 0.5); without it, wait as long as the
+    /// engines keep failing in a way worth retrying.
+    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
+    timeout: Option<Duration>,
     /// Print the alive containers, then every lifecycle event, as JSON
     /// lines until Ctrl-C.
     #[arg(long)]
     follow: bool,
+}
+
+/// A `--timeout`: non-negative seconds, fractions allowed.
+fn seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| format!("{text:?} is not a number of seconds"))
 }
 
 /// One engine being watched.
@@ -72,7 +110,7 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     let engines = match engines(&args) {
         Ok(engines) => engines,
-        Err((option, error)) => return fail(option, &error),
+        Err((option, message)) => return fail(option, &message),
     };
 
     let cancel = CancellationToken::new();
@@ -84,11 +122,22 @@ async fn main() -> ExitCode {
         })
         .collect();
     // The watches run while we wait for every engine's first sync.
+    let all_ready = futures::future::join_all(engines.iter().map(|e| e.watcher.ready()));
+    let deadline = async {
+        match args.timeout {
+            Some(timeout) => tokio::time::sleep(timeout).await,
+            None => futures::future::pending().await,
+        }
+    };
     let synced = tokio::select! {
-        synced = futures::future::join_all(engines.iter().map(|e| e.watcher.ready())) => synced,
+        synced = all_ready => synced,
         Some((option, ended)) = watches.next() => {
             cancel.cancel();
             return fail_watch(option, ended);
+        }
+        () = deadline => {
+            cancel.cancel();
+            return fail_timeout(&engines, args.timeout.unwrap_or_default());
         }
     };
     let failed = engines
@@ -98,20 +147,35 @@ async fn main() -> ExitCode {
     if let Some((option, error)) = failed {
         cancel.cancel();
         while watches.next().await.is_some() {}
-        return fail(option, &error);
+        return fail(option, &whalewatcher::describe(&error));
     }
 
     let code = if args.follow {
-        follow(&engines, &mut watches).await
+        follow(&engines, &args.filter, &mut watches).await
     } else {
-        let written = if args.json {
-            print_json(&engines)
-        } else {
-            print_tables(&engines)
+        let pictures: Vec<Picture> = engines
+            .iter()
+            .map(|e| Picture {
+                info: e.watcher.engine_info(),
+                portfolio: e.watcher.portfolio(),
+            })
+            .collect();
+        let format = match (&args.format, args.json) {
+            (Some(format), _) => format.clone(),
+            (None, true) => Format::Json,
+            (None, false) => Format::Table,
         };
-        // A closed pipe (`| head`) is not an error of ours.
-        let _ = written;
-        ExitCode::SUCCESS
+        let printing = Printing {
+            format: &format,
+            quiet: args.quiet,
+            no_trunc: args.no_trunc,
+            filters: &args.filter,
+        };
+        let mut out = std::io::stdout().lock();
+        let written = printing
+            .print(&pictures, &mut out)
+            .and_then(|()| std::io::Write::flush(&mut out));
+        exit_after_writing(written)
     };
     cancel.cancel();
     while watches.next().await.is_some() {}
@@ -122,7 +186,7 @@ async fn main() -> ExitCode {
 }
 
 /// The watchers the options ask for; Docker by default.
-fn engines(args: &Args) -> Result<Vec<Watched>, (&'static str, EngineError)> {
+fn engines(args: &Args) -> Result<Vec<Watched>, (&'static str, String)> {
     let retry = RetryPolicy::default;
     let endpoint = |url: &String| Some(url.clone()).filter(|url| !url.is_empty());
     let mut engines = Vec::new();
@@ -136,8 +200,12 @@ fn engines(args: &Args) -> Result<Vec<Watched>, (&'static str, EngineError)> {
         args.docker.clone()
     };
     for url in &docker_urls {
-        let watcher = whalewatcher::docker_watcher(endpoint(url).as_deref(), retry())
-            .map_err(|e| ("docker", e))?;
+        let url = match endpoint(url) {
+            Some(url) => Some(url),
+            None => endpoints::docker_context_host().map_err(|e| ("docker", e))?,
+        };
+        let watcher = whalewatcher::docker_watcher(url.as_deref(), retry())
+            .map_err(|e| ("docker", whalewatcher::describe(&e)))?;
         engines.push(Watched {
             option: "docker",
             watcher,
@@ -145,20 +213,25 @@ fn engines(args: &Args) -> Result<Vec<Watched>, (&'static str, EngineError)> {
     }
     for url in &args.podman {
         let watcher = whalewatcher::podman_watcher(endpoint(url).as_deref(), retry())
-            .map_err(|e| ("podman", e))?;
+            .map_err(|e| ("podman", whalewatcher::describe(&e)))?;
         engines.push(Watched {
             option: "podman",
             watcher,
         });
     }
     for path in &args.containerd {
-        let path = Some(path.as_path()).filter(|path| !path.as_os_str().is_empty());
+        let path = Some(std::path::Path::new(path)).filter(|path| !path.as_os_str().is_empty());
         engines.push(Watched {
             option: "containerd",
             watcher: whalewatcher::containerd_watcher(path, retry()),
         });
     }
     for path in &args.cri {
+        let path = if path.is_empty() {
+            endpoints::cri_default_socket()
+        } else {
+            PathBuf::from(path)
+        };
         engines.push(Watched {
             option: "cri",
             watcher: whalewatcher::cri_watcher(path, retry()),
@@ -167,12 +240,8 @@ fn engines(args: &Args) -> Result<Vec<Watched>, (&'static str, EngineError)> {
     Ok(engines)
 }
 
-fn fail(option: &str, error: &EngineError) -> ExitCode {
-    let message = whalewatcher::describe(error);
-    eprintln!(
-        "whalewatch: --{option}: {message}{}",
-        hint(option, &message)
-    );
+fn fail(option: &str, message: &str) -> ExitCode {
+    eprintln!("whalewatch: --{option}: {message}{}", hint(option, message));
     ExitCode::FAILURE
 }
 
@@ -180,13 +249,33 @@ fn fail_watch(option: &str, ended: Result<(), WatchError>) -> ExitCode {
     match ended {
         Ok(()) => ExitCode::SUCCESS,
         Err(WatchError::Unsupported(error) | WatchError::GaveUp { last: error, .. }) => {
-            fail(option, &error)
+            fail(option, &whalewatcher::describe(&error))
         }
         Err(error) => {
             eprintln!("whalewatch: --{option}: {}", whalewatcher::describe(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// No first sync within `--timeout`: which engines, and why if known.
+fn fail_timeout(engines: &[Watched], timeout: Duration) -> ExitCode {
+    for engine in engines {
+        let status = engine.watcher.status();
+        if status.is_synced() {
+            continue;
+        }
+        let why = status
+            .last_error
+            .map(|error| format!(": {}", whalewatcher::describe(&error)))
+            .unwrap_or_default();
+        eprintln!(
+            "whalewatch: --{}: {} did not synchronize within {timeout:?}{why}",
+            engine.option,
+            engine.watcher.api()
+        );
+    }
+    ExitCode::FAILURE
 }
 
 /// What to try, for the errors a newcomer meets first.
@@ -205,174 +294,50 @@ fn hint(option: &str, message: &str) -> String {
     }
 }
 
-/// The portfolio of each engine as a table grouped by project.
-fn print_tables(engines: &[Watched]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    for (n, engine) in engines.iter().enumerate() {
-        let info = engine.watcher.engine_info();
-        let portfolio = engine.watcher.portfolio();
-        if n > 0 {
-            writeln!(out)?;
-        }
-        writeln!(
-            out,
-            "{} {} at {} (engine id {}): {} alive",
-            info.engine_type,
-            info.version,
-            info.api,
-            info.id,
-            portfolio.len()
-        )?;
-        if portfolio.is_empty() {
-            continue;
-        }
-        let mut rows = vec![[
-            "PROJECT".to_owned(),
-            "CONTAINER".to_owned(),
-            "IMAGE".to_owned(),
-            "PID".to_owned(),
-            "STATE".to_owned(),
-            "ID".to_owned(),
-        ]];
-        let mut projects: Vec<_> = portfolio.projects().collect();
-        projects.sort_by_key(|p| p.name());
-        for project in projects {
-            for container in project.containers_by_name() {
-                rows.push(row(project.name(), container));
-            }
-        }
-        let widths: Vec<usize> = (0..6)
-            .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-            .collect();
-        for row in rows {
-            let line: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(cell, width)| format!("{cell:<width$}"))
-                .collect();
-            writeln!(out, "{}", line.join("  ").trim_end())?;
-        }
-    }
-    Ok(())
-}
-
-fn row(project: &str, container: &Container) -> [String; 6] {
-    let id = container.id();
-    // Docker's and CRI's 64-hex ids are told apart by 12.
-    let short = if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        &id[..12]
-    } else {
-        id
-    };
-    [
-        if project.is_empty() { "-" } else { project }.to_owned(),
-        container.name().to_owned(),
-        container.image().unwrap_or("-").to_owned(),
-        container.pid().to_string(),
-        if container.is_paused() {
-            "paused"
-        } else {
-            "running"
-        }
-        .to_owned(),
-        short.to_owned(),
-    ]
-}
-
-/// An engine and its containers, by project, for `--json`.
-#[derive(Serialize)]
-struct EngineJson<'a> {
-    engine: &'a EngineInfo,
-    projects: Vec<ProjectJson<'a>>,
-}
-
-#[derive(Serialize)]
-struct ProjectJson<'a> {
-    name: &'a str,
-    containers: Vec<&'a Container>,
-}
-
-fn print_json(engines: &[Watched]) -> std::io::Result<()> {
-    let infos: Vec<_> = engines.iter().map(|e| e.watcher.engine_info()).collect();
-    let portfolios: Vec<_> = engines.iter().map(|e| e.watcher.portfolio()).collect();
-    let json: Vec<EngineJson> = infos
-        .iter()
-        .zip(&portfolios)
-        .map(|(info, portfolio)| {
-            let mut projects: Vec<ProjectJson> = portfolio
-                .projects()
-                .map(|p| ProjectJson {
-                    name: p.name(),
-                    containers: p.containers_by_name().into_iter().map(|c| &**c).collect(),
-                })
-                .collect();
-            projects.sort_by_key(|p| p.name);
-            EngineJson {
-                engine: info,
-                projects,
-            }
-        })
-        .collect();
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, &json)?;
-    std::io::Write::write_all(&mut out, b"\n")
-}
-
-/// One line of `--follow`: a container alive at the start, or an event.
-#[derive(Serialize)]
-struct Line<'a> {
-    engine: &'a str,
-    #[serde(flatten)]
-    what: What<'a>,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum What<'a> {
-    Alive {
-        kind: &'static str,
-        container: &'a Container,
-    },
-    Event(&'a Event),
-}
-
-/// Prints the alive containers, then each event, until Ctrl-C (or
-/// SIGTERM) or a watch ends for good.
+/// Prints the alive containers that pass the filters, then each of
+/// their events, until Ctrl-C (or SIGTERM) or a watch ends for good.
 async fn follow(
     engines: &[Watched],
+    filters: &[Filter],
     watches: &mut FuturesUnordered<
         impl std::future::Future<Output = (&'static str, Result<(), WatchError>)>,
     >,
 ) -> ExitCode {
-    let apis: Vec<String> = engines.iter().map(|e| e.watcher.api()).collect();
+    // Every engine has synced, so each has described itself.
+    let infos: Vec<_> = engines.iter().map(|e| e.watcher.engine_info()).collect();
     let mut events = SelectAll::new();
-    for (engine, api) in engines.iter().zip(&apis) {
+    for (engine, info) in engines.iter().zip(&infos) {
         let (snapshot, stream) = engine.watcher.subscribe();
-        let mut alive: Vec<_> = snapshot.containers().collect();
-        alive.sort_by_key(|c| (c.project(), c.name()));
-        for container in alive {
+        let mut alive: Vec<_> = snapshot
+            .containers()
+            .filter(|c| filter::passes(filters, info, c))
+            .collect();
+        alive.sort_by(|a, b| (a.project(), a.name()).cmp(&(b.project(), b.name())));
+        for container in &alive {
             let what = What::Alive {
                 kind: "alive",
                 container,
             };
-            if !print_line(api, what) {
-                return ExitCode::SUCCESS;
+            if let Err(error) = output::print_line(info, what) {
+                return exit_after_writing(Err(error));
             }
         }
-        events.push(stream.map(move |event| (api, event)));
+        events.push(stream.map(move |event| (info, event)));
     }
+    let shutdown = shutdown();
+    tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            _ = shutdown() => return ExitCode::SUCCESS,
+            () = &mut shutdown => return ExitCode::SUCCESS,
             Some((option, ended)) = watches.next() => return fail_watch(option, ended),
-            Some((api, event)) = events.next() => match event {
-                Ok(event) => {
-                    if !print_line(api, What::Event(&event)) {
-                        return ExitCode::SUCCESS;
+            Some((info, event)) = events.next() => match event {
+                Ok(event) if filter::passes(filters, info, &event.container) => {
+                    if let Err(error) = output::print_line(info, What::Event(&event)) {
+                        return exit_after_writing(Err(error));
                     }
                 }
-                Err(lagged) => eprintln!("whalewatch: {api}: {lagged}"),
+                Ok(_) => {}
+                Err(lagged) => eprintln!("whalewatch: {}: {lagged}", info.api),
             },
         }
     }
@@ -392,11 +357,14 @@ async fn shutdown() {
     }
 }
 
-/// Prints one JSON line; false when stdout is gone.
-fn print_line(engine: &str, what: What) -> bool {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer(&mut out, &Line { engine, what }).is_ok()
-        && out.write_all(b"\n").is_ok()
-        && out.flush().is_ok()
+/// Success, unless the output could not be written: a closed pipe
+/// (`| head`) is the reader's choice, not an error; a full disk is.
+fn exit_after_writing(written: std::io::Result<()>) -> ExitCode {
+    match written {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("whalewatch: cannot write the output: {error}");
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
+    }
 }

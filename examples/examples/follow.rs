@@ -3,7 +3,7 @@
 //! the containers alive when it started, then every change.
 //!
 //! ```sh
-//! cargo run -p whalewatcher-examples --bin follow
+//! cargo run -p whalewatch --example follow
 //! ```
 
 use futures::StreamExt;

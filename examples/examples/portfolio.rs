@@ -4,7 +4,7 @@
 //! PIDs, and stop cleanly.
 //!
 //! ```sh
-//! cargo run -p whalewatcher-examples --bin portfolio -- unix:///var/run/docker.sock
+//! cargo run -p whalewatch --example portfolio -- unix:///var/run/docker.sock
 //! ```
 
 use whalewatcher::{CancellationToken, RetryPolicy};
