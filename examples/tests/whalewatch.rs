@@ -539,3 +539,48 @@ fn the_endpoint_variables_of_podman_crictl_and_docker_contexts_are_honoured() {
     );
     std::fs::remove_dir_all(&config).unwrap();
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_same_options() {
+    let (code, bash, stderr) = whalewatch(&["--completions", "bash"]);
+    assert_eq!(code, 0, "{stderr}");
+    for option in [
+        "--docker",
+        "--filter",
+        "--format",
+        "--no-trunc",
+        "--timeout",
+        "--follow",
+    ] {
+        assert!(bash.contains(option), "bash completion lacks {option}");
+    }
+    // bash itself reads it, and completes an option.
+    let script = std::env::temp_dir().join(whalewatcher_tests::test_label_value("completion"));
+    std::fs::write(&script, &bash).unwrap();
+    let completed = whalewatcher_tests::run_command(
+        "bash",
+        &[
+            "-c",
+            &format!(
+                "source {}; COMP_WORDS=(whalewatch --no-t); COMP_CWORD=1; \
+                 _whalewatch whalewatch --no-t whalewatch; echo \"${{COMPREPLY[@]}}\"",
+                script.display()
+            ),
+        ],
+    );
+    std::fs::remove_file(&script).unwrap();
+    assert_eq!(completed.trim(), "--no-trunc");
+
+    let (code, man, stderr) = whalewatch(&["--man"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        man.starts_with(".ie"),
+        "roff: {}",
+        &man[..man.len().min(80)]
+    );
+    assert!(man.contains(".TH whalewatch 1"), "a section 1 page");
+    assert!(man.contains("\\-\\-filter"), "the options are in it");
+
+    let (code, _, stderr) = whalewatch(&["--man", "--json"]);
+    assert_eq!(code, 2, "--man goes alone: {stderr}");
+}

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, CommandFactory, Parser};
 use futures::stream::{FuturesUnordered, SelectAll};
 use futures::StreamExt;
 use whalewatcher::{CancellationToken, RetryPolicy, WatchError, Watcher};
@@ -81,6 +81,13 @@ struct Args {
     /// lines until Ctrl-C.
     #[arg(long)]
     follow: bool,
+    /// Print the completion script for SHELL (bash, zsh, fish, elvish,
+    /// powershell), and nothing else.
+    #[arg(long, value_name = "SHELL", exclusive = true)]
+    completions: Option<clap_complete::Shell>,
+    /// Print the man page (roff), and nothing else.
+    #[arg(long, exclusive = true)]
+    man: bool,
 }
 
 /// A `--timeout`: non-negative seconds, fractions allowed.
@@ -108,6 +115,18 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if let Some(shell) = args.completions {
+        let mut command = Args::command();
+        clap_complete::generate(shell, &mut command, "whalewatch", &mut std::io::stdout());
+        return exit_after_writing(std::io::Write::flush(&mut std::io::stdout()));
+    }
+    if args.man {
+        let mut out = std::io::stdout().lock();
+        let written = clap_mangen::Man::new(Args::command())
+            .render(&mut out)
+            .and_then(|()| std::io::Write::flush(&mut out));
+        return exit_after_writing(written);
+    }
     let engines = match engines(&args) {
         Ok(engines) => engines,
         Err((option, message)) => return fail(option, &message),
