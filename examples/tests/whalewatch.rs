@@ -584,3 +584,157 @@ fn completions_and_the_man_page_come_from_the_same_options() {
     let (code, _, stderr) = whalewatch(&["--man", "--json"]);
     assert_eq!(code, 2, "--man goes alone: {stderr}");
 }
+
+/// A tmux server of this test's own (`tmux -L`), running one command in a
+/// terminal of 200 × 50; killed when dropped.
+struct Terminal {
+    server: String,
+}
+
+impl Terminal {
+    fn start(server: &str, command: &str) -> Terminal {
+        whalewatcher_tests::run_command(
+            "tmux",
+            &[
+                "-L",
+                server,
+                "new-session",
+                "-d",
+                "-s",
+                "t",
+                "-x",
+                "200",
+                "-y",
+                "50",
+                command,
+            ],
+        );
+        Terminal {
+            server: server.to_owned(),
+        }
+    }
+
+    /// What the terminal shows now; empty once its command has ended.
+    fn screen(&self) -> String {
+        Command::new("tmux")
+            .args(["-L", &self.server, "capture-pane", "-p", "-t", "t"])
+            .output()
+            .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Waits until the screen shows what `condition` looks for.
+    async fn shows(&self, what: &str, condition: impl Fn(&str) -> bool) {
+        let last = std::sync::Mutex::new(String::new());
+        let found = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            loop {
+                let screen = self.screen();
+                if condition(&screen) {
+                    return;
+                }
+                *last.lock().unwrap() = screen;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        if found.is_err() {
+            panic!(
+                "the terminal never showed {what}; it shows:\n{}",
+                last.lock().unwrap()
+            );
+        }
+    }
+
+    fn keys(&self, keys: &str) {
+        whalewatcher_tests::run_command(
+            "tmux",
+            &["-L", &self.server, "send-keys", "-t", "t", keys],
+        );
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.server, "kill-server"])
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_shows_starts_pauses_exits_and_a_lost_engine_in_a_terminal() {
+    use whalewatcher_tests::http_proxy::{HttpProxy, Rules};
+    let rig = Rig::load();
+    let t = DockerTest::connect(&rig.host_docker, "cli-live").await;
+    let proxy = HttpProxy::docker(&rig.host_docker, Rules::default());
+    let mine = format!("label={TEST_LABEL}={}", t.label);
+    let exit_file = std::env::temp_dir().join(format!("{}.exit", t.label));
+    let terminal = Terminal::start(
+        &t.label,
+        &format!(
+            "{WHALEWATCH} --live --docker {} --filter {mine}; echo $? > {}; sleep 60",
+            proxy.endpoint(),
+            exit_file.display()
+        ),
+    );
+    terminal
+        .shows("the engine, nothing of this test yet", |s| {
+            s.contains("docker.com ") && s.contains(", 0 shown · synced")
+        })
+        .await;
+
+    let id = t.run("live", &[]).await;
+    let name = format!("live-{}", t.label);
+    let row = |state: &'static str| {
+        let (name, short) = (name.clone(), id[..12].to_owned());
+        move |screen: &str| {
+            screen.lines().any(|line| {
+                line.contains(&name)
+                    && line.contains(&short)
+                    && line.contains(&format!(" {state} "))
+            })
+        }
+    };
+    terminal
+        .shows("the started container", row("running"))
+        .await;
+    terminal
+        .shows("one shown", |s| s.contains(", 1 shown · synced"))
+        .await;
+    t.pause(&id).await;
+    terminal.shows("the paused container", row("paused")).await;
+    t.unpause(&id).await;
+    t.kill(&id).await;
+    terminal
+        .shows("the exit, marked", row("exited (137)"))
+        .await;
+    terminal
+        .shows("the exited container gone after its mark", |s| {
+            !s.contains(&name) && s.contains(", 0 shown")
+        })
+        .await;
+
+    proxy.cut_and_hold();
+    terminal
+        .shows("the engine lost", |s| s.contains("· LOST, retrying"))
+        .await;
+    proxy.restore();
+    terminal
+        .shows("the engine back", |s| s.contains(", 0 shown · synced"))
+        .await;
+
+    terminal.keys("C-c");
+    within("whalewatch to end on Ctrl-C", async {
+        while !exit_file.exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let code = std::fs::read_to_string(&exit_file).unwrap();
+    std::fs::remove_file(&exit_file).unwrap();
+    assert_eq!(code.trim(), "0", "exit code");
+    // The terminal is back from the alternate screen.
+    terminal
+        .shows("the normal screen", |s| !s.contains("whalewatch --live:"))
+        .await;
+}

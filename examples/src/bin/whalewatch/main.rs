@@ -10,6 +10,7 @@
 
 mod endpoints;
 mod filter;
+mod live;
 mod output;
 
 use std::path::PathBuf;
@@ -81,6 +82,10 @@ struct Args {
     /// lines until Ctrl-C.
     #[arg(long)]
     follow: bool,
+    /// A full-screen table of the alive containers, by engine and
+    /// project, redrawn as events arrive, until Ctrl-C.
+    #[arg(long, conflicts_with_all = ["quiet", "format", "json", "follow"])]
+    live: bool,
     /// Print the completion script for SHELL (bash, zsh, fish, elvish,
     /// powershell), and nothing else.
     #[arg(long, value_name = "SHELL", exclusive = true)]
@@ -171,6 +176,24 @@ async fn main() -> ExitCode {
 
     let code = if args.follow {
         follow(&engines, &args.filter, &mut watches).await
+    } else if args.live {
+        let printing = Printing {
+            format: &Format::Table,
+            quiet: false,
+            no_trunc: args.no_trunc,
+            filters: &args.filter,
+        };
+        let until = async {
+            tokio::select! {
+                () = shutdown() => None,
+                Some(ended) = watches.next() => Some(ended),
+            }
+        };
+        match live::run(&engines, &printing, until).await {
+            Ok(None) => ExitCode::SUCCESS,
+            Ok(Some((option, ended))) => fail_watch(option, ended),
+            Err(error) => exit_after_writing(Err(error)),
+        }
     } else {
         let pictures: Vec<Picture> = engines
             .iter()

@@ -72,6 +72,34 @@ impl std::str::FromStr for Format {
     }
 }
 
+/// The table's columns and their headings.
+const TABLE_COLUMNS: [Field; 6] = [
+    Field::Project,
+    Field::Name,
+    Field::Image,
+    Field::Pid,
+    Field::State,
+    Field::Id,
+];
+pub const TABLE_HEADER: [&str; 6] = ["PROJECT", "CONTAINER", "IMAGE", "PID", "STATE", "ID"];
+
+/// The rows as lines, each column as wide as its widest cell.
+pub fn align<const N: usize>(rows: Vec<[String; N]>) -> Vec<String> {
+    let widths: Vec<usize> = (0..N)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    rows.iter()
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(cell, width)| format!("{cell:<width$}"))
+                .collect();
+            cells.join("  ").trim_end().to_owned()
+        })
+        .collect()
+}
+
 /// One engine's picture, as the one-shot modes print it.
 pub struct Picture {
     pub info: Arc<EngineInfo>,
@@ -164,15 +192,12 @@ impl Printing<'_> {
         }
     }
 
+    /// A container's row of the table, the columns of [`TABLE_HEADER`].
+    pub fn table_row(&self, engine: &EngineInfo, container: &Container) -> [String; 6] {
+        TABLE_COLUMNS.map(|field| self.cell(field, engine, container))
+    }
+
     fn tables(&self, pictures: &[Picture], out: &mut impl Write) -> std::io::Result<()> {
-        const COLUMNS: [Field; 6] = [
-            Field::Project,
-            Field::Name,
-            Field::Image,
-            Field::Pid,
-            Field::State,
-            Field::Id,
-        ];
         for (n, picture) in pictures.iter().enumerate() {
             let info = &picture.info;
             let containers = self.sorted(picture);
@@ -196,21 +221,12 @@ impl Printing<'_> {
             if containers.is_empty() {
                 continue;
             }
-            let header = ["PROJECT", "CONTAINER", "IMAGE", "PID", "STATE", "ID"];
-            let mut rows = vec![header.map(str::to_owned)];
+            let mut rows = vec![TABLE_HEADER.map(str::to_owned)];
             for container in &containers {
-                rows.push(COLUMNS.map(|field| self.cell(field, info, container)));
+                rows.push(self.table_row(info, container));
             }
-            let widths: Vec<usize> = (0..COLUMNS.len())
-                .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-                .collect();
-            for row in rows {
-                let line: Vec<String> = row
-                    .iter()
-                    .zip(&widths)
-                    .map(|(cell, width)| format!("{cell:<width$}"))
-                    .collect();
-                writeln!(out, "{}", line.join("  ").trim_end())?;
+            for line in align(rows) {
+                writeln!(out, "{line}")?;
             }
         }
         Ok(())

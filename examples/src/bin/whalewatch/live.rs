@@ -1,0 +1,224 @@
+//! `--live`: a full-screen table of the alive containers, redrawn as
+//! events arrive: by engine and project, an exit marked for a few seconds,
+//! an engine that is lost or resynchronizing said so in its heading.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use futures::stream::{BoxStream, SelectAll};
+use futures::StreamExt;
+use whalewatcher::{Container, EventKind, SyncState, SyncStatus};
+
+use crate::output::{align, Printing, TABLE_HEADER};
+use crate::Watched;
+
+/// How long an exited container stays on screen, marked.
+const EXIT_MARK: Duration = Duration::from_secs(3);
+
+/// The least time between two redraws: a burst of events is one redraw.
+const REDRAW_EVERY: Duration = Duration::from_millis(100);
+
+/// Enter the terminal's alternate screen and hide the cursor; the reverse.
+const ENTER: &str = "\x1b[?1049h\x1b[?25l";
+const LEAVE: &str = "\x1b[?25h\x1b[?1049l";
+
+/// A container that exited a moment ago, still shown.
+struct Exited {
+    engine: usize,
+    container: std::sync::Arc<Container>,
+    code: Option<i64>,
+    at: Instant,
+}
+
+/// What wakes the view up.
+enum Change {
+    Event(usize, whalewatcher::Event),
+    Status,
+}
+
+/// Shows the engines' containers until `until` completes; restores the
+/// terminal before it returns.
+pub async fn run<F: std::future::Future>(
+    engines: &[Watched],
+    printing: &Printing<'_>,
+    until: F,
+) -> std::io::Result<F::Output> {
+    let mut changes: SelectAll<BoxStream<'static, Change>> = SelectAll::new();
+    for (n, engine) in engines.iter().enumerate() {
+        let (_, events) = engine.watcher.subscribe();
+        changes.push(
+            events
+                .filter_map(move |event| async move { event.ok().map(|e| Change::Event(n, e)) })
+                .boxed(),
+        );
+        let status = engine.watcher.subscribe_status();
+        changes.push(
+            futures::stream::unfold(status, |mut status| async move {
+                status.changed().await.ok()?;
+                Some((Change::Status, status))
+            })
+            .boxed(),
+        );
+    }
+    let mut out = std::io::stdout();
+    write!(out, "{ENTER}")?;
+    let shown = follow(engines, printing, &mut changes, until).await;
+    write!(out, "{LEAVE}")?;
+    out.flush()?;
+    shown
+}
+
+async fn follow<F: std::future::Future>(
+    engines: &[Watched],
+    printing: &Printing<'_>,
+    changes: &mut SelectAll<BoxStream<'static, Change>>,
+    until: F,
+) -> std::io::Result<F::Output> {
+    tokio::pin!(until);
+    let mut exited: Vec<Exited> = Vec::new();
+    let mut dirty = true;
+    let mut last_draw = Instant::now() - REDRAW_EVERY;
+    loop {
+        exited.retain(|e| e.at.elapsed() < EXIT_MARK);
+        let now = Instant::now();
+        if dirty && now - last_draw >= REDRAW_EVERY {
+            draw(engines, printing, &exited)?;
+            last_draw = now;
+            dirty = false;
+        }
+        // Wake for the pending redraw, or for the next exit mark to go.
+        let wake = if dirty {
+            Some(last_draw + REDRAW_EVERY)
+        } else {
+            exited.iter().map(|e| e.at + EXIT_MARK).min()
+        };
+        let sleep = async {
+            match wake {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => futures::future::pending().await,
+            }
+        };
+        tokio::select! {
+            done = &mut until => return Ok(done),
+            Some(change) = changes.next() => {
+                if let Change::Event(engine, event) = change {
+                    if event.kind == EventKind::Exited
+                        && crate::filter::passes(
+                            printing.filters,
+                            &engines[engine].watcher.engine_info(),
+                            &event.container,
+                        )
+                    {
+                        exited.push(Exited {
+                            engine,
+                            code: event.exit.as_ref().and_then(|exit| exit.code).map(i64::from),
+                            container: event.container,
+                            at: Instant::now(),
+                        });
+                    }
+                }
+                dirty = true;
+            }
+            () = sleep => dirty = true,
+        }
+    }
+}
+
+/// Draws the whole screen in one write.
+fn draw(engines: &[Watched], printing: &Printing<'_>, exited: &[Exited]) -> std::io::Result<()> {
+    let mut lines = vec![format!(
+        "whalewatch --live: {} engine{}, at {} (Ctrl-C ends)",
+        engines.len(),
+        if engines.len() == 1 { "" } else { "s" },
+        clock()
+    )];
+    for (n, engine) in engines.iter().enumerate() {
+        let info = engine.watcher.engine_info();
+        let portfolio = engine.watcher.portfolio();
+        lines.push(String::new());
+        let mut containers: Vec<(std::sync::Arc<Container>, Option<String>)> = portfolio
+            .containers()
+            .filter(|c| crate::filter::passes(printing.filters, &info, c))
+            .map(|c| (c.clone(), None))
+            .collect();
+        for gone in exited.iter().filter(|e| e.engine == n) {
+            if portfolio.container(gone.container.id()).is_none() {
+                let state = match gone.code {
+                    Some(code) => format!("exited ({code})"),
+                    None => "exited".to_owned(),
+                };
+                containers.push((gone.container.clone(), Some(state)));
+            }
+        }
+        containers.sort_by(|(a, _), (b, _)| (a.project(), a.name()).cmp(&(b.project(), b.name())));
+        lines.push(format!(
+            "{} {} at {}: {} alive{} · {}",
+            info.engine_type,
+            info.version,
+            info.api,
+            portfolio.len(),
+            if printing.filters.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", {} shown",
+                    containers.iter().filter(|(_, s)| s.is_none()).count()
+                )
+            },
+            condition(&engine.watcher.status())
+        ));
+        if containers.is_empty() {
+            continue;
+        }
+        let mut rows = vec![TABLE_HEADER.map(str::to_owned)];
+        for (container, state) in &containers {
+            let mut row = printing.table_row(&info, container);
+            if let Some(state) = state {
+                row[4] = state.clone();
+            }
+            rows.push(row);
+        }
+        lines.extend(align(rows));
+    }
+    let mut screen = String::from("\x1b[H");
+    for line in lines {
+        screen.push_str(&line);
+        screen.push_str("\x1b[K\r\n");
+    }
+    screen.push_str("\x1b[J");
+    let mut out = std::io::stdout().lock();
+    out.write_all(screen.as_bytes())?;
+    out.flush()
+}
+
+/// An engine's connection, as its heading tells it.
+fn condition(status: &SyncStatus) -> String {
+    let why = || {
+        status
+            .last_error
+            .as_ref()
+            .map(|error| format!(": {}", whalewatcher::describe(error)))
+            .unwrap_or_default()
+    };
+    match status.state {
+        SyncState::Synced => "synced".to_owned(),
+        SyncState::Syncing => "resynchronizing".to_owned(),
+        SyncState::Lost => format!("LOST, retrying{}", why()),
+        SyncState::Stopped => format!("stopped{}", why()),
+    }
+}
+
+/// The time of day (UTC), to show the screen is alive.
+fn clock() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+        % 86_400;
+    format!(
+        "{:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
