@@ -12,21 +12,12 @@ const WHALEWATCH: &str = env!("CARGO_BIN_EXE_whalewatch");
 
 /// Runs whalewatch to its end; (exit code, stdout, stderr).
 fn whalewatch(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(WHALEWATCH)
-        .args(args)
-        .output()
-        .expect("whalewatch runs");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    whalewatch_with(args, &[])
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_table_groups_by_project_and_json_has_the_same_containers() {
-    let rig = Rig::load();
-    let t = DockerTest::connect(&rig.host_docker, "cli-table").await;
+/// The compose project `shop-<label>` with `web` in it, a standalone
+/// `solo` and a paused `frozen`: (project, web, solo, frozen).
+async fn shop(t: &DockerTest) -> (String, String, String, String) {
     let project = format!("shop-{}", t.label);
     let web = t
         .run("web", &[("com.docker.compose.project", &project)])
@@ -34,6 +25,14 @@ async fn the_table_groups_by_project_and_json_has_the_same_containers() {
     let solo = t.run("solo", &[]).await;
     let frozen = t.run("frozen", &[]).await;
     t.pause(&frozen).await;
+    (project, web, solo, frozen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_table_groups_by_project_and_json_has_the_same_containers() {
+    let rig = Rig::load();
+    let t = DockerTest::connect(&rig.host_docker, "cli-table").await;
+    let (project, web, solo, frozen) = shop(&t).await;
 
     let (code, table, stderr) = whalewatch(&["--docker", &rig.host_docker.endpoint]);
     assert_eq!(code, 0, "{stderr}");
@@ -320,13 +319,7 @@ fn lines_of(args: &[&str]) -> Vec<String> {
 async fn quiet_filters_and_fields_pick_what_docker_ps_picks() {
     let rig = Rig::load();
     let t = DockerTest::connect(&rig.host_docker, "cli-filter").await;
-    let project = format!("shop-{}", t.label);
-    let web = t
-        .run("web", &[("com.docker.compose.project", &project)])
-        .await;
-    let solo = t.run("solo", &[]).await;
-    let frozen = t.run("frozen", &[]).await;
-    t.pause(&frozen).await;
+    let (project, web, solo, frozen) = shop(&t).await;
     let endpoint = rig.host_docker.endpoint.as_str();
     let mine = format!("label={TEST_LABEL}={}", t.label);
     let sorted = |mut ids: Vec<String>| {
@@ -346,14 +339,16 @@ async fn quiet_filters_and_fields_pick_what_docker_ps_picks() {
         )
     };
 
-    let all = sorted(lines_of(&[
-        "--docker",
-        endpoint,
-        "-q",
-        "--no-trunc",
-        "--filter",
-        &mine,
-    ]));
+    // whalewatch -q --no-trunc with these filters, sorted.
+    let ids = |filters: &[&str]| {
+        let mut args = vec!["--docker", endpoint, "-q", "--no-trunc"];
+        for filter in filters {
+            args.extend(["--filter", filter]);
+        }
+        sorted(lines_of(&args))
+    };
+
+    let all = ids(&[&mine]);
     assert_eq!(all, sorted(vec![web.clone(), solo.clone(), frozen.clone()]));
     assert_eq!(all, docker_ps(&[&mine]));
     // Without --no-trunc, docker's 12 characters.
@@ -361,28 +356,11 @@ async fn quiet_filters_and_fields_pick_what_docker_ps_picks() {
     assert!(short.iter().all(|id| id.len() == 12), "{short:?}");
 
     // One key twice: either; two keys: both.
-    let either = ["--filter", "name=solo", "--filter", "name=frozen"];
-    let mut args = vec!["--docker", endpoint, "-q", "--no-trunc", "--filter", &mine];
-    args.extend(either);
-    assert_eq!(
-        sorted(lines_of(&args)),
-        sorted(vec![solo.clone(), frozen.clone()])
-    );
-    assert_eq!(
-        sorted(lines_of(&args)),
-        docker_ps(&[&mine, "name=solo", "name=frozen"])
-    );
+    let either = [mine.as_str(), "name=solo", "name=frozen"];
+    assert_eq!(ids(&either), sorted(vec![solo.clone(), frozen.clone()]));
+    assert_eq!(ids(&either), docker_ps(&either));
     let in_project = format!("project={project}");
-    let only_web = lines_of(&[
-        "--docker",
-        endpoint,
-        "-q",
-        "--no-trunc",
-        "--filter",
-        &mine,
-        "--filter",
-        &in_project,
-    ]);
+    let only_web = ids(&[&mine, &in_project]);
     assert_eq!(only_web, std::slice::from_ref(&web));
     let compose_label = format!("label=com.docker.compose.project={project}");
     assert_eq!(only_web, docker_ps(&[&mine, &compose_label]));
@@ -412,18 +390,19 @@ async fn quiet_filters_and_fields_pick_what_docker_ps_picks() {
     assert!(table[0].ends_with(", 1 shown"), "{table:?}");
     assert_eq!(table.len(), 3, "engine line, header, web: {table:?}");
 
-    let (code, _, stderr) = whalewatch(&["--filter", "colour=red"]);
-    assert_eq!(code, 2, "a usage error: {stderr}");
-    assert!(
-        stderr.contains("unknown filter key \"colour\" (keys: label, name, project, pod, engine)"),
-        "{stderr}"
+    usage_error(
+        &["--filter", "colour=red"],
+        "unknown filter key \"colour\" (keys: label, name, project, pod, engine)",
     );
-    let (code, _, stderr) = whalewatch(&["--format", "id,size"]);
-    assert_eq!(code, 2, "a usage error: {stderr}");
-    assert!(
-        stderr.contains("unknown format or field \"size\""),
-        "{stderr}"
-    );
+    usage_error(&["--format", "id,size"], "unknown format or field \"size\"");
+}
+
+/// Asserts whalewatch refuses `args` as a usage error (exit 2), saying
+/// `message`.
+fn usage_error(args: &[&str], message: &str) {
+    let (code, _, stderr) = whalewatch(args);
+    assert_eq!(code, 2, "{args:?} is a usage error: {stderr}");
+    assert!(stderr.contains(message), "{args:?}: {stderr}");
 }
 
 #[test]
@@ -443,11 +422,9 @@ fn a_timeout_ends_the_wait_for_a_silent_engine() {
     );
     // The engine deadlines are 10 s; the timeout came first.
     assert!(began.elapsed() < std::time::Duration::from_secs(8));
-    let (code, _, stderr) = whalewatch(&["--timeout", "soon"]);
-    assert_eq!(code, 2, "{stderr}");
-    assert!(
-        stderr.contains("\"soon\" is not a number of seconds"),
-        "{stderr}"
+    usage_error(
+        &["--timeout", "soon"],
+        "\"soon\" is not a number of seconds",
     );
 }
 
@@ -581,8 +558,7 @@ fn completions_and_the_man_page_come_from_the_same_options() {
     assert!(man.contains(".TH whalewatch 1"), "a section 1 page");
     assert!(man.contains("\\-\\-filter"), "the options are in it");
 
-    let (code, _, stderr) = whalewatch(&["--man", "--json"]);
-    assert_eq!(code, 2, "--man goes alone: {stderr}");
+    usage_error(&["--man", "--json"], "cannot be used with");
 }
 
 /// A tmux server of this test's own (`tmux -L`), running one command in a

@@ -242,17 +242,20 @@ async fn a_pod_created_during_the_initial_sync_is_present() {
 async fn containerd_1_6_without_cri_events_is_unsupported_once() {
     // Read-only: the host's containerd runs the rig's host dockerd.
     let rig = Rig::load();
-    let watcher = Watcher::new(
-        CriEngine::new(rig.host_containerd.socket()),
-        RetryPolicy::default(),
-    );
+    unsupported_once(CriEngine::new(rig.host_containerd.socket())).await;
+}
+
+/// Watches with `engine` until the watch gives up; asserts it did as an
+/// engine without CRI events, after one attempt.
+async fn unsupported_once(engine: CriEngine) -> Watcher {
+    let watcher = Watcher::new(engine, RetryPolicy::default());
     let ended = within(
         "the watch to give up",
         watcher.watch(CancellationToken::new()),
     )
     .await;
-    match ended {
-        Err(WatchError::Unsupported(EngineError::Unsupported { ref what, .. }))
+    match &ended {
+        Err(WatchError::Unsupported(EngineError::Unsupported { what, .. }))
             if what == "CRI container events" => {}
         other => panic!("expected the missing CRI events API, got {other:?}"),
     }
@@ -262,6 +265,7 @@ async fn containerd_1_6_without_cri_events_is_unsupported_once() {
         message.contains("does not support CRI container events"),
         "{message}"
     );
+    watcher
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -355,18 +359,7 @@ async fn refused_late(delay: Duration) -> Watcher {
             ),
         ]),
     );
-    let watcher = Watcher::new(CriEngine::new(engine.socket()), RetryPolicy::default());
-    let ended = within(
-        "the watch to give up",
-        watcher.watch(CancellationToken::new()),
-    )
-    .await;
-    match ended {
-        Err(WatchError::Unsupported(EngineError::Unsupported { ref what, .. }))
-            if what == "CRI container events" => {}
-        other => panic!("expected the missing CRI events API, got {other:?}"),
-    }
-    assert_eq!(watcher.status().attempts, 1, "tried once, not in a loop");
+    let watcher = unsupported_once(CriEngine::new(engine.socket())).await;
     assert_eq!(engine.calls(events), 1, "one attempt, not a busy loop");
     watcher
 }
@@ -524,19 +517,7 @@ async fn containerd_1_6_never_counts_as_synced() {
     // ends every session before its sync is published.
     let rig = Rig::load();
     for attempt in 0..300 {
-        let watcher = Watcher::new(
-            CriEngine::new(rig.host_containerd.socket()),
-            RetryPolicy::default(),
-        );
-        let ended = within(
-            "the watch to give up",
-            watcher.watch(CancellationToken::new()),
-        )
-        .await;
-        assert!(
-            matches!(ended, Err(WatchError::Unsupported(_))),
-            "attempt {attempt}: {ended:?}"
-        );
+        let watcher = unsupported_once(CriEngine::new(rig.host_containerd.socket())).await;
         assert_eq!(
             watcher.status().sync_duration,
             None,
