@@ -107,6 +107,26 @@ impl EngineError {
         )
     }
 
+    /// The kind of the first I/O error among its causes, if any: a missing
+    /// socket ([`NotFound`](std::io::ErrorKind::NotFound)), a refused
+    /// permission, a refused connection, ... — to tell the user what to try
+    /// without reading the message.
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        let EngineError::Unreachable { cause, .. } = self else {
+            return None;
+        };
+        // The cause itself first: as a source, the shared cause is seen
+        // through its Arc, which no downcast sees through.
+        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&**cause);
+        while let Some(error) = next {
+            if let Some(io) = error.downcast_ref::<std::io::Error>() {
+                return Some(io.kind());
+            }
+            next = error.source();
+        }
+        None
+    }
+
     /// Whether the error says only that one container is gone or not alive,
     /// not that anything is wrong with the engine.
     pub fn is_container_gone(&self) -> bool {
@@ -236,6 +256,24 @@ mod tests {
             describe(&err),
             "cannot watch this engine: the engine at unix:///c.sock does not support CRI container events"
         );
+    }
+
+    #[test]
+    fn the_io_kind_is_found_below_any_wrapper() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("client error (Connect)")]
+        struct Connect(#[source] std::io::Error);
+        let err = EngineError::unreachable(
+            "unix:///d.sock",
+            Connect(std::io::Error::from(std::io::ErrorKind::PermissionDenied)),
+        );
+        assert_eq!(err.io_kind(), Some(std::io::ErrorKind::PermissionDenied));
+        let err = EngineError::unreachable(
+            "unix:///d.sock",
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        );
+        assert_eq!(err.io_kind(), Some(std::io::ErrorKind::NotFound));
+        assert_eq!(EngineError::NotFound { id: "x".into() }.io_kind(), None);
     }
 
     #[test]

@@ -95,7 +95,14 @@ pub(crate) fn resolve(
 /// (libpod) API that the Docker API lacks, lists and inspects without
 /// bollard's typed model, and the engine's clock.
 pub(crate) type RawGet =
-    Arc<dyn Fn(String) -> BoxFuture<'static, Result<RawResponse, String>> + Send + Sync>;
+    Arc<dyn Fn(String) -> BoxFuture<'static, Result<RawResponse, std::io::Error>> + Send + Sync>;
+
+/// An error of the raw transport as an I/O error of the kind of the I/O
+/// error that caused it (a missing socket, a refused permission), so a
+/// caller can tell them apart; its text tells the whole chain.
+fn io_error(error: impl std::error::Error) -> std::io::Error {
+    whalewatcher_core::io_error_with_causes(error.to_string(), error.source())
+}
 
 /// What a [`RawGet`] answers.
 pub(crate) struct RawResponse {
@@ -186,18 +193,11 @@ fn unix_transport(
             Box::pin(async move {
                 let request = hyper::Request::get(hyperlocal::Uri::new(&socket, &path))
                     .body(bollard::body_full(Bytes::new()))
-                    .map_err(|e| whalewatcher_core::describe(&e))?;
-                let response = client
-                    .request(request)
-                    .await
-                    .map_err(|e| whalewatcher_core::describe(&e))?;
+                    .map_err(io_error)?;
+                let response = client.request(request).await.map_err(io_error)?;
                 let status = response.status().as_u16();
                 let headers = response.headers().clone();
-                let body = response
-                    .into_body()
-                    .collect()
-                    .await
-                    .map_err(|e| whalewatcher_core::describe(&e))?;
+                let body = response.into_body().collect().await.map_err(io_error)?;
                 Ok(RawResponse {
                     status,
                     body: body.to_bytes(),

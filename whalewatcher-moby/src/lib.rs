@@ -305,9 +305,9 @@ impl MobyEngine {
 
     /// GETs the unversioned `path` over the raw transport.
     async fn raw_get(&self, raw: &RawGet, path: String) -> Result<RawResponse, EngineError> {
-        raw(path).await.map_err(|cause| {
-            EngineError::unreachable(self.api.clone(), std::io::Error::other(cause))
-        })
+        raw(path)
+            .await
+            .map_err(|cause| EngineError::unreachable(self.api.clone(), cause))
     }
 
     /// Pings the engine over the raw transport: its flavor, version and
