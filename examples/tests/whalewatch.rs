@@ -700,17 +700,83 @@ async fn live_shows_starts_pauses_exits_and_a_lost_engine_in_a_terminal() {
         .await;
 
     terminal.keys("C-c");
-    within("whalewatch to end on Ctrl-C", async {
-        while !exit_file.exists() {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // The shell creates the file, then writes the code and its newline.
+    let code = within("whalewatch to end on Ctrl-C", async {
+        loop {
+            match std::fs::read_to_string(&exit_file) {
+                Ok(code) if code.ends_with('\n') => return code,
+                _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
         }
     })
     .await;
-    let code = std::fs::read_to_string(&exit_file).unwrap();
     std::fs::remove_file(&exit_file).unwrap();
     assert_eq!(code.trim(), "0", "exit code");
     // The terminal is back from the alternate screen.
     terminal
         .shows("the normal screen", |s| !s.contains("whalewatch --live:"))
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_says_when_an_engine_is_lost_and_when_it_is_back() {
+    use whalewatcher_tests::http_proxy::{HttpProxy, Rules};
+    let rig = Rig::load();
+    let proxy = HttpProxy::docker(&rig.host_docker, Rules::default());
+    let mut child = tokio::process::Command::new(WHALEWATCH)
+        .args(["--docker", &proxy.endpoint(), "--follow"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("whalewatch runs");
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut next_kind = async || {
+        let line = lines.next_line().await.unwrap().expect("output goes on");
+        let line: Value = serde_json::from_str(&line).unwrap();
+        (line["kind"].as_str().unwrap().to_owned(), line)
+    };
+    // The rig's own engine containers are alive from the start.
+    within("a first line", async {
+        assert_eq!(next_kind().await.0, "alive")
+    })
+    .await;
+
+    proxy.cut_and_hold();
+    let lost = within("the engine-lost line", async {
+        loop {
+            let (kind, line) = next_kind().await;
+            if kind == "engine-lost" {
+                return line;
+            }
+        }
+    })
+    .await;
+    assert_eq!(lost["schema"], 1);
+    assert_eq!(lost["engine"]["api"], proxy.endpoint().as_str());
+    assert!(
+        lost["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("the engine at")),
+        "{lost}"
+    );
+    proxy.restore();
+    // Other tests' containers may come and go meanwhile: their events may
+    // come first, but no second loss.
+    let back = within("the engine-back line", async {
+        loop {
+            let (kind, line) = next_kind().await;
+            assert_ne!(kind, "engine-lost", "lost twice: {line}");
+            if kind == "engine-back" {
+                return line;
+            }
+        }
+    })
+    .await;
+    assert!(back["error"].is_null());
+
+    let pid = child.id().expect("running");
+    whalewatcher_tests::run_command("kill", &["-TERM", &pid.to_string()]);
+    let status = within("whalewatch to exit", child.wait()).await.unwrap();
+    assert!(status.success(), "{status:?}");
 }

@@ -20,7 +20,9 @@ use std::time::Duration;
 use clap::{ArgAction, CommandFactory, Parser};
 use futures::stream::{FuturesUnordered, SelectAll};
 use futures::StreamExt;
-use whalewatcher::{CancellationToken, RetryPolicy, WatchError, Watcher};
+use whalewatcher::{
+    CancellationToken, EngineError, RetryPolicy, SyncState, SyncStatus, WatchError, Watcher,
+};
 
 use filter::Filter;
 use output::{Format, Picture, Printing, What};
@@ -171,7 +173,7 @@ async fn main() -> ExitCode {
     if let Some((option, error)) = failed {
         cancel.cancel();
         while watches.next().await.is_some() {}
-        return fail(option, &whalewatcher::describe(&error));
+        return fail_engine(option, &error);
     }
 
     let code = if args.follow {
@@ -283,15 +285,21 @@ fn engines(args: &Args) -> Result<Vec<Watched>, (&'static str, String)> {
 }
 
 fn fail(option: &str, message: &str) -> ExitCode {
-    eprintln!("whalewatch: --{option}: {message}{}", hint(option, message));
+    eprintln!("whalewatch: --{option}: {message}");
     ExitCode::FAILURE
+}
+
+/// An engine's error, and what to try.
+fn fail_engine(option: &str, error: &EngineError) -> ExitCode {
+    let message = whalewatcher::describe(error);
+    fail(option, &format!("{message}{}", hint(option, error)))
 }
 
 fn fail_watch(option: &str, ended: Result<(), WatchError>) -> ExitCode {
     match ended {
         Ok(()) => ExitCode::SUCCESS,
         Err(WatchError::Unsupported(error) | WatchError::GaveUp { last: error, .. }) => {
-            fail(option, &whalewatcher::describe(&error))
+            fail_engine(option, &error)
         }
         Err(error) => {
             eprintln!("whalewatch: --{option}: {}", whalewatcher::describe(&error));
@@ -320,19 +328,21 @@ fn fail_timeout(engines: &[Watched], timeout: Duration) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// What to try, for the errors a newcomer meets first.
-fn hint(option: &str, message: &str) -> String {
-    let lower = message.to_lowercase();
-    if lower.contains("permission denied") {
-        " (try as root, or as a member of the socket's group)".to_owned()
-    } else if lower.contains("no such file or directory") {
-        " (is the engine running? is that its socket?)".to_owned()
-    } else if message.starts_with("cannot reach the engine")
-        || message.contains("answered unexpectedly")
-    {
-        format!(" (is it a {option} endpoint?)")
-    } else {
-        String::new()
+/// What to try, for the errors a newcomer meets first: by the kind of the
+/// I/O error that caused it, else by the kind of engine error.
+fn hint(option: &str, error: &EngineError) -> String {
+    use std::io::ErrorKind;
+    match (error.io_kind(), error) {
+        (Some(ErrorKind::PermissionDenied), _) => {
+            " (try as root, or as a member of the socket's group)".to_owned()
+        }
+        (Some(ErrorKind::NotFound | ErrorKind::ConnectionRefused), _) => {
+            " (is the engine running? is that its socket?)".to_owned()
+        }
+        (_, EngineError::Unreachable { .. } | EngineError::Protocol { .. }) => {
+            format!(" (is it a {option} endpoint?)")
+        }
+        _ => String::new(),
     }
 }
 
@@ -366,12 +376,36 @@ async fn follow(
         }
         events.push(stream.map(move |event| (info, event)));
     }
+    let mut connections: Vec<Connection> = engines
+        .iter()
+        .map(|e| Connection::new(&e.watcher.status()))
+        .collect();
+    let mut statuses = SelectAll::new();
+    for (n, engine) in engines.iter().enumerate() {
+        let status = engine.watcher.subscribe_status();
+        statuses.push(
+            futures::stream::unfold(status, |mut status| async move {
+                status.changed().await.ok()?;
+                let now = status.borrow_and_update().clone();
+                Some((now, status))
+            })
+            .map(move |status| (n, status))
+            .boxed(),
+        );
+    }
     let shutdown = shutdown();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => return ExitCode::SUCCESS,
             Some((option, ended)) = watches.next() => return fail_watch(option, ended),
+            Some((n, status)) = statuses.next() => {
+                for what in connections[n].changes(&status) {
+                    if let Err(error) = output::print_line(&infos[n], what) {
+                        return exit_after_writing(Err(error));
+                    }
+                }
+            }
             Some((info, event)) = events.next() => match event {
                 Ok(event) if filter::passes(filters, info, &event.container) => {
                     if let Err(error) = output::print_line(info, What::Event(&event)) {
@@ -382,6 +416,50 @@ async fn follow(
                 Err(lagged) => eprintln!("whalewatch: {}: {lagged}", info.api),
             },
         }
+    }
+}
+
+/// Whether an engine followed by `--follow` is connected, from its status:
+/// so that a follower can tell a quiet engine from a lost one.
+struct Connection {
+    lost: bool,
+    /// The attempts count of the last synchronized status seen: a new one
+    /// means a resync happened, even if the statuses between were missed.
+    synced_attempts: u64,
+}
+
+impl Connection {
+    fn new(status: &SyncStatus) -> Self {
+        Connection {
+            lost: false,
+            synced_attempts: status.attempts,
+        }
+    }
+
+    /// The lines a new status calls for: `engine-lost` when the engine is
+    /// gone, `engine-back` once it is synchronized again.
+    fn changes(&mut self, status: &SyncStatus) -> Vec<What<'static>> {
+        let mut lines = Vec::new();
+        let resynced = status.state == SyncState::Synced && status.attempts != self.synced_attempts;
+        if !self.lost && (status.state != SyncState::Synced || resynced) {
+            self.lost = true;
+            lines.push(What::Connection {
+                kind: "engine-lost",
+                error: status
+                    .last_error
+                    .as_ref()
+                    .map(|e| whalewatcher::describe(e)),
+            });
+        }
+        if self.lost && status.state == SyncState::Synced {
+            self.lost = false;
+            self.synced_attempts = status.attempts;
+            lines.push(What::Connection {
+                kind: "engine-back",
+                error: None,
+            });
+        }
+        lines
     }
 }
 

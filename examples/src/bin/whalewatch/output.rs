@@ -304,6 +304,12 @@ pub enum What<'a> {
     },
     /// A lifecycle event.
     Event(&'a Event),
+    /// The engine was lost (`engine-lost`, with why) or is back and
+    /// synchronized again (`engine-back`).
+    Connection {
+        kind: &'static str,
+        error: Option<String>,
+    },
 }
 
 /// Prints one `--follow` line and flushes it.
