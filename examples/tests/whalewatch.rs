@@ -780,3 +780,56 @@ async fn follow_says_when_an_engine_is_lost_and_when_it_is_back() {
     let status = within("whalewatch to exit", child.wait()).await.unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// Whether a thread of process `pid` waits to write into a full pipe
+/// (`pipe_write`, `anon_pipe_write`, `pipe_wait_writable`, by kernel).
+fn blocked_on_a_pipe(pid: u32) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks.flatten().any(|task| {
+                std::fs::read_to_string(task.path().join("wchan"))
+                    .is_ok_and(|wchan| wchan.contains("pipe_w"))
+            })
+        })
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_sigterm_stops_follow_while_nobody_reads_its_output() {
+    let rig = Rig::load();
+    let t = DockerTest::connect(&rig.host_docker, "cli-full-pipe").await;
+    // 8 alive lines of over 16 KiB each: more than a pipe holds.
+    let big = "x".repeat(16 * 1024);
+    for n in 0..8 {
+        t.run(&format!("big{n}"), &[("ww.big", &big)]).await;
+    }
+    let mine = format!("label={TEST_LABEL}={}", t.label);
+    let mut child = tokio::process::Command::new(WHALEWATCH)
+        .args([
+            "--docker",
+            &rig.host_docker.endpoint,
+            "--follow",
+            "--filter",
+            &mine,
+        ])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("whalewatch runs");
+    let pid = child.id().expect("running");
+    whalewatcher_tests::eventually("whalewatch blocked on its full pipe", || async move {
+        blocked_on_a_pipe(pid)
+    })
+    .await;
+    let signalled = std::time::Instant::now();
+    whalewatcher_tests::run_command("kill", &["-TERM", &pid.to_string()]);
+    let status = within("whalewatch to exit on one SIGTERM", child.wait())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        signalled.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        signalled.elapsed()
+    );
+}

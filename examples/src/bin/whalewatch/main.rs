@@ -112,8 +112,21 @@ struct Watched {
     watcher: Watcher,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("whalewatch: cannot start: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(run());
+    // A write still blocked on a full pipe must not hold the exit.
+    runtime.shutdown_background();
+    code
+}
+
+async fn run() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -134,6 +147,16 @@ async fn main() -> ExitCode {
             .and_then(|()| std::io::Write::flush(&mut out));
         return exit_after_writing(written);
     }
+    // Caught from the start in the modes that run until told to stop: a
+    // signal that comes while output is blocked is neither lost nor fatal.
+    let mut signals = if args.follow || args.live {
+        match Signals::install() {
+            Ok(signals) => Some(signals),
+            Err(error) => return fail("follow", &format!("cannot catch signals: {error}")),
+        }
+    } else {
+        None
+    };
     let engines = match engines(&args) {
         Ok(engines) => engines,
         Err((option, message)) => return fail(option, &message),
@@ -165,6 +188,10 @@ async fn main() -> ExitCode {
             cancel.cancel();
             return fail_timeout(&engines, args.timeout.unwrap_or_default());
         }
+        () = Signals::requested(&mut signals) => {
+            cancel.cancel();
+            return ExitCode::SUCCESS;
+        }
     };
     let failed = engines
         .iter()
@@ -177,7 +204,12 @@ async fn main() -> ExitCode {
     }
 
     let code = if args.follow {
-        follow(&engines, &args.filter, &mut watches).await
+        // Raced here, not inside: a write blocked on a full pipe must not
+        // keep the signal waiting.
+        tokio::select! {
+            code = follow(&engines, &args.filter, &mut watches) => code,
+            () = Signals::requested(&mut signals) => ExitCode::SUCCESS,
+        }
     } else if args.live {
         let printing = Printing {
             format: &Format::Table,
@@ -187,7 +219,7 @@ async fn main() -> ExitCode {
         };
         let until = async {
             tokio::select! {
-                () = shutdown() => None,
+                () = Signals::requested(&mut signals) => None,
                 Some(ended) = watches.next() => Some(ended),
             }
         };
@@ -370,7 +402,7 @@ async fn follow(
                 kind: "alive",
                 container,
             };
-            if let Err(error) = output::print_line(info, what) {
+            if let Err(error) = output::print_line(info, what).await {
                 return exit_after_writing(Err(error));
             }
         }
@@ -393,22 +425,19 @@ async fn follow(
             .boxed(),
         );
     }
-    let shutdown = shutdown();
-    tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            () = &mut shutdown => return ExitCode::SUCCESS,
             Some((option, ended)) = watches.next() => return fail_watch(option, ended),
             Some((n, status)) = statuses.next() => {
                 for what in connections[n].changes(&status) {
-                    if let Err(error) = output::print_line(&infos[n], what) {
+                    if let Err(error) = output::print_line(&infos[n], what).await {
                         return exit_after_writing(Err(error));
                     }
                 }
             }
             Some((info, event)) = events.next() => match event {
                 Ok(event) if filter::passes(filters, info, &event.container) => {
-                    if let Err(error) = output::print_line(info, What::Event(&event)) {
+                    if let Err(error) = output::print_line(info, What::Event(&event)).await {
                         return exit_after_writing(Err(error));
                     }
                 }
@@ -463,16 +492,32 @@ impl Connection {
     }
 }
 
-/// Ctrl-C (SIGINT) or SIGTERM, as from `kill` or a service manager.
-async fn shutdown() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut terminate) => tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        },
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+/// Ctrl-C (SIGINT) and SIGTERM (from `kill` or a service manager),
+/// caught from when they are installed.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Completes when either signal came; never without signals.
+    async fn requested(signals: &mut Option<Signals>) {
+        match signals {
+            Some(signals) => {
+                tokio::select! {
+                    _ = signals.interrupt.recv() => {}
+                    _ = signals.terminate.recv() => {}
+                }
+            }
+            None => futures::future::pending().await,
         }
     }
 }

@@ -312,15 +312,18 @@ pub enum What<'a> {
     },
 }
 
-/// Prints one `--follow` line and flushes it.
-pub fn print_line(engine: &EngineInfo, what: What) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
+/// Prints one `--follow` line and flushes it; awaits a full pipe
+/// without blocking the runtime, so a signal is still heard.
+pub async fn print_line(engine: &EngineInfo, what: What<'_>) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
     let line = Line {
         schema: SCHEMA,
         engine,
         what,
     };
-    serde_json::to_writer(&mut out, &line)?;
-    out.write_all(b"\n")?;
-    out.flush()
+    let mut bytes = serde_json::to_vec(&line)?;
+    bytes.push(b'\n');
+    let mut out = tokio::io::stdout();
+    out.write_all(&bytes).await?;
+    out.flush().await
 }
