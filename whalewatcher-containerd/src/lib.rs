@@ -57,6 +57,9 @@ pub const CONTAINERD_TYPE: &str = "containerd.io";
 /// itself) and the CRI plugin's (watch it through CRI).
 pub const DEFAULT_IGNORED_NAMESPACES: [&str; 2] = ["moby", "k8s.io"];
 
+// Hidden from the docs: support for this workspace's tests and
+// benchmarks, not API that users may rely on.
+#[doc(hidden)]
 /// The topic of the markers that prove a subscription live.
 pub const BARRIER_TOPIC: &str = "/whalewatcher/barrier";
 
@@ -269,6 +272,9 @@ impl ContainerdEngine {
     }
 }
 
+// Hidden from the docs: support for this workspace's tests and
+// benchmarks, not API that users may rely on.
+#[doc(hidden)]
 /// Subscribes to containerd's events matching `filters` (containerd filter
 /// syntax) and returns once the subscription is live.
 ///

@@ -168,6 +168,9 @@ impl MobyEngineBuilder {
         self
     }
 
+    // Hidden from the docs: for this workspace's connection-reuse
+    // benchmark, not a setting users need.
+    #[doc(hidden)]
     /// Opens a new connection for every request, as bollard's own unix
     /// transport does, instead of reusing them (the default). Only to
     /// measure what reuse gains.
