@@ -15,6 +15,24 @@ fn whalewatch(args: &[&str]) -> (i32, String, String) {
     whalewatch_with(args, &[])
 }
 
+/// `whalewatch --docker ENDPOINT --follow`, running, and its output's lines.
+fn follow(
+    endpoint: &str,
+) -> (
+    tokio::process::Child,
+    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) {
+    let mut child = tokio::process::Command::new(WHALEWATCH)
+        .args(["--docker", endpoint, "--follow"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("whalewatch runs");
+    let stdout = child.stdout.take().expect("piped");
+    let lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    (child, lines)
+}
+
 /// The compose project `shop-<label>` with `web` in it, a standalone
 /// `solo` and a paused `frozen`: (project, web, solo, frozen).
 async fn shop(t: &DockerTest) -> (String, String, String, String) {
@@ -114,14 +132,7 @@ async fn the_table_groups_by_project_and_json_has_the_same_containers() {
 async fn follow_prints_json_lines_and_ends_cleanly_on_sigint() {
     let rig = Rig::load();
     let t = DockerTest::connect(&rig.host_docker, "cli-follow").await;
-    let mut child = tokio::process::Command::new(WHALEWATCH)
-        .args(["--docker", &rig.host_docker.endpoint, "--follow"])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("whalewatch runs");
-    let mut lines =
-        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
+    let (mut child, mut lines) = follow(&rig.host_docker.endpoint);
     // The rig's own engine containers are alive from the start.
     let first: Value = serde_json::from_str(
         &within("a first line", lines.next_line())
@@ -723,14 +734,7 @@ async fn follow_says_when_an_engine_is_lost_and_when_it_is_back() {
     use whalewatcher_tests::http_proxy::{HttpProxy, Rules};
     let rig = Rig::load();
     let proxy = HttpProxy::docker(&rig.host_docker, Rules::default());
-    let mut child = tokio::process::Command::new(WHALEWATCH)
-        .args(["--docker", &proxy.endpoint(), "--follow"])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("whalewatch runs");
-    let mut lines =
-        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
+    let (mut child, mut lines) = follow(&proxy.endpoint());
     let mut next_kind = async || {
         let line = lines.next_line().await.unwrap().expect("output goes on");
         let line: Value = serde_json::from_str(&line).unwrap();

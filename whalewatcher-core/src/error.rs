@@ -117,14 +117,7 @@ impl EngineError {
         };
         // The cause itself first: as a source, the shared cause is seen
         // through its Arc, which no downcast sees through.
-        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&**cause);
-        while let Some(error) = next {
-            if let Some(io) = error.downcast_ref::<std::io::Error>() {
-                return Some(io.kind());
-            }
-            next = error.source();
-        }
-        None
+        first_io_kind(Some(&**cause))
     }
 
     /// Whether the error says only that one container is gone or not alive,
@@ -157,15 +150,25 @@ pub fn io_error_with_causes(
     std::io::Error::new(kind.unwrap_or(std::io::ErrorKind::Other), message)
 }
 
+/// The kind of the first I/O error in the chain from `source`.
+fn first_io_kind(
+    mut source: Option<&(dyn std::error::Error + 'static)>,
+) -> Option<std::io::ErrorKind> {
+    while let Some(error) = source {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        source = error.source();
+    }
+    None
+}
+
 fn with_causes(
     mut message: String,
     mut source: Option<&(dyn std::error::Error + 'static)>,
 ) -> (String, Option<std::io::ErrorKind>) {
-    let mut kind = None;
+    let kind = first_io_kind(source);
     while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            kind = kind.or(Some(io.kind()));
-        }
         let text = cause.to_string();
         if !message.contains(&text) {
             message = format!("{message}: {text}");

@@ -1,7 +1,9 @@
 //! `--filter KEY=VALUE`, as docker's: filters of one key are alternatives,
 //! filters of different keys must all hold.
 
-use whalewatcher::{Container, EngineInfo};
+use std::sync::Arc;
+
+use whalewatcher::{Container, EngineInfo, Portfolio};
 
 /// One `--filter`.
 #[derive(Clone, Debug)]
@@ -83,6 +85,26 @@ pub fn passes(filters: &[Filter], engine: &EngineInfo, container: &Container) ->
             .filter(|other| other.key() == filter.key())
             .any(|other| other.matches(engine, container))
     })
+}
+
+/// The containers of `portfolio` that pass `filters`, as every mode shows
+/// them: by project, then by name.
+pub fn shown<'p>(
+    filters: &[Filter],
+    engine: &EngineInfo,
+    portfolio: &'p Portfolio,
+) -> Vec<&'p Arc<Container>> {
+    let mut containers: Vec<_> = portfolio
+        .containers()
+        .filter(|c| passes(filters, engine, c))
+        .collect();
+    containers.sort_by(|a, b| by_project_and_name(a, b));
+    containers
+}
+
+/// The order of every mode: by project, then by name.
+pub fn by_project_and_name(a: &Container, b: &Container) -> std::cmp::Ordering {
+    (a.project(), a.name()).cmp(&(b.project(), b.name()))
 }
 
 #[cfg(test)]

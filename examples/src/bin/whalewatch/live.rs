@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{BoxStream, SelectAll};
 use futures::StreamExt;
+use tokio_stream::wrappers::WatchStream;
 use whalewatcher::{Container, EventKind, SyncState, SyncStatus};
 
 use crate::output::{align, Printing, TABLE_HEADER};
@@ -26,7 +27,7 @@ const LEAVE: &str = "\x1b[?25h\x1b[?1049l";
 struct Exited {
     engine: usize,
     container: std::sync::Arc<Container>,
-    code: Option<i64>,
+    code: Option<i32>,
     at: Instant,
 }
 
@@ -51,14 +52,8 @@ pub async fn run<F: std::future::Future>(
                 .filter_map(move |event| async move { event.ok().map(|e| Change::Event(n, e)) })
                 .boxed(),
         );
-        let status = engine.watcher.subscribe_status();
-        changes.push(
-            futures::stream::unfold(status, |mut status| async move {
-                status.changed().await.ok()?;
-                Some((Change::Status, status))
-            })
-            .boxed(),
-        );
+        let status = WatchStream::from_changes(engine.watcher.subscribe_status());
+        changes.push(status.map(|_| Change::Status).boxed());
     }
     let mut out = std::io::stdout();
     write!(out, "{ENTER}")?;
@@ -111,7 +106,7 @@ async fn follow<F: std::future::Future>(
                     {
                         exited.push(Exited {
                             engine,
-                            code: event.exit.as_ref().and_then(|exit| exit.code).map(i64::from),
+                            code: event.exit.as_ref().and_then(|exit| exit.code),
                             container: event.container,
                             at: Instant::now(),
                         });
@@ -136,11 +131,11 @@ fn draw(engines: &[Watched], printing: &Printing<'_>, exited: &[Exited]) -> std:
         let info = engine.watcher.engine_info();
         let portfolio = engine.watcher.portfolio();
         lines.push(String::new());
-        let mut containers: Vec<(std::sync::Arc<Container>, Option<String>)> = portfolio
-            .containers()
-            .filter(|c| crate::filter::passes(printing.filters, &info, c))
-            .map(|c| (c.clone(), None))
-            .collect();
+        let mut containers: Vec<(std::sync::Arc<Container>, Option<String>)> =
+            crate::filter::shown(printing.filters, &info, &portfolio)
+                .into_iter()
+                .map(|c| (c.clone(), None))
+                .collect();
         for gone in exited.iter().filter(|e| e.engine == n) {
             if portfolio.container(gone.container.id()).is_none() {
                 let state = match gone.code {
@@ -150,7 +145,7 @@ fn draw(engines: &[Watched], printing: &Printing<'_>, exited: &[Exited]) -> std:
                 containers.push((gone.container.clone(), Some(state)));
             }
         }
-        containers.sort_by(|(a, _), (b, _)| (a.project(), a.name()).cmp(&(b.project(), b.name())));
+        containers.sort_by(|(a, _), (b, _)| crate::filter::by_project_and_name(a, b));
         lines.push(format!(
             "{} {} at {}: {} alive{} · {}",
             info.engine_type,

@@ -20,6 +20,7 @@ use std::time::Duration;
 use clap::{ArgAction, CommandFactory, Parser};
 use futures::stream::{FuturesUnordered, SelectAll};
 use futures::StreamExt;
+use tokio_stream::wrappers::WatchStream;
 use whalewatcher::{
     CancellationToken, EngineError, RetryPolicy, SyncState, SyncStatus, WatchError, Watcher,
 };
@@ -333,10 +334,7 @@ fn fail_watch(option: &str, ended: Result<(), WatchError>) -> ExitCode {
         Err(WatchError::Unsupported(error) | WatchError::GaveUp { last: error, .. }) => {
             fail_engine(option, &error)
         }
-        Err(error) => {
-            eprintln!("whalewatch: --{option}: {}", whalewatcher::describe(&error));
-            ExitCode::FAILURE
-        }
+        Err(error) => fail(option, &whalewatcher::describe(&error)),
     }
 }
 
@@ -392,12 +390,7 @@ async fn follow(
     let mut events = SelectAll::new();
     for (engine, info) in engines.iter().zip(&infos) {
         let (snapshot, stream) = engine.watcher.subscribe();
-        let mut alive: Vec<_> = snapshot
-            .containers()
-            .filter(|c| filter::passes(filters, info, c))
-            .collect();
-        alive.sort_by(|a, b| (a.project(), a.name()).cmp(&(b.project(), b.name())));
-        for container in &alive {
+        for container in filter::shown(filters, info, &snapshot) {
             let what = What::Alive {
                 kind: "alive",
                 container,
@@ -414,16 +407,8 @@ async fn follow(
         .collect();
     let mut statuses = SelectAll::new();
     for (n, engine) in engines.iter().enumerate() {
-        let status = engine.watcher.subscribe_status();
-        statuses.push(
-            futures::stream::unfold(status, |mut status| async move {
-                status.changed().await.ok()?;
-                let now = status.borrow_and_update().clone();
-                Some((now, status))
-            })
-            .map(move |status| (n, status))
-            .boxed(),
-        );
+        let status = WatchStream::from_changes(engine.watcher.subscribe_status());
+        statuses.push(status.map(move |status| (n, status)));
     }
     loop {
         tokio::select! {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use whalewatcher::{Container, EngineInfo, Event, Portfolio};
 
-use crate::filter::{passes, Filter};
+use crate::filter::{shown, Filter};
 
 /// The version of the JSON that `--format json` and `--follow` print;
 /// raised when a field changes meaning or goes away (not when one is
@@ -145,13 +145,7 @@ impl Printing<'_> {
 
     /// The containers that pass, by project, then by name.
     fn sorted<'p>(&self, picture: &'p Picture) -> Vec<&'p Arc<Container>> {
-        let mut containers: Vec<_> = picture
-            .portfolio
-            .containers()
-            .filter(|c| passes(self.filters, &picture.info, c))
-            .collect();
-        containers.sort_by(|a, b| (a.project(), a.name()).cmp(&(b.project(), b.name())));
-        containers
+        shown(self.filters, &picture.info, &picture.portfolio)
     }
 
     /// Docker's and CRI's 64-hex ids are told apart by 12, unless
