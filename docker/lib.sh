@@ -18,6 +18,11 @@ HOST_RUN=$RIG_RUN/host
 ENGINES_RUN=$RIG_RUN/engines
 HOST_DOCKER_SOCK=$HOST_RUN/docker.sock
 HOST_CONTAINERD_SOCK=$HOST_RUN/containerd.sock
+# The host dockerd relayed to loopback ports, over plain tcp and over TLS,
+# with the certificates under TLS_DIR.
+TCP_PORT=${WHALEWATCHER_RIG_TCP_PORT:-23750}
+TLS_PORT=${WHALEWATCHER_RIG_TLS_PORT:-23760}
+TLS_DIR=$RIG_RUN/tls
 
 say() { printf '[rig] %s\n' "$*" >&2; }
 die() { printf '[rig] ERROR: %s\n' "$*" >&2; exit 1; }
