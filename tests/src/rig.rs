@@ -26,14 +26,19 @@ pub struct Engine {
     pub image: Option<String>,
     /// The CRI sandbox image (containerd only).
     pub pause_image: Option<String>,
+    /// For a tcp relay, the unix endpoint of the engine it relays.
+    pub relays: Option<String>,
+    /// For a TLS endpoint, the client's certificates directory (`ca.pem`,
+    /// `cert.pem`, `key.pem`, as in `DOCKER_CERT_PATH`).
+    pub tls_certs: Option<String>,
 }
 
 impl Engine {
-    /// The socket path of the endpoint.
+    /// The socket path of the endpoint; of the engine it relays, for a
+    /// tcp relay.
     pub fn socket(&self) -> &str {
-        self.endpoint
-            .strip_prefix("unix://")
-            .unwrap_or(&self.endpoint)
+        let endpoint = self.relays.as_ref().unwrap_or(&self.endpoint);
+        endpoint.strip_prefix("unix://").unwrap_or(endpoint)
     }
 
     /// The workload image; fails the test if the rig has none here.
@@ -51,6 +56,18 @@ impl Engine {
     }
 }
 
+/// Client certificate directories (as in `DOCKER_CERT_PATH`) for the rig's
+/// TLS relay.
+#[derive(Clone, Debug, Deserialize)]
+pub struct TlsDirs {
+    /// The right CA and a client certificate it signed.
+    pub client: String,
+    /// The client certificate, but another CA's certificate as `ca.pem`.
+    pub wrong_ca: String,
+    /// The right `ca.pem`, and no client certificate.
+    pub no_client_cert: String,
+}
+
 /// All engines of the rig.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Rig {
@@ -58,6 +75,13 @@ pub struct Rig {
     pub label: String,
     /// The host dockerd (Debian bookworm's 20.10).
     pub host_docker: Engine,
+    /// The host dockerd relayed to a loopback port, plain tcp.
+    pub host_docker_tcp: Engine,
+    /// The host dockerd relayed to a loopback port over TLS that verifies
+    /// the client's certificate.
+    pub host_docker_tls: Engine,
+    /// Client certificate directories for the TLS relay.
+    pub tls: TlsDirs,
     /// The host containerd (Debian bookworm's 1.6) under the host dockerd.
     pub host_containerd: Engine,
     /// dockerd 26 in a container.

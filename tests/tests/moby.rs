@@ -1,5 +1,6 @@
 //! whalewatcher-moby against the real Docker-API engines of the rig: host
-//! dockerd 20.10, dockerd 26 and podman 5. Every scenario runs on each.
+//! dockerd 20.10 (over its unix socket, plain tcp and TLS), dockerd 26 and
+//! podman 5. Every scenario runs on each.
 //!
 //! Tests on one engine run in parallel, so each compares only the
 //! containers that carry its own test label.
@@ -25,10 +26,16 @@ use whalewatcher_tests::watching::Watching;
 use whalewatcher_tests::{eventually, run_command, within, TEST_LABEL};
 
 fn moby(engine: &rig::Engine) -> MobyEngine {
-    MobyEngine::builder()
-        .endpoint(engine.endpoint.clone())
-        .build()
-        .expect("engine")
+    moby_builder(engine).build().expect("engine")
+}
+
+/// A builder for `engine`, with its TLS certificates if it has any.
+fn moby_builder(engine: &rig::Engine) -> whalewatcher_moby::MobyEngineBuilder {
+    let builder = MobyEngine::builder().endpoint(engine.endpoint.clone());
+    match &engine.tls_certs {
+        Some(certs) => builder.tls_certs(certs),
+        None => builder,
+    }
 }
 
 /// What the engine itself says of one alive container.
@@ -355,7 +362,7 @@ async fn churn_during_the_initial_sync_ends_in_the_truth(engine: &rig::Engine) {
 }
 
 async fn unknown_id_is_not_found(engine: &rig::Engine) {
-    let moby = MobyEngine::new(Some(&engine.endpoint)).expect("engine");
+    let moby = moby(engine);
     use whalewatcher_core::Engine;
     let err = moby
         .inspect("no-such-container-anywhere")
@@ -373,8 +380,7 @@ async fn unknown_id_is_not_found(engine: &rig::Engine) {
 async fn the_packer_the_client_and_a_named_type_work(engine: &rig::Engine) {
     let t = DockerTest::connect(engine, "moby-packer").await;
     let id = t.run("packed", &[]).await;
-    let packed = MobyEngine::builder()
-        .endpoint(engine.endpoint.clone())
+    let packed = moby_builder(engine)
         .engine_type("example.org/docker-compatible")
         .packer(|container, raw| {
             let image = raw.config.as_ref().and_then(|c| c.image.clone());
@@ -475,6 +481,8 @@ macro_rules! on_every_engine {
 // unit-tested, and checked live on dockerd 26 and podman.
 on_every_engine! {
     host_docker: privileged false, type DOCKER_TYPE;
+    host_docker_tcp: privileged false, type DOCKER_TYPE;
+    host_docker_tls: privileged false, type DOCKER_TYPE;
     docker: privileged true, type DOCKER_TYPE;
     podman: privileged true, type PODMAN_TYPE;
 }
@@ -672,5 +680,64 @@ async fn a_socket_that_does_not_speak_the_docker_api_is_a_typed_error_retried_wi
     assert!(
         connections <= 6 * attempts as usize,
         "{connections} connections in {attempts} attempts"
+    );
+}
+
+// ---- TLS: what a user with the wrong certificates reads ----
+
+/// The whole message a watch of the rig's TLS relay, with the client
+/// certificates in `certs`, gives up with.
+async fn tls_failure(certs: &str) -> String {
+    let rig = Rig::load();
+    let moby = MobyEngine::builder()
+        .endpoint(rig.host_docker_tls.endpoint.clone())
+        .tls_certs(certs)
+        .build()
+        .expect("engine");
+    let ended = Watcher::new(moby, RetryPolicy::none())
+        .watch(CancellationToken::new())
+        .await;
+    match ended {
+        Err(WatchError::GaveUp { attempts: 1, last }) => {
+            assert!(matches!(last, EngineError::Unreachable { .. }), "{last:?}");
+            whalewatcher_core::describe(&last)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn tls_trusting_another_ca_names_the_ca_file() {
+    let rig = Rig::load();
+    let message = tls_failure(&rig.tls.wrong_ca).await;
+    let expected = format!("not signed by the CA in {}/ca.pem", rig.tls.wrong_ca);
+    assert!(message.contains(&expected), "{message}");
+    assert_eq!(message.lines().count(), 1, "{message}");
+}
+
+#[tokio::test]
+async fn tls_without_a_client_certificate_says_the_engine_wants_one() {
+    let rig = Rig::load();
+    let message = tls_failure(&rig.tls.no_client_cert).await;
+    let expected = format!(
+        "the engine wants a client certificate, and {} has no cert.pem and key.pem",
+        rig.tls.no_client_cert
+    );
+    assert!(message.contains(&expected), "{message}");
+    assert_eq!(message.lines().count(), 1, "{message}");
+}
+
+#[test]
+fn tls_without_a_ca_certificate_fails_to_build_naming_the_file() {
+    let rig = Rig::load();
+    let err = MobyEngine::builder()
+        .endpoint(rig.host_docker_tls.endpoint)
+        .tls_certs("/run/whalewatcher-rig/no-such-certs")
+        .build()
+        .expect_err("no ca.pem");
+    assert!(
+        matches!(&err, EngineError::InvalidEndpoint { reason, .. }
+            if reason.contains("the CA certificate /run/whalewatcher-rig/no-such-certs/ca.pem")),
+        "{err:?}"
     );
 }

@@ -201,20 +201,6 @@ pub(crate) fn ping(server: Option<&str>, date: Option<&str>) -> Option<Ping> {
     })
 }
 
-/// The engine's `SystemTime` (RFC 3339 with nanoseconds) as the
-/// `seconds.nanoseconds` that the events API's `since` takes.
-pub(crate) fn since(system_time: &str) -> Option<String> {
-    let parsed =
-        time::OffsetDateTime::parse(system_time, &time::format_description::well_known::Rfc3339)
-            .ok()?;
-    let nanos = parsed.unix_timestamp_nanos();
-    Some(format!(
-        "{}.{:09}",
-        nanos.div_euclid(1_000_000_000),
-        nanos.rem_euclid(1_000_000_000)
-    ))
-}
-
 /// Parses a container inspect response, first mapping container states
 /// that bollard's typed model does not know (podman's `stopped`,
 /// `configured`, `initialized`) onto Docker's, and dropping any other
@@ -538,19 +524,6 @@ mod tests {
     fn list_ids_are_read_whatever_the_states() {
         let body = br#"[{"Id": "a", "State": "stopped"}, {"Id": "b", "State": "running", "Names": ["/b"]}]"#;
         assert_eq!(listed_ids(body).unwrap(), ["a", "b"]);
-    }
-
-    #[test]
-    fn engine_system_time_becomes_since() {
-        assert_eq!(
-            since("2026-11-22T12:28:48.248166811Z").as_deref(),
-            Some("1795350528.248166811")
-        );
-        assert_eq!(
-            since("2026-11-22T13:28:48.5+01:00").as_deref(),
-            Some("1795350528.500000000")
-        );
-        assert_eq!(since("yesterday"), None);
     }
 
     #[test]

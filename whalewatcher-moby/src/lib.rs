@@ -1,5 +1,5 @@
 //! The whalewatcher engine for Docker (moby) and for podman through its
-//! Docker-compatible API, over bollard.
+//! Docker-compatible API, with bollard's types.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -23,6 +23,10 @@
 //!   unversioned (the engine's own API version), as bollard 0.21's do.
 //! - **One inspect per container**, 16 at once by default, over reused
 //!   connections (bollard's own unix transport connects anew per request).
+//! - **One transport** for `unix://`, `tcp://` and TLS (the `tls` feature:
+//!   [`MobyEngineBuilder::tls_certs`], or the docker CLI's
+//!   `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH`): every request, the
+//!   engine's own and bollard's, goes through one pooled hyper client.
 //! - **podman** is recognized from the ping and reported as
 //!   `podman.io`. Its Docker API tells nothing of pods, so pod name, id and
 //!   the infra marker come from podman's own API on the same socket, as
@@ -36,22 +40,25 @@
 // docs.rs marks each item with the feature it needs.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod connection;
 mod convert;
+mod endpoint;
+#[cfg(feature = "tls")]
+mod tls;
+mod transport;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use bollard::models::{ContainerInspectResponse, SystemInfo};
-use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptionsBuilder};
+use bollard::query_parameters::EventsOptionsBuilder;
 use bollard::Docker;
 use futures::{StreamExt, TryStreamExt};
 use whalewatcher_core::{async_trait, Container, Engine, EngineError, EngineEvents, EngineInfo};
 
-pub use connection::DEFAULT_ENDPOINT;
-use connection::{RawGet, RawResponse};
 use convert::PodMembership;
+pub use endpoint::DEFAULT_ENDPOINT;
+use transport::{Answer, Transport};
 
 /// The label marking a container started with `--privileged`; its value is
 /// always empty. The Go whalewatcher's name, so that tools keep working.
@@ -85,7 +92,7 @@ const PODMAN: u8 = 2;
 /// Docker or podman, through the Docker API.
 pub struct MobyEngine {
     docker: Docker,
-    raw: Option<RawGet>,
+    transport: Transport,
     api: String,
     pid: Option<u32>,
     packer: Option<Packer>,
@@ -109,6 +116,7 @@ impl std::fmt::Debug for MobyEngine {
 #[derive(Default)]
 pub struct MobyEngineBuilder {
     endpoint: Option<String>,
+    tls_certs: Option<std::path::PathBuf>,
     pid: Option<u32>,
     packer: Option<Packer>,
     max_concurrent_inspects: Option<usize>,
@@ -133,6 +141,16 @@ impl MobyEngineBuilder {
     /// and `DOCKER_CERT_PATH` (TLS needs the `tls` feature).
     pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
         self.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// TLS with the certificates in `dir`, whatever `DOCKER_TLS_VERIFY`
+    /// and `DOCKER_CERT_PATH` say: `ca.pem` (the CA that signed the
+    /// engine's certificate) and, for an engine that verifies its clients,
+    /// `cert.pem` and `key.pem`. Needs a `tcp://` endpoint and the `tls`
+    /// feature.
+    pub fn tls_certs(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.tls_certs = Some(dir.into());
         self
     }
 
@@ -179,16 +197,19 @@ impl MobyEngineBuilder {
         self
     }
 
-    /// Builds the engine. Does no I/O: an engine that is not there shows
-    /// when the watcher first talks to it. Fails only for an endpoint that
-    /// cannot be used at all.
+    /// Builds the engine. Does no I/O but reading the TLS certificates: an
+    /// engine that is not there shows when the watcher first talks to it.
+    /// Fails for an endpoint that cannot be used at all, and for missing or
+    /// unreadable certificates.
     pub fn build(self) -> Result<MobyEngine, EngineError> {
         let (api, endpoint) =
-            connection::resolve(self.endpoint.as_deref(), |name| std::env::var(name).ok())?;
-        let (docker, raw) = connection::connect(&api, &endpoint, !self.fresh_connections)?;
+            endpoint::resolve(self.endpoint.as_deref(), self.tls_certs, |name| {
+                std::env::var(name).ok()
+            })?;
+        let transport = Transport::new(&api, &endpoint, !self.fresh_connections)?;
         Ok(MobyEngine {
-            docker,
-            raw,
+            docker: transport.bollard(&api)?,
+            transport,
             api,
             pid: self.pid,
             packer: self.packer,
@@ -218,15 +239,10 @@ impl MobyEngine {
         MobyEngineBuilder::default()
     }
 
-    /// The bollard client, for calls of the application's own.
+    /// The bollard client, for calls of the application's own; it shares
+    /// the engine's connections.
     pub fn docker(&self) -> &Docker {
         &self.docker
-    }
-
-    /// Turns a bollard error into the core's typed error; `id` names the
-    /// container the call was about, if any.
-    fn error(&self, error: bollard::errors::Error, id: Option<&str>) -> EngineError {
-        classify(&self.api, error, id)
     }
 
     /// Whether the engine is podman, asking it once.
@@ -242,37 +258,22 @@ impl MobyEngine {
             .store(if podman { PODMAN } else { DOCKER }, Ordering::Relaxed);
     }
 
-    /// Detects Docker or podman; returns whether it is podman, and the
-    /// version. Over a unix socket a ping tells; otherwise `/version`.
+    /// Detects Docker or podman from a ping; returns whether it is podman,
+    /// and the version.
     async fn detect(&self) -> Result<(bool, String), EngineError> {
-        if let Some(raw) = &self.raw {
-            let ping = self.ping(raw).await?;
-            self.remember_podman(ping.podman);
-            return Ok((ping.podman, ping.version));
-        }
-        let version = self
-            .docker
-            .version()
-            .await
-            .map_err(|e| self.error(e, None))?;
-        let podman = version
-            .components
-            .iter()
-            .flatten()
-            .any(|c| c.name.contains("Podman"));
-        self.remember_podman(podman);
-        Ok((podman, version.version.unwrap_or_default()))
+        let ping = self.ping().await?;
+        self.remember_podman(ping.podman);
+        Ok((ping.podman, ping.version))
     }
 
-    /// GETs the unversioned `path` over the raw transport and parses the
-    /// JSON answer; `what` names it in errors.
+    /// GETs the unversioned `path` and parses the JSON answer; `what`
+    /// names it in errors.
     async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
-        raw: &RawGet,
         path: &str,
         what: &str,
     ) -> Result<T, EngineError> {
-        let RawResponse { status, body, .. } = self.raw_get(raw, path.to_owned()).await?;
+        let Answer { status, body, .. } = self.get(path).await?;
         if status != 200 {
             return Err(self.unexpected(what, status, &body));
         }
@@ -282,15 +283,11 @@ impl MobyEngine {
 
     /// Pod membership from podman's own API: of container `id`, or of all.
     async fn pods(&self, id: Option<&str>) -> Result<HashMap<String, PodMembership>, EngineError> {
-        let Some(raw) = &self.raw else {
-            // podman over tcp:// — rare; its pods stay unlabelled.
-            return Ok(HashMap::new());
-        };
         let mut path = "/v4.0.0/libpod/containers/json?all=true".to_owned();
         if let Some(id) = id {
             path.push_str(&format!("&filters=%7B%22id%22%3A%5B%22{id}%22%5D%7D"));
         }
-        let RawResponse { status, body, .. } = self.raw_get(raw, path).await?;
+        let Answer { status, body, .. } = self.get(&path).await?;
         let protocol = |message: String| EngineError::Protocol {
             endpoint: self.api.clone(),
             message,
@@ -306,18 +303,19 @@ impl MobyEngine {
         Ok(members.into_iter().map(|m| (m.id.clone(), m)).collect())
     }
 
-    /// GETs the unversioned `path` over the raw transport.
-    async fn raw_get(&self, raw: &RawGet, path: String) -> Result<RawResponse, EngineError> {
-        raw(path)
+    /// GETs the unversioned `path`.
+    async fn get(&self, path: &str) -> Result<Answer, EngineError> {
+        self.transport
+            .get(path)
             .await
             .map_err(|cause| EngineError::unreachable(self.api.clone(), cause))
     }
 
-    /// Pings the engine over the raw transport: its flavor, version and
-    /// clock from the answer's headers, at a fraction of the cost of
-    /// dockerd's `/version` (which asks containerd and runc for theirs).
-    async fn ping(&self, raw: &RawGet) -> Result<convert::Ping, EngineError> {
-        let answer = self.raw_get(raw, "/_ping".to_owned()).await?;
+    /// Pings the engine: its flavor, version and clock from the answer's
+    /// headers, at a fraction of the cost of dockerd's `/version` (which
+    /// asks containerd and runc for theirs).
+    async fn ping(&self) -> Result<convert::Ping, EngineError> {
+        let answer = self.get("/_ping").await?;
         if answer.status != 200 {
             return Err(self.unexpected("the ping", answer.status, &answer.body));
         }
@@ -337,27 +335,11 @@ impl MobyEngine {
     }
 
     /// The engine's clock, as `since` for the event stream: from a ping
-    /// (whole seconds, so never later than the engine's now), else from
-    /// `/info`.
+    /// (whole seconds, so never later than the engine's now).
     async fn clock(&self) -> Result<String, EngineError> {
-        if let Some(raw) = &self.raw {
-            let ping = self.ping(raw).await?;
-            self.remember_podman(ping.podman);
-            return Ok(ping.since);
-        }
-        let system_time = self
-            .docker
-            .info()
-            .await
-            .map_err(|e| self.error(e, None))?
-            .system_time;
-        system_time
-            .as_deref()
-            .and_then(convert::since)
-            .ok_or_else(|| EngineError::Protocol {
-                endpoint: self.api.clone(),
-                message: format!("unreadable engine SystemTime {system_time:?}"),
-            })
+        let ping = self.ping().await?;
+        self.remember_podman(ping.podman);
+        Ok(ping.since)
     }
 
     fn unexpected(&self, what: &str, status: u16, body: &[u8]) -> EngineError {
@@ -374,25 +356,9 @@ impl MobyEngine {
     async fn alive_ids(&self) -> Result<Vec<String>, EngineError> {
         // Asked explicitly: without `all`, dockerd lists running and paused
         // containers, but podman only running ones.
-        let Some(raw) = &self.raw else {
-            let alive = HashMap::from([("status", vec!["running", "paused"])]);
-            let options = ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&alive)
-                .build();
-            let listed = self
-                .docker
-                .list_containers(Some(options))
-                .await
-                .map_err(|e| self.error(e, None))?;
-            return Ok(listed
-                .into_iter()
-                .filter_map(|summary| summary.id)
-                .collect());
-        };
         let filters = "%7B%22status%22%3A%5B%22running%22%2C%22paused%22%5D%7D";
-        let RawResponse { status, body, .. } = self
-            .raw_get(raw, format!("/containers/json?all=1&filters={filters}"))
+        let Answer { status, body, .. } = self
+            .get(&format!("/containers/json?all=1&filters={filters}"))
             .await?;
         if status != 200 {
             return Err(self.unexpected("the container list", status, &body));
@@ -403,15 +369,7 @@ impl MobyEngine {
 
     /// The raw inspect response of one container.
     async fn inspect_response(&self, id: &str) -> Result<ContainerInspectResponse, EngineError> {
-        let Some(raw) = &self.raw else {
-            return self
-                .docker
-                .inspect_container(id, None)
-                .await
-                .map_err(|e| self.error(e, Some(id)));
-        };
-        let RawResponse { status, body, .. } =
-            self.raw_get(raw, format!("/containers/{id}/json")).await?;
+        let Answer { status, body, .. } = self.get(&format!("/containers/{id}/json")).await?;
         match status {
             200 => convert::inspect_response(&body)
                 .map_err(|e| self.unexpected(&format!("the inspect of {id} ({e})"), status, &body)),
@@ -458,22 +416,13 @@ impl Engine for MobyEngine {
     }
 
     async fn info(&self) -> Result<EngineInfo, EngineError> {
-        let (podman, version, info) = match &self.raw {
-            // Both at once; dockerd's /info counts every container.
-            Some(raw) => {
-                let (detected, info) = futures::join!(
-                    self.detect(),
-                    self.get_json::<SystemInfo>(raw, "/info", "the engine info"),
-                );
-                let (podman, version) = detected?;
-                (podman, version, info?)
-            }
-            None => {
-                let (podman, version) = self.detect().await?;
-                let info = self.docker.info().await.map_err(|e| self.error(e, None))?;
-                (podman, version, info)
-            }
-        };
+        // Both at once; dockerd's /info counts every container.
+        let (detected, info) = futures::join!(
+            self.detect(),
+            self.get_json::<SystemInfo>("/info", "the engine info"),
+        );
+        let (podman, version) = detected?;
+        let info = info?;
         Ok(EngineInfo {
             id: convert::engine_id(&info, podman).unwrap_or_else(|| self.api.clone()),
             engine_type: self
