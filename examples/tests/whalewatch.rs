@@ -837,3 +837,88 @@ async fn one_sigterm_stops_follow_while_nobody_reads_its_output() {
         signalled.elapsed()
     );
 }
+
+#[test]
+fn the_docker_clis_tls_variables_reach_a_tls_engine_and_wrong_certificates_say_which() {
+    let rig = Rig::load();
+    let (tls, tcp) = (&rig.host_docker_tls.endpoint, &rig.host_docker_tcp.endpoint);
+    let run = |host: &str, verify: Option<&str>, certs: Option<&str>| {
+        whalewatch_with(
+            &[],
+            &[
+                ("DOCKER_HOST", Some(host)),
+                ("DOCKER_TLS_VERIFY", verify),
+                ("DOCKER_CERT_PATH", certs),
+                ("DOCKER_CONTEXT", None),
+            ],
+        )
+    };
+    let (code, out, err) = run(tls, Some("1"), Some(&rig.tls.client));
+    assert_eq!(code, 0, "{err}");
+    let first = out.lines().next().unwrap_or_default();
+    assert!(first.contains(&format!(" at {tls} ")), "{first}");
+    let (code, out, err) = run(tcp, None, None);
+    assert_eq!(code, 0, "{err}");
+    let first = out.lines().next().unwrap_or_default();
+    assert!(first.contains(&format!(" at {tcp} ")), "{first}");
+
+    for (certs, names) in [
+        (
+            &rig.tls.wrong_ca,
+            format!("not signed by the CA in {}/ca.pem", rig.tls.wrong_ca),
+        ),
+        (
+            &rig.tls.no_client_cert,
+            format!(
+                "wants a client certificate, and {} has no cert.pem and key.pem",
+                rig.tls.no_client_cert
+            ),
+        ),
+    ] {
+        let (code, _, stderr) = run(tls, Some("1"), Some(certs));
+        assert_eq!(code, 1, "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "whalewatch: --docker: cannot reach the engine at {tls}: TLS: "
+            )) && stderr.contains(&names),
+            "{stderr}"
+        );
+    }
+    // A docker context with TLS: its certificates are filed under the
+    // SHA-256 of its name, as `docker context create --docker
+    // host=…,ca=…,cert=…,key=…` files them.
+    let config = std::env::temp_dir().join(whalewatcher_tests::test_label_value("tls-context"));
+    let digest = whalewatcher_tests::run_command("sh", &["-c", "printf %s rig-tls | sha256sum"]);
+    let meta = config.join("contexts/meta").join(&digest[..64]);
+    let certs = config
+        .join("contexts/tls")
+        .join(&digest[..64])
+        .join("docker");
+    std::fs::create_dir_all(&meta).unwrap();
+    std::fs::create_dir_all(&certs).unwrap();
+    for file in ["ca.pem", "cert.pem", "key.pem"] {
+        std::fs::copy(
+            std::path::Path::new(&rig.tls.client).join(file),
+            certs.join(file),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        meta.join("meta.json"),
+        serde_json::json!({"Name": "rig-tls", "Metadata": {}, "Endpoints": {"docker": {"Host": tls, "SkipTLSVerify": false}}}).to_string(),
+    )
+    .unwrap();
+    let (code, out, err) = whalewatch_with(
+        &[],
+        &[
+            ("DOCKER_CONFIG", Some(config.to_str().unwrap())),
+            ("DOCKER_HOST", None),
+            ("DOCKER_CONTEXT", Some("rig-tls")),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let first = out.lines().next().unwrap_or_default();
+    assert!(first.contains(&format!(" at {tls} ")), "{first}");
+    std::fs::remove_dir_all(&config).unwrap();
+}

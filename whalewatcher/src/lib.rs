@@ -3,7 +3,8 @@
 //! containerd, CRI runtimes — and a stream of their lifecycle events.
 //!
 //! This facade re-exports [`whalewatcher_core`] and, behind cargo features,
-//! each engine: `moby` (default), `containerd`, `cri`. With the default
+//! each engine: `moby` (default; `tls` adds TLS to `tcp://` Docker
+//! endpoints), `containerd`, `cri`. With the default
 //! features nothing of gRPC is compiled, so a Docker-only user needs no
 //! `protoc`.
 //!

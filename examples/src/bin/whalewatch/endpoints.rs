@@ -9,11 +9,21 @@ use sha2::{Digest, Sha256};
 /// crictl's first default endpoint, containerd's.
 const CRI_DEFAULT_SOCKET: &str = "/run/containerd/containerd.sock";
 
+/// A docker context's Docker endpoint.
+#[derive(Debug)]
+pub struct ContextEndpoint {
+    /// The endpoint URL.
+    pub host: String,
+    /// The directory of its TLS certificates (`ca.pem`, `cert.pem`,
+    /// `key.pem`), when it has them.
+    pub tls_certs: Option<PathBuf>,
+}
+
 /// The Docker endpoint of the docker CLI's current context, when that is
 /// not the default one and `DOCKER_HOST` is unset (it takes precedence
 /// over contexts, and the facade reads it): `DOCKER_CONTEXT`, else the
 /// `currentContext` of `$DOCKER_CONFIG/config.json` (`~/.docker`).
-pub fn docker_context_host() -> Result<Option<String>, String> {
+pub fn docker_context() -> Result<Option<ContextEndpoint>, String> {
     if std::env::var_os("DOCKER_HOST").is_some_and(|host| !host.is_empty()) {
         return Ok(None);
     }
@@ -66,9 +76,9 @@ fn current_context(config: &Path) -> Result<Option<String>, String> {
         .map(str::to_owned))
 }
 
-/// The Docker host a named context stores; its metadata is filed under
-/// the SHA-256 of its name.
-fn context_host(config: &Path, name: &str) -> Result<String, String> {
+/// The Docker endpoint a named context stores; its metadata and its TLS
+/// certificates are filed under the SHA-256 of its name.
+fn context_host(config: &Path, name: &str) -> Result<ContextEndpoint, String> {
     let digest = format!("{:x}", Sha256::digest(name.as_bytes()));
     let meta = config.join("contexts/meta").join(&digest).join("meta.json");
     let text = std::fs::read_to_string(&meta).map_err(|error| {
@@ -77,21 +87,20 @@ fn context_host(config: &Path, name: &str) -> Result<String, String> {
             meta.display()
         )
     })?;
-    if config
-        .join("contexts/tls")
-        .join(&digest)
-        .join("docker")
-        .exists()
-    {
-        return Err(format!(
-            "docker context {name:?} uses TLS, which whalewatch does not read from a context: \
-             set DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH instead"
-        ));
-    }
     let json: serde_json::Value = serde_json::from_str(&text)
         .map_err(|error| format!("{} is not JSON: {error}", meta.display()))?;
-    json["Endpoints"]["docker"]["Host"]
+    let docker = &json["Endpoints"]["docker"];
+    let host = docker["Host"]
         .as_str()
         .map(str::to_owned)
-        .ok_or_else(|| format!("docker context {name:?} has no Docker endpoint"))
+        .ok_or_else(|| format!("docker context {name:?} has no Docker endpoint"))?;
+    let tls = config.join("contexts/tls").join(&digest).join("docker");
+    let tls_certs = tls.exists().then_some(tls);
+    if tls_certs.is_some() && docker["SkipTLSVerify"].as_bool() == Some(true) {
+        return Err(format!(
+            "docker context {name:?} skips verifying the engine's certificate, \
+             which whalewatch does not do"
+        ));
+    }
+    Ok(ContextEndpoint { host, tls_certs })
 }

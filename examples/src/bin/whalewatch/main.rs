@@ -277,12 +277,23 @@ fn engines(args: &Args) -> Result<Vec<Watched>, (&'static str, String)> {
         args.docker.clone()
     };
     for url in &docker_urls {
-        let url = match endpoint(url) {
-            Some(url) => Some(url),
-            None => endpoints::docker_context_host().map_err(|e| ("docker", e))?,
+        let context = match endpoint(url) {
+            Some(_) => None,
+            None => endpoints::docker_context().map_err(|e| ("docker", e))?,
         };
-        let watcher = whalewatcher::docker_watcher(url.as_deref(), retry())
-            .map_err(|e| ("docker", whalewatcher::describe(&e)))?;
+        let watcher = match context {
+            Some(context) => {
+                let builder = whalewatcher::moby::MobyEngine::builder().endpoint(context.host);
+                match context.tls_certs {
+                    Some(certs) => builder.tls_certs(certs),
+                    None => builder,
+                }
+                .build()
+                .map(|engine| whalewatcher::Watcher::new(engine, retry()))
+            }
+            None => whalewatcher::docker_watcher(endpoint(url).as_deref(), retry()),
+        }
+        .map_err(|e| ("docker", whalewatcher::describe(&e)))?;
         engines.push(Watched {
             option: "docker",
             watcher,
@@ -369,6 +380,8 @@ fn hint(option: &str, error: &EngineError) -> String {
         (Some(ErrorKind::NotFound | ErrorKind::ConnectionRefused), _) => {
             " (is the engine running? is that its socket?)".to_owned()
         }
+        // A certificate problem: the message names the file.
+        (Some(ErrorKind::InvalidData), _) => String::new(),
         (_, EngineError::Unreachable { .. } | EngineError::Protocol { .. }) => {
             format!(" (is it a {option} endpoint?)")
         }
