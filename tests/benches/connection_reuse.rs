@@ -35,7 +35,7 @@ async fn main() {
     for i in 0..n {
         t.run(&format!("bench{i}"), &[]).await;
     }
-    let reusing = MobyEngine::new(Some(&rig.host_docker.endpoint)).unwrap();
+    let reusing = MobyEngine::new(&rig.host_docker.endpoint).unwrap();
     let fresh = MobyEngine::builder()
         .endpoint(rig.host_docker.endpoint.clone())
         .fresh_connection_per_request()

@@ -84,7 +84,7 @@ async fn main() {
     let rig = Rig::load();
     let t = DockerTest::connect(&rig.host_docker, "soak").await;
     let watcher = Watcher::new(
-        MobyEngine::new(Some(&rig.host_docker.endpoint)).unwrap(),
+        MobyEngine::new(&rig.host_docker.endpoint).unwrap(),
         RetryPolicy::default(),
     );
     let (cancel, watch) = spawn_watch(&watcher);

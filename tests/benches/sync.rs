@@ -89,7 +89,7 @@ async fn list_and_inspect(docker: &Docker, concurrency: usize) -> usize {
 
 /// A fresh connection-reusing bollard client (the moby engine's transport).
 fn docker_client(endpoint: &str) -> MobyEngine {
-    MobyEngine::new(Some(endpoint)).expect("endpoint")
+    MobyEngine::new(endpoint).expect("endpoint")
 }
 
 fn docker_cli_pipeline(endpoint: &str) -> Duration {
@@ -491,7 +491,8 @@ async fn containerd_sync(rig: &Rig, rounds: usize) {
     for i in 0..N {
         t.run(namespace, &format!("b{i}-{}", t.label), &[]);
     }
-    let engine = || whalewatcher_containerd::ContainerdEngine::new(rig.containerd.socket());
+    let engine =
+        || whalewatcher_containerd::ContainerdEngine::new(rig.containerd.socket()).expect("engine");
     let (mut ww, mut floor, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         // Alternating which goes first.
@@ -609,7 +610,9 @@ async fn cri_sync(rig: &Rig, rounds: usize) {
     }
     let (mut ww, mut floor, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
-        let watch = || initial_sync(whalewatcher_cri::CriEngine::new(rig.containerd.socket()));
+        let watch = || {
+            initial_sync(whalewatcher_cri::CriEngine::new(rig.containerd.socket()).expect("engine"))
+        };
         // Alternating which goes first.
         let early = if round % 2 == 0 {
             Some(watch().await)

@@ -23,7 +23,12 @@ static ENGINE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 const NAMESPACE: &str = "whalewatcher-a";
 
 fn engine(rig: &Rig) -> ContainerdEngine {
-    ContainerdEngine::new(rig.containerd.socket())
+    configured(rig).build().expect("engine")
+}
+
+/// A builder for the rig's engine, for more settings.
+fn configured(rig: &Rig) -> whalewatcher_containerd::ContainerdEngineBuilder {
+    ContainerdEngine::builder().endpoint(rig.containerd.socket())
 }
 
 fn portfolio_view(w: &Watching, t: &ContainerdTest) -> BTreeMap<String, (u32, bool)> {
@@ -206,7 +211,7 @@ async fn thirty_tasks_churned_during_the_initial_sync_end_in_the_truth() {
     t.run(NAMESPACE, &format!("before-{}", t.label), &[]);
     let proxy = HttpProxy::grpc(&rig.containerd, Rules::default());
     proxy.hold_answers(&["/containerd.services.tasks.v1.Tasks/List"]);
-    let w = Watching::start(ContainerdEngine::new(proxy.socket()));
+    let w = Watching::start(ContainerdEngine::new(proxy.socket()).expect("engine"));
     let churn = tokio::task::spawn_blocking({
         let t = t.clone();
         move || {
@@ -288,7 +293,8 @@ async fn an_engine_restart_is_resynchronized_and_subscribers_see_the_difference(
 
 #[tokio::test]
 async fn a_missing_socket_is_unreachable() {
-    let engine = ContainerdEngine::new("/run/whalewatcher-rig/no-such-containerd.sock");
+    let engine =
+        ContainerdEngine::new("/run/whalewatcher-rig/no-such-containerd.sock").expect("engine");
     let watcher = Watcher::new(engine, RetryPolicy::none());
     let ended = watcher.watch(CancellationToken::new()).await;
     assert!(
@@ -306,7 +312,7 @@ async fn a_missing_socket_is_unreachable() {
 #[tokio::test]
 async fn a_socket_that_is_not_containerd_is_a_typed_error() {
     let rig = Rig::load();
-    let engine = ContainerdEngine::new(rig.host_docker.socket()); // speaks HTTP/1.1, not gRPC
+    let engine = ContainerdEngine::new(rig.host_docker.socket()).expect("engine"); // speaks HTTP/1.1, not gRPC
     let err = engine.info().await.unwrap_err();
     assert!(
         matches!(
@@ -326,13 +332,16 @@ async fn the_packer_sees_the_record_and_the_engines_channel_is_reachable() {
     let t = ContainerdTest::connect(&rig, "cd-packer").await;
     let id = format!("packed-{}", t.label);
     t.run(NAMESPACE, &id, &[]);
-    let packed = engine(&rig).with_packer(|container, inspection| {
-        let seen = (
-            inspection.namespace.to_owned(),
-            inspection.record.image.clone(),
-        );
-        container.with_rucksack(std::sync::Arc::new(seen))
-    });
+    let packed = configured(&rig)
+        .packer(|container, inspection| {
+            let seen = (
+                inspection.namespace.to_owned(),
+                inspection.record.image.clone(),
+            );
+            container.with_rucksack(std::sync::Arc::new(seen))
+        })
+        .build()
+        .expect("engine");
     let w = Watching::start(packed);
     w.watcher.ready().await.expect("synced");
     let portfolio = w.watcher.portfolio();

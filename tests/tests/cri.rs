@@ -32,7 +32,12 @@ use whalewatcher_tests::{run_command, within, TEST_LABEL};
 static ENGINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn engine(rig: &Rig) -> CriEngine {
-    CriEngine::new(rig.containerd.socket())
+    configured(rig).build().expect("engine")
+}
+
+/// A builder for the rig's engine, for more settings.
+fn configured(rig: &Rig) -> whalewatcher_cri::CriEngineBuilder {
+    CriEngine::builder().endpoint(rig.containerd.socket())
 }
 
 fn portfolio_view(w: &Watching, t: &CriTest) -> BTreeMap<String, u32> {
@@ -91,7 +96,7 @@ async fn two_pods_of_two_containers_equal_the_truth_with_labels_and_pids() {
         .to_owned()
     };
     let engine_pid: u32 = inspect("{{.State.Pid}}").parse().expect("the engine's PID");
-    let w = Watching::start(engine(&rig).with_pid(engine_pid));
+    let w = Watching::start(configured(&rig).pid(engine_pid).build().expect("engine"));
     w.watcher.ready().await.expect("synced");
     let truth = t.truth().await;
     assert_eq!(truth.len(), 6, "2 sandboxes and 4 containers: {truth:?}");
@@ -224,7 +229,7 @@ async fn a_pod_created_during_the_initial_sync_is_present() {
         "/runtime.v1.RuntimeService/ListPodSandbox",
         "/runtime.v1.RuntimeService/ListContainers",
     ]);
-    let w = Watching::start(CriEngine::new(proxy.socket()));
+    let w = Watching::start(CriEngine::new(proxy.socket()).expect("engine"));
     let during = async {
         let pod = t.run_pod("during", "rig").await;
         t.run_container(&pod, "late").await;
@@ -242,7 +247,7 @@ async fn a_pod_created_during_the_initial_sync_is_present() {
 async fn containerd_1_6_without_cri_events_is_unsupported_once() {
     // Read-only: the host's containerd runs the rig's host dockerd.
     let rig = Rig::load();
-    unsupported_once(CriEngine::new(rig.host_containerd.socket())).await;
+    unsupported_once(CriEngine::new(rig.host_containerd.socket()).expect("engine")).await;
 }
 
 /// Watches with `engine` until the watch gives up; asserts it did as an
@@ -296,7 +301,10 @@ async fn an_event_stream_that_ends_at_once_is_unsupported_once() {
             ),
         ]),
     );
-    let watcher = Watcher::new(CriEngine::new(engine.socket()), RetryPolicy::default());
+    let watcher = Watcher::new(
+        CriEngine::new(engine.socket()).expect("engine"),
+        RetryPolicy::default(),
+    );
     let ended = within(
         "the watch to give up",
         watcher.watch(CancellationToken::new()),
@@ -359,7 +367,7 @@ async fn refused_late(delay: Duration) -> Watcher {
             ),
         ]),
     );
-    let watcher = unsupported_once(CriEngine::new(engine.socket())).await;
+    let watcher = unsupported_once(CriEngine::new(engine.socket()).expect("engine")).await;
     assert_eq!(engine.calls(events), 1, "one attempt, not a busy loop");
     watcher
 }
@@ -428,7 +436,7 @@ async fn a_sync_costs_one_status_round_trip_per_container_and_sandbox() {
         ]
         .map(|(m, a)| (m.clone(), a)),
     );
-    let w = Watching::start(CriEngine::new(engine.socket()));
+    let w = Watching::start(CriEngine::new(engine.socket()).expect("engine"));
     w.watcher.ready().await.expect("synced");
     let portfolio = w.watcher.portfolio();
     assert_eq!(portfolio.container("s1").map(|s| s.pid()), Some(41));
@@ -443,7 +451,7 @@ async fn a_sync_costs_one_status_round_trip_per_container_and_sandbox() {
 
 #[tokio::test]
 async fn a_missing_socket_is_unreachable_and_says_why() {
-    let engine = CriEngine::new("/run/whalewatcher-rig/no-such-cri.sock");
+    let engine = CriEngine::new("/run/whalewatcher-rig/no-such-cri.sock").expect("engine");
     let watcher = Watcher::new(engine, RetryPolicy::none());
     let ended = watcher.watch(CancellationToken::new()).await;
     let Err(WatchError::GaveUp {
@@ -467,18 +475,21 @@ async fn the_packer_sees_container_and_sandbox_statuses_and_the_client_is_reacha
     let t = CriTest::connect(&rig, "cri-packer").await;
     let pod = t.run_pod("packed", "packing").await;
     let container = t.run_container(&pod, "main").await;
-    let packed = engine(&rig).with_packer(|record, inspection| {
-        let seen = match inspection {
-            whalewatcher_cri::Inspection::Container { status, .. } => {
-                format!("container {}", status.image_ref)
-            }
-            whalewatcher_cri::Inspection::Sandbox { status, .. } => {
-                let namespace = status.metadata.as_ref().map(|m| m.namespace.clone());
-                format!("sandbox {}", namespace.unwrap_or_default())
-            }
-        };
-        record.with_rucksack(std::sync::Arc::new(seen))
-    });
+    let packed = configured(&rig)
+        .packer(|record, inspection| {
+            let seen = match inspection {
+                whalewatcher_cri::Inspection::Container { status, .. } => {
+                    format!("container {}", status.image_ref)
+                }
+                whalewatcher_cri::Inspection::Sandbox { status, .. } => {
+                    let namespace = status.metadata.as_ref().map(|m| m.namespace.clone());
+                    format!("sandbox {}", namespace.unwrap_or_default())
+                }
+            };
+            record.with_rucksack(std::sync::Arc::new(seen))
+        })
+        .build()
+        .expect("engine");
     let w = Watching::start(packed);
     w.watcher.ready().await.expect("synced");
     let portfolio = w.watcher.portfolio();
@@ -517,7 +528,8 @@ async fn containerd_1_6_never_counts_as_synced() {
     // ends every session before its sync is published.
     let rig = Rig::load();
     for attempt in 0..300 {
-        let watcher = unsupported_once(CriEngine::new(rig.host_containerd.socket())).await;
+        let watcher =
+            unsupported_once(CriEngine::new(rig.host_containerd.socket()).expect("engine")).await;
         assert_eq!(
             watcher.status().sync_duration,
             None,

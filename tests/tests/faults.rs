@@ -294,7 +294,7 @@ async fn five_restarts_of_dockerd_end_in_the_truth_with_exactly_the_difference()
     let _alone = RIG.lock().await;
     let rig = Rig::load();
     let load = Moby(DockerTest::connect(&rig.docker, "faults-dockerd").await);
-    let mut w = Watching::start(MobyEngine::new(Some(&rig.docker.endpoint)).unwrap());
+    let mut w = Watching::start(MobyEngine::new(&rig.docker.endpoint).unwrap());
     five_restarts("dockerd 26", &rig, &rig.docker, &mut w, &load).await;
     w.stop().await;
 }
@@ -304,7 +304,7 @@ async fn five_restarts_of_podman_end_in_the_truth_with_exactly_the_difference() 
     let _alone = RIG.lock().await;
     let rig = Rig::load();
     let load = Moby(DockerTest::connect(&rig.podman, "faults-podman").await);
-    let mut w = Watching::start(MobyEngine::new(Some(&rig.podman.endpoint)).unwrap());
+    let mut w = Watching::start(MobyEngine::new(&rig.podman.endpoint).unwrap());
     five_restarts("podman 5", &rig, &rig.podman, &mut w, &load).await;
     w.stop().await;
 }
@@ -316,7 +316,7 @@ async fn five_restarts_of_containerd_end_in_the_truth_with_exactly_the_differenc
     let load = Containerd(std::sync::Arc::new(
         ContainerdTest::connect(&rig, "faults-containerd").await,
     ));
-    let mut w = Watching::start(ContainerdEngine::new(rig.containerd.socket()));
+    let mut w = Watching::start(ContainerdEngine::new(rig.containerd.socket()).expect("engine"));
     five_restarts("containerd 1.7", &rig, &rig.containerd, &mut w, &load).await;
     w.stop().await;
 }
@@ -326,7 +326,7 @@ async fn five_restarts_of_the_cri_engine_end_in_the_truth_with_exactly_the_diffe
     let _alone = RIG.lock().await;
     let rig = Rig::load();
     let load = Cri(CriTest::connect(&rig, "faults-cri").await, rig.clone());
-    let mut w = Watching::start(CriEngine::new(rig.containerd.socket()));
+    let mut w = Watching::start(CriEngine::new(rig.containerd.socket()).expect("engine"));
     five_restarts("CRI (containerd 1.7)", &rig, &rig.containerd, &mut w, &load).await;
     w.stop().await;
 }
@@ -370,7 +370,7 @@ async fn a_cut_docker_event_stream_is_resynchronized_without_loss() {
     let t = DockerTest::connect(&rig.host_docker, "faults-cut-docker").await;
     let victim = t.run("victim", &[]).await;
     let proxy = HttpProxy::docker(&rig.host_docker, Rules::default());
-    let mut w = Watching::start(MobyEngine::new(Some(&proxy.endpoint())).unwrap());
+    let mut w = Watching::start(MobyEngine::new(proxy.endpoint()).unwrap());
     w.watcher.ready().await.expect("synced");
     let load = Moby(t);
     let kill = load.0.kill(&victim);
@@ -391,7 +391,7 @@ async fn a_cut_containerd_event_stream_is_resynchronized_without_loss() {
             .unwrap();
     }
     let proxy = HttpProxy::grpc(&rig.containerd, Rules::default());
-    let mut w = Watching::start(ContainerdEngine::new(proxy.socket()));
+    let mut w = Watching::start(ContainerdEngine::new(proxy.socket()).expect("engine"));
     w.watcher.ready().await.expect("synced");
     let load = Containerd(t.clone());
     let kill = async move {
@@ -411,7 +411,7 @@ async fn a_cut_cri_event_stream_is_resynchronized_without_loss() {
     let victim_pod = t.run_pod("victim", "faults").await;
     let victim = t.run_container(&victim_pod, "main").await;
     let proxy = HttpProxy::grpc(&rig.containerd, Rules::default());
-    let mut w = Watching::start(CriEngine::new(proxy.socket()));
+    let mut w = Watching::start(CriEngine::new(proxy.socket()).expect("engine"));
     w.watcher.ready().await.expect("synced");
     let load = Cri(t, rig.clone());
     let kill = load.0.stop_container(&victim);
@@ -442,7 +442,7 @@ async fn churn_of_100_during_the_initial_sync_and_during_a_resync_ends_in_the_tr
     let t = DockerTest::connect(&rig.host_docker, "faults-churn").await;
     let proxy = HttpProxy::docker(&rig.host_docker, Rules::default());
     proxy.hold_answers(&["/containers/json"]);
-    let mut w = Watching::start(MobyEngine::new(Some(&proxy.endpoint())).unwrap());
+    let mut w = Watching::start(MobyEngine::new(proxy.endpoint()).unwrap());
     let ((), passed) = proxy.overlap(churn(&t, "initial", 100), 150).await;
     println!("initial sync: {passed} events passed while the list waited");
     w.watcher.ready().await.expect("synced");
@@ -485,7 +485,7 @@ async fn a_subscriber_that_stops_reading_lags_and_the_portfolio_stays_current() 
     let _alone = RIG.lock().await;
     let rig = Rig::load();
     let t = DockerTest::connect(&rig.host_docker, "faults-slow").await;
-    let watcher = Watcher::builder(MobyEngine::new(Some(&rig.host_docker.endpoint)).unwrap())
+    let watcher = Watcher::builder(MobyEngine::new(&rig.host_docker.endpoint).unwrap())
         .event_capacity(8)
         .build();
     let (cancel, watch) = spawn_watch(&watcher);
@@ -518,10 +518,7 @@ async fn a_subscriber_that_stops_reading_lags_and_the_portfolio_stays_current() 
 /// policy: the first sync fails with an error of `kind`, the watcher keeps
 /// retrying with backoff and without spinning. Returns (attempts, CPU ms).
 async fn retries_against(endpoint: &str, expected: fn(&EngineError) -> bool) -> (u64, f64) {
-    let watcher = Watcher::new(
-        MobyEngine::new(Some(endpoint)).unwrap(),
-        RetryPolicy::default(),
-    );
+    let watcher = Watcher::new(MobyEngine::new(endpoint).unwrap(), RetryPolicy::default());
     let cpu = cpu_time(std::process::id());
     let (cancel, watch) = spawn_watch(&watcher);
     let ready = watcher.ready().await;

@@ -66,11 +66,15 @@ async fn a_socket_that_never_answers_times_out_on_every_engine_instead_of_hangin
     let dir = std::env::temp_dir();
     let silent = SilentSocket::start(&dir);
     let endpoint = format!("unix://{}", silent.socket().display());
-    times_out(MobyEngine::new(Some(&endpoint)).unwrap(), &silent).await;
+    times_out(MobyEngine::new(&endpoint).unwrap(), &silent).await;
     let silent = SilentSocket::start(&dir);
-    times_out(ContainerdEngine::new(silent.socket()), &silent).await;
+    times_out(
+        ContainerdEngine::new(silent.socket()).expect("engine"),
+        &silent,
+    )
+    .await;
     let silent = SilentSocket::start(&dir);
-    times_out(CriEngine::new(silent.socket()), &silent).await;
+    times_out(CriEngine::new(silent.socket()).expect("engine"), &silent).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,7 +88,7 @@ async fn docker_behind_a_proxy_that_forbids_info_is_synced_and_followed() {
     };
     let proxy = HttpProxy::docker(&rig.host_docker, rules);
     let watcher = Watcher::new(
-        MobyEngine::new(Some(&proxy.endpoint())).unwrap(),
+        MobyEngine::new(proxy.endpoint()).unwrap(),
         RetryPolicy::default(),
     );
     let (cancel, watch) = spawn_watch(&watcher);
@@ -132,7 +136,7 @@ async fn event_streams_ended_by_an_idle_timeout_back_off_and_a_bounded_policy_gi
         ..Rules::default()
     };
     let proxy = HttpProxy::docker(&rig.host_docker, rules);
-    let engine = || MobyEngine::new(Some(&proxy.endpoint())).unwrap();
+    let engine = || MobyEngine::new(proxy.endpoint()).unwrap();
 
     let watcher = Watcher::new(engine(), RetryPolicy::default());
     let (cancel, watch) = spawn_watch(&watcher);
@@ -155,7 +159,7 @@ async fn event_streams_ended_by_an_idle_timeout_back_off_and_a_bounded_policy_gi
         },
     );
     let watcher = Watcher::new(
-        MobyEngine::new(Some(&proxy.endpoint())).unwrap(),
+        MobyEngine::new(proxy.endpoint()).unwrap(),
         RetryPolicy::default().max_retries(3),
     );
     let ended = within(

@@ -155,7 +155,7 @@ async fn watching_leaves_no_file_descriptor_and_no_task_behind() {
     // The check sees a watcher leaked on purpose: its watch still running.
     let baseline = counts();
     let leaky = Watcher::new(
-        MobyEngine::new(Some(&rig.host_docker.endpoint)).unwrap(),
+        MobyEngine::new(&rig.host_docker.endpoint).unwrap(),
         RetryPolicy::default(),
     );
     let (cancel, watch) = spawn_watch(&leaky);
@@ -183,17 +183,17 @@ async fn watching_leaves_no_file_descriptor_and_no_task_behind() {
     let baseline = counts();
 
     for round in 0..2 {
-        let docker_engine = MobyEngine::new(Some(&docker_proxy.endpoint())).unwrap();
+        let docker_engine = MobyEngine::new(docker_proxy.endpoint()).unwrap();
         work(docker_engine, &docker_proxy, &Load::Docker(&docker), round).await;
         back_to(baseline, &format!("host dockerd, round {round}")).await;
-        let podman_engine = MobyEngine::new(Some(&podman_proxy.endpoint())).unwrap();
+        let podman_engine = MobyEngine::new(podman_proxy.endpoint()).unwrap();
         work(podman_engine, &podman_proxy, &Load::Docker(&podman), round).await;
         back_to(baseline, &format!("podman, round {round}")).await;
-        let containerd_engine = ContainerdEngine::new(grpc_proxy.socket());
+        let containerd_engine = ContainerdEngine::new(grpc_proxy.socket()).expect("engine");
         let load = Load::Containerd(&containerd);
         work(containerd_engine, &grpc_proxy, &load, round).await;
         back_to(baseline, &format!("containerd, round {round}")).await;
-        let cri_engine = CriEngine::new(grpc_proxy.socket());
+        let cri_engine = CriEngine::new(grpc_proxy.socket()).expect("engine");
         work(cri_engine, &grpc_proxy, &Load::Cri(&cri, &pod), round).await;
         back_to(baseline, &format!("CRI, round {round}")).await;
     }
@@ -203,7 +203,7 @@ async fn watching_leaves_no_file_descriptor_and_no_task_behind() {
     restarted.run("before-restart", &[]).await;
     let baseline = counts();
     let watcher = Watcher::new(
-        MobyEngine::new(Some(&rig.docker.endpoint)).unwrap(),
+        MobyEngine::new(&rig.docker.endpoint).unwrap(),
         RetryPolicy::default(),
     );
     let (cancel, watch) = spawn_watch(&watcher);

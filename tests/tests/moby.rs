@@ -340,7 +340,7 @@ async fn churn_during_the_initial_sync_ends_in_the_truth(engine: &rig::Engine) {
     let before = t.run("before", &[]).await;
     let proxy = HttpProxy::docker(engine, Rules::default());
     proxy.hold_answers(&["/containers/json"]);
-    let w = Watching::start(MobyEngine::new(Some(&proxy.endpoint())).unwrap());
+    let w = Watching::start(MobyEngine::new(proxy.endpoint()).unwrap());
     let churn = async {
         for i in 0..30 {
             let id = t.run(&format!("churn{i}"), &[]).await;
@@ -611,7 +611,7 @@ async fn podman_pods_show_as_labels_and_its_die_event_is_followed() {
 
 #[tokio::test]
 async fn a_missing_socket_is_unreachable_and_not_retried_without_a_policy() {
-    let moby = MobyEngine::new(Some("unix:///run/whalewatcher-rig/no-such.sock")).expect("engine");
+    let moby = MobyEngine::new("unix:///run/whalewatcher-rig/no-such.sock").expect("engine");
     let watcher = Watcher::new(moby, RetryPolicy::none());
     let ended = watcher.watch(CancellationToken::new()).await;
     match ended {
@@ -650,7 +650,7 @@ async fn a_socket_that_does_not_speak_the_docker_api_is_a_typed_error_retried_wi
         }
     });
 
-    let moby = MobyEngine::new(Some(socket.to_str().unwrap())).expect("engine");
+    let moby = MobyEngine::new(socket.to_str().unwrap()).expect("engine");
     let watcher = Watcher::new(moby, RetryPolicy::default());
     let cancel = CancellationToken::new();
     let task = tokio::spawn({

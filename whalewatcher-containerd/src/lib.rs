@@ -5,8 +5,14 @@
 //! use whalewatcher_containerd::ContainerdEngine;
 //! use whalewatcher_core::{RetryPolicy, Watcher};
 //!
-//! let engine = ContainerdEngine::new("/run/containerd/containerd.sock");
+//! # fn demo() -> Result<(), whalewatcher_core::EngineError> {
+//! // Or ContainerdEngine::new(socket), or builder() for the default socket.
+//! let engine = ContainerdEngine::builder()
+//!     .endpoint("/run/containerd/containerd.sock")
+//!     .ignore_namespaces(["moby"])
+//!     .build()?;
 //! let watcher = Watcher::new(engine, RetryPolicy::default());
+//! # Ok(()) }
 //! ```
 //!
 //! - All namespaces but the ignored ones (default: `moby`, whose containers
@@ -43,9 +49,10 @@ use containerd_client::services::v1::{
 };
 use containerd_client::tonic::metadata::MetadataValue;
 use containerd_client::tonic::transport::Channel;
-use containerd_client::tonic::{Code, Request, Status, Streaming};
+use containerd_client::tonic::{Request, Status, Streaming};
 use containerd_client::types::Envelope;
 use futures::StreamExt;
+use whalewatcher_core::support::{readable, status_error};
 use whalewatcher_core::{async_trait, Container, Engine, EngineError, EngineEvents, EngineInfo};
 
 pub use convert::NERDCTL_NAME_LABEL;
@@ -114,10 +121,82 @@ impl std::fmt::Debug for ContainerdEngine {
     }
 }
 
-/// containerd at [`DEFAULT_SOCKET`].
-impl Default for ContainerdEngine {
-    fn default() -> Self {
-        ContainerdEngine::new(DEFAULT_SOCKET)
+/// Configures a [`ContainerdEngine`].
+#[derive(Default)]
+pub struct ContainerdEngineBuilder {
+    endpoint: Option<PathBuf>,
+    pid: Option<u32>,
+    ignored: Option<BTreeSet<String>>,
+    packer: Option<Packer>,
+}
+
+impl std::fmt::Debug for ContainerdEngineBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerdEngineBuilder")
+            .field("endpoint", &self.endpoint)
+            .field("pid", &self.pid)
+            .field("ignored", &self.ignored)
+            .field("packer", &self.packer.is_some())
+            .finish()
+    }
+}
+
+impl ContainerdEngineBuilder {
+    /// containerd's unix socket: a path, or a `unix://` URL. Without one,
+    /// [`DEFAULT_SOCKET`].
+    pub fn endpoint(mut self, socket: impl Into<PathBuf>) -> Self {
+        self.endpoint = Some(socket.into());
+        self
+    }
+
+    /// The engine's PID, when the caller knows it (otherwise containerd's
+    /// own answer is used, in its PID namespace).
+    pub fn pid(mut self, pid: u32) -> Self {
+        self.pid = Some(pid);
+        self
+    }
+
+    /// Ignores exactly these namespaces instead of the
+    /// [default ones](DEFAULT_IGNORED_NAMESPACES).
+    pub fn ignore_namespaces<S: Into<String>>(
+        mut self,
+        namespaces: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.ignored = Some(namespaces.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Completes each container's record from what containerd told about
+    /// it: attach a rucksack (`container.with_rucksack(..)`), add labels, …
+    /// The packer must keep the id.
+    pub fn packer(
+        mut self,
+        packer: impl Fn(Container, &Inspection<'_>) -> Container + Send + Sync + 'static,
+    ) -> Self {
+        self.packer = Some(Arc::new(packer));
+        self
+    }
+
+    /// Builds the engine. Does no I/O: an engine that is not there shows
+    /// when the watcher first talks to it. Fails for an endpoint that is
+    /// no unix socket path.
+    pub fn build(self) -> Result<ContainerdEngine, EngineError> {
+        let (socket, api) = whalewatcher_core::support::unix_endpoint(
+            self.endpoint.unwrap_or_else(|| DEFAULT_SOCKET.into()),
+        )?;
+        Ok(ContainerdEngine {
+            socket,
+            api,
+            pid: self.pid,
+            ignored: self.ignored.unwrap_or_else(|| {
+                DEFAULT_IGNORED_NAMESPACES
+                    .iter()
+                    .map(|ns| (*ns).to_owned())
+                    .collect()
+            }),
+            packer: self.packer,
+            channel: tokio::sync::OnceCell::new(),
+        })
     }
 }
 
@@ -125,46 +204,13 @@ impl ContainerdEngine {
     /// An engine at the unix socket `socket` (a path, or a `unix://` URL),
     /// ignoring the [default namespaces](DEFAULT_IGNORED_NAMESPACES). Does
     /// no I/O.
-    pub fn new(socket: impl Into<PathBuf>) -> Self {
-        let socket = whalewatcher_core::unix_socket_path(socket);
-        ContainerdEngine {
-            api: format!("unix://{}", socket.display()),
-            socket,
-            pid: None,
-            ignored: DEFAULT_IGNORED_NAMESPACES
-                .iter()
-                .map(|ns| (*ns).to_owned())
-                .collect(),
-            packer: None,
-            channel: tokio::sync::OnceCell::new(),
-        }
+    pub fn new(socket: impl Into<PathBuf>) -> Result<Self, EngineError> {
+        Self::builder().endpoint(socket).build()
     }
 
-    /// Ignores exactly these namespaces instead of the default ones.
-    pub fn ignore_namespaces<S: Into<String>>(
-        mut self,
-        namespaces: impl IntoIterator<Item = S>,
-    ) -> Self {
-        self.ignored = namespaces.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// The engine's PID, when the caller knows it (otherwise containerd's
-    /// own answer is used, in its PID namespace).
-    pub fn with_pid(mut self, pid: u32) -> Self {
-        self.pid = Some(pid);
-        self
-    }
-
-    /// Completes each container's record from what containerd told about
-    /// it: attach a rucksack (`container.with_rucksack(..)`), add labels, …
-    /// The packer must keep the id.
-    pub fn with_packer(
-        mut self,
-        packer: impl Fn(Container, &Inspection<'_>) -> Container + Send + Sync + 'static,
-    ) -> Self {
-        self.packer = Some(Arc::new(packer));
-        self
+    /// A builder for more settings.
+    pub fn builder() -> ContainerdEngineBuilder {
+        ContainerdEngineBuilder::default()
     }
 
     /// The gRPC channel to containerd, connected on first use: for calls of
@@ -181,22 +227,7 @@ impl ContainerdEngine {
     }
 
     fn error(&self, status: Status, id: Option<&str>) -> EngineError {
-        match status.code() {
-            Code::NotFound if id.is_some() => EngineError::NotFound {
-                id: id.unwrap_or_default().to_owned(),
-            },
-            Code::Unimplemented => EngineError::Unsupported {
-                endpoint: self.api.clone(),
-                what: status.message().to_owned(),
-            },
-            Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded => {
-                EngineError::unreachable(self.api.clone(), readable(&status))
-            }
-            _ => EngineError::Protocol {
-                endpoint: self.api.clone(),
-                message: readable(&status).to_string(),
-            },
-        }
+        status_error(&self.api, &status, id, "the containerd API")
     }
 
     /// The container of a record and its task, if alive, packed.
@@ -462,10 +493,4 @@ impl Engine for ContainerdEngine {
             async move { mapped }
         })))
     }
-}
-
-/// A gRPC status as a cause that reads well (tonic's own display is its
-/// debug dump): its message and the causes beneath it.
-fn readable(status: &Status) -> std::io::Error {
-    whalewatcher_core::io_error_with_causes(status.message(), std::error::Error::source(status))
 }

@@ -82,34 +82,3 @@ pub trait Engine: Any + Send + Sync + Debug {
     /// [`Watcher::close`](crate::Watcher::close).
     async fn close(&self) {}
 }
-
-/// The socket path of a gRPC engine given as a path or as a `unix://` URL
-/// (the form of crictl's `CONTAINER_RUNTIME_ENDPOINT` and of the engines'
-/// own `api`): `unix:///run/containerd/containerd.sock` and
-/// `/run/containerd/containerd.sock` are the same socket.
-pub fn unix_socket_path(given: impl Into<std::path::PathBuf>) -> std::path::PathBuf {
-    let given = given.into();
-    match given.to_str().and_then(|text| text.strip_prefix("unix://")) {
-        Some(path) => path.into(),
-        None => given,
-    }
-}
-
-#[cfg(test)]
-mod socket_path_tests {
-    use super::unix_socket_path;
-
-    #[test]
-    fn a_unix_url_and_its_path_are_the_same_socket() {
-        let path = std::path::Path::new("/run/containerd/containerd.sock");
-        assert_eq!(
-            unix_socket_path("unix:///run/containerd/containerd.sock"),
-            path
-        );
-        assert_eq!(unix_socket_path(path), path);
-        assert_eq!(
-            unix_socket_path("relative.sock"),
-            std::path::Path::new("relative.sock")
-        );
-    }
-}

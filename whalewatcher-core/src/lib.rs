@@ -45,13 +45,14 @@ mod error;
 mod event;
 mod portfolio;
 mod retry;
+pub mod support;
 mod watcher;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use container::{Container, Labels, PodInfo, Rucksack, StringPool};
-pub use engine::{unix_socket_path, Engine, EngineEvents, EngineInfo};
+pub use engine::{Engine, EngineEvents, EngineInfo};
 pub use error::{describe, io_error_with_causes, Cause, EngineError, WatchError};
 pub use event::{EngineEvent, Event, EventKind, EventSource, EventStream, Exit, Lagged, OomKills};
 pub use portfolio::{Pod, Portfolio, Project};

@@ -8,7 +8,7 @@ mod inspections;
 mod sync_loop;
 
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -24,9 +24,6 @@ use crate::retry::RetryPolicy;
 
 use sync_loop::{Stop, SyncLoop};
 
-/// Inspects in flight at once: measured against dockerd, 16 gives the full
-/// gain over sequential inspects, more gains nothing.
-const DEFAULT_MAX_CONCURRENT_INSPECTS: usize = 16;
 /// Revisions buffered per subscriber before a slow one is told it lagged.
 const DEFAULT_EVENT_CAPACITY: usize = 4096;
 /// How long a session must stay up (without an event) to count as stable.
@@ -288,7 +285,7 @@ impl Watcher {
             retry: RetryPolicy::default(),
             deadlines: Deadlines::default(),
             stable_after: DEFAULT_STABLE_AFTER,
-            max_concurrent_inspects: DEFAULT_MAX_CONCURRENT_INSPECTS,
+            max_concurrent_inspects: crate::support::DEFAULT_MAX_CONCURRENT_INSPECTS,
             event_capacity: DEFAULT_EVENT_CAPACITY,
             safety_relist: None,
         }
@@ -307,7 +304,7 @@ impl Watcher {
     /// a [`Lagged`](crate::Lagged) item instead of slowing the watcher down.
     /// The stream ends once the watcher is [closed](Self::close).
     pub fn subscribe(&self) -> (Arc<Portfolio>, EventStream) {
-        let _pairing = lock(&self.shared.publishing);
+        let _pairing = crate::support::lock(&self.shared.publishing);
         (
             self.shared.portfolio.load_full(),
             EventStream::new(self.shared.events.subscribe(), self.shared.closed.clone()),
@@ -431,11 +428,6 @@ impl Watcher {
         self.shared.closed.cancel();
         self.shared.engine.close().await;
     }
-}
-
-fn lock(mutex: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
-    // Nothing guarded can be left half-done: the mutex only orders.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A running watch loop, one at a time per watcher; when it ends — also

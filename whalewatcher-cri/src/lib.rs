@@ -5,8 +5,11 @@
 //! use whalewatcher_core::{RetryPolicy, Watcher};
 //! use whalewatcher_cri::CriEngine;
 //!
-//! let engine = CriEngine::new("/run/containerd/containerd.sock");
+//! # fn demo() -> Result<(), whalewatcher_core::EngineError> {
+//! // Or CriEngine::builder() for more settings.
+//! let engine = CriEngine::new("/run/containerd/containerd.sock")?;
 //! let watcher = Watcher::new(engine, RetryPolicy::default());
+//! # Ok(()) }
 //! ```
 //!
 //! - Running containers and ready pod sandboxes are alive. Sandboxes are
@@ -33,7 +36,7 @@
 //!   answers only with its first event, so a refusal is awaited for 50 ms
 //!   after the call, alongside the list, before a sync counts as done.
 //! - CRI has no engine id; the engine's host name stands in (see
-//!   [`CriEngine::with_pid`]).
+//!   [`CriEngineBuilder::pid`]).
 
 mod connection;
 mod convert;
@@ -55,6 +58,7 @@ use k8s_cri::v1::{
 };
 use tonic::transport::Channel;
 use tonic::{Code, Response, Status, Streaming};
+use whalewatcher_core::support::{lock, status_error};
 use whalewatcher_core::{async_trait, Container, Engine, EngineError, EngineEvents, EngineInfo};
 
 use convert::{Pod, VerboseInfo};
@@ -75,7 +79,7 @@ const EVENTS_DISABLED: &str = "CRI container events: it ended the event stream a
                                (cri-o needs enable_pod_events = true)";
 
 /// How many status round trips a list runs at once, unless told.
-pub const DEFAULT_MAX_CONCURRENT_INSPECTS: usize = 16;
+pub use whalewatcher_core::support::DEFAULT_MAX_CONCURRENT_INSPECTS;
 
 /// What the runtime told about an alive container or sandbox, for a
 /// [`Packer`].
@@ -131,35 +135,47 @@ impl std::fmt::Debug for CriEngine {
     }
 }
 
-impl CriEngine {
-    /// An engine at the unix socket `socket`: a path, or a `unix://` URL
-    /// as crictl takes it. Does no I/O.
-    pub fn new(socket: impl Into<PathBuf>) -> Self {
-        let socket = whalewatcher_core::unix_socket_path(socket);
-        CriEngine {
-            api: format!("unix://{}", socket.display()),
-            socket,
-            pid: None,
-            max_concurrent_inspects: DEFAULT_MAX_CONCURRENT_INSPECTS,
-            packer: None,
-            channel: tokio::sync::OnceCell::new(),
-            pods: Arc::default(),
-            refusal_window_ends: Mutex::new(None),
-        }
+/// Configures a [`CriEngine`].
+#[derive(Default)]
+pub struct CriEngineBuilder {
+    endpoint: Option<PathBuf>,
+    pid: Option<u32>,
+    max_concurrent_inspects: Option<usize>,
+    packer: Option<Packer>,
+}
+
+impl std::fmt::Debug for CriEngineBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CriEngineBuilder")
+            .field("endpoint", &self.endpoint)
+            .field("pid", &self.pid)
+            .field("max_concurrent_inspects", &self.max_concurrent_inspects)
+            .field("packer", &self.packer.is_some())
+            .finish()
+    }
+}
+
+impl CriEngineBuilder {
+    /// The runtime's unix socket: a path, or a `unix://` URL as crictl
+    /// takes it. Required: CRI runtimes have no one default socket.
+    pub fn endpoint(mut self, socket: impl Into<PathBuf>) -> Self {
+        self.endpoint = Some(socket.into());
+        self
     }
 
     /// The engine's PID, when the caller knows it: CRI cannot tell. The
     /// engine id is then the host name in that process's UTS namespace
     /// (when this process may look; otherwise, and without a PID, this
     /// host's name).
-    pub fn with_pid(mut self, pid: u32) -> Self {
+    pub fn pid(mut self, pid: u32) -> Self {
         self.pid = Some(pid);
         self
     }
 
-    /// How many status round trips a list runs at once (at least one).
-    pub fn max_concurrent_inspects(mut self, max: usize) -> Self {
-        self.max_concurrent_inspects = max.max(1);
+    /// How many status round trips a list runs at once (default
+    /// [`DEFAULT_MAX_CONCURRENT_INSPECTS`], at least 1).
+    pub fn max_concurrent_inspects(mut self, limit: usize) -> Self {
+        self.max_concurrent_inspects = Some(limit.max(1));
         self
     }
 
@@ -167,12 +183,51 @@ impl CriEngine {
     /// runtime told about it: attach a rucksack
     /// (`container.with_rucksack(..)`), add labels, … The packer must keep
     /// the id.
-    pub fn with_packer(
+    pub fn packer(
         mut self,
         packer: impl Fn(Container, &Inspection<'_>) -> Container + Send + Sync + 'static,
     ) -> Self {
         self.packer = Some(Arc::new(packer));
         self
+    }
+
+    /// Builds the engine. Does no I/O: an engine that is not there shows
+    /// when the watcher first talks to it. Fails without an endpoint, and
+    /// for one that is no unix socket path.
+    pub fn build(self) -> Result<CriEngine, EngineError> {
+        let (socket, api) =
+            whalewatcher_core::support::unix_endpoint(self.endpoint.ok_or_else(|| {
+                EngineError::InvalidEndpoint {
+                    endpoint: String::new(),
+                    reason: "no CRI socket given (containerd's is /run/containerd/containerd.sock)"
+                        .into(),
+                }
+            })?)?;
+        Ok(CriEngine {
+            socket,
+            api,
+            pid: self.pid,
+            max_concurrent_inspects: self
+                .max_concurrent_inspects
+                .unwrap_or(DEFAULT_MAX_CONCURRENT_INSPECTS),
+            packer: self.packer,
+            channel: tokio::sync::OnceCell::new(),
+            pods: Arc::default(),
+            refusal_window_ends: Mutex::new(None),
+        })
+    }
+}
+
+impl CriEngine {
+    /// An engine at the unix socket `socket`: a path, or a `unix://` URL
+    /// as crictl takes it. Does no I/O.
+    pub fn new(socket: impl Into<PathBuf>) -> Result<Self, EngineError> {
+        Self::builder().endpoint(socket).build()
+    }
+
+    /// A builder for more settings.
+    pub fn builder() -> CriEngineBuilder {
+        CriEngineBuilder::default()
     }
 
     /// The ready sandboxes and running containers, each with its status.
@@ -238,7 +293,7 @@ impl CriEngine {
     }
 
     fn error(&self, status: Status, id: Option<&str>) -> EngineError {
-        status_error(&self.api, status, id)
+        status_error(&self.api, &status, id, "the CRI v1 runtime API")
     }
 
     fn pods(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pod>> {
@@ -577,40 +632,6 @@ fn events_error(api: &str, status: Status) -> EngineError {
             endpoint: api.to_owned(),
             what: NO_EVENTS.to_owned(),
         },
-        _ => status_error(api, status, None),
+        _ => status_error(api, &status, None, "the CRI v1 runtime API"),
     }
-}
-
-/// A typed error for a gRPC status; `id` is what a `NotFound` is about.
-fn status_error(api: &str, status: Status, id: Option<&str>) -> EngineError {
-    match status.code() {
-        Code::NotFound if id.is_some() => EngineError::NotFound {
-            id: id.unwrap_or_default().to_owned(),
-        },
-        Code::Unimplemented => EngineError::Unsupported {
-            endpoint: api.to_owned(),
-            what: format!("the CRI v1 runtime API ({})", status.message()),
-        },
-        Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded => {
-            EngineError::unreachable(api, readable(&status))
-        }
-        _ => EngineError::Protocol {
-            endpoint: api.to_owned(),
-            message: readable(&status).to_string(),
-        },
-    }
-}
-
-/// The pod map stays consistent under any panic elsewhere: every update is
-/// a single insert, remove or replace.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// A gRPC status as a cause that reads well (tonic's own display is its
-/// debug dump): its message and the causes beneath it.
-fn readable(status: &Status) -> std::io::Error {
-    whalewatcher_core::io_error_with_causes(status.message(), std::error::Error::source(status))
 }

@@ -6,8 +6,8 @@
 //! use whalewatcher_core::{RetryPolicy, Watcher};
 //! use whalewatcher_moby::MobyEngine;
 //!
-//! // The argument, else DOCKER_HOST, else /var/run/docker.sock.
-//! let engine = MobyEngine::new(None)?;
+//! // Without an endpoint: DOCKER_HOST, else /var/run/docker.sock.
+//! let engine = MobyEngine::builder().build()?;
 //! let watcher = Watcher::new(engine, RetryPolicy::default());
 //! # Ok(()) }
 //! ```
@@ -75,9 +75,8 @@ pub const DOCKER_TYPE: &str = "docker.com";
 /// The engine type reported for podman.
 pub const PODMAN_TYPE: &str = "podman.io";
 
-/// Inspects in flight at once during a list: measured against dockerd, 16
-/// gives the full gain over one at a time, more gains nothing.
-pub const DEFAULT_MAX_CONCURRENT_INSPECTS: usize = 16;
+/// Inspects in flight at once during a list, unless told.
+pub use whalewatcher_core::support::DEFAULT_MAX_CONCURRENT_INSPECTS;
 
 /// Completes a container's record from its raw inspect response, as the Go
 /// module's `RucksackPacker` does: attaches an application-specific
@@ -223,15 +222,11 @@ impl MobyEngineBuilder {
 }
 
 impl MobyEngine {
-    /// An engine at `endpoint`, else as the docker CLI would find it (see
-    /// [`MobyEngineBuilder::endpoint`]).
-    pub fn new(endpoint: Option<&str>) -> Result<Self, EngineError> {
-        let builder = MobyEngine::builder();
-        match endpoint {
-            Some(endpoint) => builder.endpoint(endpoint),
-            None => builder,
-        }
-        .build()
+    /// An engine at `endpoint` (see [`MobyEngineBuilder::endpoint`]); the
+    /// [`builder`](Self::builder) without an endpoint finds it as the
+    /// docker CLI does.
+    pub fn new(endpoint: impl Into<String>) -> Result<Self, EngineError> {
+        Self::builder().endpoint(endpoint).build()
     }
 
     /// A builder for more settings.

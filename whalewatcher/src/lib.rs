@@ -53,7 +53,13 @@ pub use whalewatcher_cri as cri;
 /// used is an [`EngineError::InvalidEndpoint`].
 #[cfg(feature = "moby")]
 pub fn docker_watcher(endpoint: Option<&str>, retry: RetryPolicy) -> Result<Watcher, EngineError> {
-    Ok(Watcher::new(moby::MobyEngine::new(endpoint)?, retry))
+    let builder = moby::MobyEngine::builder();
+    let engine = match endpoint {
+        Some(endpoint) => builder.endpoint(endpoint),
+        None => builder,
+    }
+    .build()?;
+    Ok(Watcher::new(engine, retry))
 }
 
 /// A watcher of podman, through its Docker-compatible API at `endpoint`;
@@ -98,22 +104,32 @@ fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
-/// A watcher of plain containerd at the unix socket `socket`; when `None`,
-/// at [`containerd::DEFAULT_SOCKET`] (`/run/containerd/containerd.sock`).
-/// Does no I/O.
+/// A watcher of plain containerd at the unix socket `socket` (a path or a
+/// `unix://` URL); when `None`, at [`containerd::DEFAULT_SOCKET`]
+/// (`/run/containerd/containerd.sock`). Does no I/O; an endpoint that is
+/// no unix socket path is an [`EngineError::InvalidEndpoint`].
 #[cfg(feature = "containerd")]
-pub fn containerd_watcher(socket: Option<&std::path::Path>, retry: RetryPolicy) -> Watcher {
+pub fn containerd_watcher(
+    socket: Option<&std::path::Path>,
+    retry: RetryPolicy,
+) -> Result<Watcher, EngineError> {
+    let builder = containerd::ContainerdEngine::builder();
     let engine = match socket {
-        Some(socket) => containerd::ContainerdEngine::new(socket),
-        None => containerd::ContainerdEngine::default(),
-    };
-    Watcher::new(engine, retry)
+        Some(socket) => builder.endpoint(socket),
+        None => builder,
+    }
+    .build()?;
+    Ok(Watcher::new(engine, retry))
 }
 
-/// A watcher of a CRI runtime at the unix socket `socket` (containerd:
-/// `/run/containerd/containerd.sock`; cri-o: `/run/crio/crio.sock`). Does
-/// no I/O.
+/// A watcher of a CRI runtime at the unix socket `socket`, a path or a
+/// `unix://` URL (containerd: `/run/containerd/containerd.sock`; cri-o:
+/// `/run/crio/crio.sock`). Does no I/O; an endpoint that is no unix socket
+/// path is an [`EngineError::InvalidEndpoint`].
 #[cfg(feature = "cri")]
-pub fn cri_watcher(socket: impl Into<std::path::PathBuf>, retry: RetryPolicy) -> Watcher {
-    Watcher::new(cri::CriEngine::new(socket), retry)
+pub fn cri_watcher(
+    socket: impl Into<std::path::PathBuf>,
+    retry: RetryPolicy,
+) -> Result<Watcher, EngineError> {
+    Ok(Watcher::new(cri::CriEngine::new(socket)?, retry))
 }

@@ -33,7 +33,8 @@ use crate::event::{EngineEvent, Event, EventKind, EventSource};
 use crate::portfolio::{Difference, Portfolio};
 
 use super::inspections::{Inspected, Inspections};
-use super::{lock, Shared, SyncState};
+use super::{Shared, SyncState};
+use crate::support::lock;
 
 /// The two ways a watch is stopped: the caller's token and `close`.
 pub(super) struct Stop {

@@ -44,11 +44,11 @@ pub fn docker_context() -> Result<Option<ContextEndpoint>, String> {
 }
 
 /// The CRI socket when `--cri` names none: crictl's
-/// `CONTAINER_RUNTIME_ENDPOINT` (a path or a `unix://` URL), else
-/// containerd's socket.
+/// `CONTAINER_RUNTIME_ENDPOINT` (a path or a `unix://` URL, as the engine
+/// takes it), else containerd's socket.
 pub fn cri_default_socket() -> PathBuf {
     match std::env::var_os("CONTAINER_RUNTIME_ENDPOINT") {
-        Some(endpoint) if !endpoint.is_empty() => whalewatcher::unix_socket_path(endpoint),
+        Some(endpoint) if !endpoint.is_empty() => PathBuf::from(endpoint),
         _ => PathBuf::from(CRI_DEFAULT_SOCKET),
     }
 }

@@ -309,9 +309,11 @@ fn engines(args: &Args) -> Result<Vec<Watched>, (&'static str, String)> {
     }
     for path in &args.containerd {
         let path = Some(std::path::Path::new(path)).filter(|path| !path.as_os_str().is_empty());
+        let watcher = whalewatcher::containerd_watcher(path, retry())
+            .map_err(|e| ("containerd", whalewatcher::describe(&e)))?;
         engines.push(Watched {
             option: "containerd",
-            watcher: whalewatcher::containerd_watcher(path, retry()),
+            watcher,
         });
     }
     for path in &args.cri {
@@ -320,9 +322,11 @@ fn engines(args: &Args) -> Result<Vec<Watched>, (&'static str, String)> {
         } else {
             PathBuf::from(path)
         };
+        let watcher = whalewatcher::cri_watcher(path, retry())
+            .map_err(|e| ("cri", whalewatcher::describe(&e)))?;
         engines.push(Watched {
             option: "cri",
-            watcher: whalewatcher::cri_watcher(path, retry()),
+            watcher,
         });
     }
     Ok(engines)
