@@ -181,6 +181,106 @@ async fn follow_prints_json_lines_and_ends_cleanly_on_sigint() {
     assert!(status.success(), "{status:?}");
 }
 
+/// A unix socket server that answers every connection with a line of
+/// text and closes it: reached, but no engine.
+struct TextServer {
+    socket: std::path::PathBuf,
+}
+
+impl TextServer {
+    fn start(socket: std::path::PathBuf) -> Self {
+        use std::io::{Read, Write};
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        std::thread::spawn(move || {
+            for mut connection in listener.incoming().flatten() {
+                let mut request = [0; 512];
+                let _ = connection.read(&mut request);
+                let _ = connection.write_all(b"hello, I am not an engine\n");
+            }
+        });
+        TextServer { socket }
+    }
+}
+
+impl Drop for TextServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+/// Tried as a new user would: every kind of wrong endpoint, given to each
+/// engine option, is one line that says what is there, exit 1, within the
+/// 10 s engine deadline.
+#[test]
+fn every_wrong_endpoint_for_every_engine_option_is_one_line_that_says_what_is_there() {
+    let rig = Rig::load();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _guard = runtime.enter();
+    let dir = std::env::temp_dir().join(whalewatcher_tests::test_label_value("bad-endpoints"));
+    std::fs::create_dir_all(dir.join("a-directory")).unwrap();
+    std::fs::write(dir.join("a-file"), "not a socket").unwrap();
+    // A socket whose server is gone: bound, then closed.
+    drop(std::os::unix::net::UnixListener::bind(dir.join("stale.sock")).unwrap());
+    let _text = TextServer::start(dir.join("text.sock"));
+    let silent = whalewatcher_tests::silent::SilentSocket::start(&dir);
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let fixtures = |option: &str| {
+        let (other, speaks) = match option {
+            "--docker" | "--podman" => (rig.host_containerd.socket(), "it speaks HTTP/2"),
+            _ => (rig.host_docker.socket(), "it speaks HTTP/1.1"),
+        };
+        [
+            (
+                path("a-directory"),
+                "is a directory, not a socket".to_owned(),
+            ),
+            (path("a-file"), "is a regular file, not a socket".to_owned()),
+            (path("stale.sock"), "nothing listens on".to_owned()),
+            (
+                path("missing.sock"),
+                format!("there is no {}", path("missing.sock")),
+            ),
+            (
+                path("text.sock"),
+                "it answered \"hello, I am not an engine\"".to_owned(),
+            ),
+            (
+                silent.socket().to_str().unwrap().to_owned(),
+                "did not answer subscribe within 10s".to_owned(),
+            ),
+            (other.to_owned(), speaks.to_owned()),
+        ]
+    };
+    let runs: Vec<_> = ["--docker", "--podman", "--containerd", "--cri"]
+        .into_iter()
+        .flat_map(|option| fixtures(option).map(|(endpoint, says)| (option, endpoint, says)))
+        .map(|(option, endpoint, says)| {
+            std::thread::spawn(move || {
+                let began = std::time::Instant::now();
+                let outcome = whalewatch(&[option, &endpoint]);
+                (option, endpoint, says, outcome, began.elapsed())
+            })
+        })
+        .collect();
+    let mut wrong = Vec::new();
+    for run in runs {
+        let (option, endpoint, says, (code, _, stderr), took) = run.join().unwrap();
+        let head = format!("whalewatch: {option}: ");
+        let right = code == 1
+            && stderr.lines().count() == 1
+            && stderr.starts_with(&head)
+            && stderr.contains(&says)
+            && took < std::time::Duration::from_secs(12);
+        if !right {
+            wrong.push(format!(
+                "{option} {endpoint}: exit {code} after {took:?}, wanted {says:?}: {stderr}"
+            ));
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
 #[test]
 fn bad_endpoints_get_one_line_errors_that_say_what_to_check() {
     let (code, _, stderr) = whalewatch(&["--docker", "unix:///run/whalewatcher-rig/nope.sock"]);
@@ -188,28 +288,25 @@ fn bad_endpoints_get_one_line_errors_that_say_what_to_check() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
         stderr.starts_with("whalewatch: --docker: cannot reach the engine at unix:///run/whalewatcher-rig/nope.sock")
-            && stderr.contains("No such file or directory")
+            && stderr.contains("there is no /run/whalewatcher-rig/nope.sock")
             && stderr.contains("is the engine running?"),
         "{stderr}"
     );
 
-    let (code, _, stderr) = whalewatch(&["--docker", "ftp://x"]);
-    assert_eq!(code, 1);
-    assert!(
-        stderr.contains("invalid engine endpoint \"ftp://x\""),
-        "{stderr}"
-    );
+    for (option, bad) in [
+        ("--docker", "ftp://x"),
+        ("--containerd", "tcp://127.0.0.1:1"),
+        ("--cri", "unix://"),
+    ] {
+        let (code, _, stderr) = whalewatch(&[option, bad]);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!("invalid engine endpoint \"{bad}\"")),
+            "{stderr}"
+        );
+    }
 
     let rig = Rig::load();
-    // A Docker socket is no containerd.
-    let (code, _, stderr) = whalewatch(&["--containerd", rig.host_docker.socket()]);
-    assert_eq!(code, 1);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains("(is it a containerd endpoint?)"),
-        "{stderr}"
-    );
-
     // An engine option without a value takes its default socket.
     for option in ["--containerd", "--cri"] {
         let (code, out, stderr) = whalewatch_with(

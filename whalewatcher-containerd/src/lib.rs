@@ -52,7 +52,7 @@ use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Request, Status, Streaming};
 use containerd_client::types::Envelope;
 use futures::StreamExt;
-use whalewatcher_core::support::{readable, status_error};
+use whalewatcher_core::support::{readable, status_error, Protocol};
 use whalewatcher_core::{async_trait, Container, Engine, EngineError, EngineEvents, EngineInfo};
 
 pub use convert::NERDCTL_NAME_LABEL;
@@ -461,6 +461,12 @@ impl Engine for ContainerdEngine {
             .ok_or_else(|| EngineError::Processless { id: id.to_owned() })?;
         self.container(namespace, &record, &task)
             .ok_or_else(|| EngineError::Processless { id: id.to_owned() })
+    }
+
+    async fn diagnose(&self, error: EngineError) -> EngineError {
+        let api = "containerd's API";
+        whalewatcher_core::support::diagnose_unix_socket(&self.socket, Protocol::Grpc, api, error)
+            .await
     }
 
     async fn subscribe(&self) -> Result<EngineEvents, EngineError> {

@@ -78,6 +78,17 @@ pub trait Engine: Any + Send + Sync + Debug {
     /// after it misses nothing.
     async fn subscribe(&self) -> Result<EngineEvents, EngineError>;
 
+    /// Says more of an error that kept a session from synchronizing, when
+    /// the engine can tell: that its socket is a directory, that nothing
+    /// listens on it, that another kind of engine answers there (see
+    /// [`support::diagnose_unix_socket`](crate::support::diagnose_unix_socket)).
+    /// The watcher asks before it reports an unreachable endpoint or a
+    /// protocol error of a session that never synchronized; the default
+    /// returns the error as it is.
+    async fn diagnose(&self, error: EngineError) -> EngineError {
+        error
+    }
+
     /// Releases the engine's connections; called by
     /// [`Watcher::close`](crate::Watcher::close).
     async fn close(&self) {}

@@ -58,7 +58,7 @@ use k8s_cri::v1::{
 };
 use tonic::transport::Channel;
 use tonic::{Code, Response, Status, Streaming};
-use whalewatcher_core::support::{lock, status_error};
+use whalewatcher_core::support::{lock, status_error, Protocol};
 use whalewatcher_core::{async_trait, Container, Engine, EngineError, EngineEvents, EngineInfo};
 
 use convert::{Pod, VerboseInfo};
@@ -498,6 +498,12 @@ impl Engine for CriEngine {
             }
         }
         self.inspect_sandbox(&mut client, id).await
+    }
+
+    async fn diagnose(&self, error: EngineError) -> EngineError {
+        let api = "a CRI runtime's API";
+        whalewatcher_core::support::diagnose_unix_socket(&self.socket, Protocol::Grpc, api, error)
+            .await
     }
 
     async fn subscribe(&self) -> Result<EngineEvents, EngineError> {

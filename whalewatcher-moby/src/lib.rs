@@ -54,6 +54,7 @@ use bollard::models::{ContainerInspectResponse, SystemInfo};
 use bollard::query_parameters::EventsOptionsBuilder;
 use bollard::Docker;
 use futures::{StreamExt, TryStreamExt};
+use whalewatcher_core::support::Protocol;
 use whalewatcher_core::{async_trait, Container, Engine, EngineError, EngineEvents, EngineInfo};
 
 use convert::PodMembership;
@@ -460,6 +461,22 @@ impl Engine for MobyEngine {
 
     async fn inspect(&self, id_or_name: &str) -> Result<Container, EngineError> {
         self.inspect_with(id_or_name, None).await
+    }
+
+    async fn diagnose(&self, error: EngineError) -> EngineError {
+        match self.transport.unix_socket() {
+            Some(socket) => {
+                let api = "the Docker API";
+                whalewatcher_core::support::diagnose_unix_socket(
+                    socket,
+                    Protocol::Http1,
+                    api,
+                    error,
+                )
+                .await
+            }
+            None => error,
+        }
     }
 
     async fn subscribe(&self) -> Result<EngineEvents, EngineError> {

@@ -93,6 +93,14 @@ impl Transport {
         }
     }
 
+    /// The unix socket, for an endpoint that is one.
+    pub(crate) fn unix_socket(&self) -> Option<&Path> {
+        match &self.target {
+            Target::Unix(socket) => Some(socket),
+            Target::Url(_) => None,
+        }
+    }
+
     /// The URI of `path_and_query` on the engine.
     fn uri(&self, path_and_query: &str) -> hyper::Uri {
         match &self.target {

@@ -78,6 +78,23 @@ pub(super) async fn within<T>(
         })
 }
 
+/// How long the engine may take to say more of an unreachable endpoint.
+const DIAGNOSIS_DEADLINE: Duration = Duration::from_secs(1);
+
+/// The engine's diagnosis of an endpoint it could not reach or not
+/// understand, within [`DIAGNOSIS_DEADLINE`]; the error as it is otherwise.
+async fn diagnosed(engine: Arc<dyn crate::Engine>, error: EngineError) -> EngineError {
+    if !matches!(
+        error,
+        EngineError::Unreachable { .. } | EngineError::Protocol { .. }
+    ) {
+        return error;
+    }
+    tokio::time::timeout(DIAGNOSIS_DEADLINE, engine.diagnose(error.clone()))
+        .await
+        .unwrap_or(error)
+}
+
 /// Where in a session an engine failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Call {
@@ -164,6 +181,13 @@ impl SyncLoop {
                     return Ok(());
                 }
                 Interrupt::Lost(error, call) => (error, call),
+            };
+            // A session that never synced may have met no engine at all:
+            // the engine may tell what is there instead.
+            let error = if outcome.synced {
+                error
+            } else {
+                diagnosed(self.shared.engine.clone(), error).await
             };
             ever_synced |= outcome.synced;
             if outcome.proven {

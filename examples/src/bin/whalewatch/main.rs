@@ -384,11 +384,9 @@ fn hint(option: &str, error: &EngineError) -> String {
         (Some(ErrorKind::NotFound | ErrorKind::ConnectionRefused), _) => {
             " (is the engine running? is that its socket?)".to_owned()
         }
-        // A certificate problem: the message names the file.
-        (Some(ErrorKind::InvalidData), _) => String::new(),
-        (_, EngineError::Unreachable { .. } | EngineError::Protocol { .. }) => {
-            format!(" (is it a {option} endpoint?)")
-        }
+        // Else an engine that says more (not a socket, not its API, a
+        // certificate) needs no guess added.
+        (None, EngineError::Unreachable { .. }) => format!(" (is it a {option} endpoint?)"),
         _ => String::new(),
     }
 }
