@@ -193,9 +193,14 @@ impl TextServer {
         let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
         std::thread::spawn(move || {
             for mut connection in listener.incoming().flatten() {
-                let mut request = [0; 512];
-                let _ = connection.read(&mut request);
-                let _ = connection.write_all(b"hello, I am not an engine\n");
+                // Each in a thread of its own: a client that connects and
+                // sends nothing must not hold up the next one.
+                std::thread::spawn(move || {
+                    let mut request = [0; 512];
+                    let _ = connection.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+                    let _ = connection.read(&mut request);
+                    let _ = connection.write_all(b"hello, I am not an engine\n");
+                });
             }
         });
         TextServer { socket }

@@ -56,7 +56,7 @@ pub enum Protocol {
 }
 
 /// How long [`diagnose_unix_socket`] waits for a socket to answer.
-const PROBE_WAIT: Duration = Duration::from_millis(500);
+const PROBE_WAIT: Duration = Duration::from_secs(1);
 
 /// Says what is wrong with the unix socket `socket` when the engine there
 /// could not be reached or was not understood (`error`): that nothing is
@@ -66,7 +66,7 @@ const PROBE_WAIT: Duration = Duration::from_millis(500);
 /// names that API in the message: "the Docker API"). Returns `error`
 /// unchanged when it is neither [`EngineError::Unreachable`] nor
 /// [`EngineError::Protocol`], or when nothing more can be told. Costs a `stat`, and at most one connection that sends one
-/// `GET /_ping` and waits up to half a second for the first bytes.
+/// `GET /_ping` and waits up to a second for the first bytes.
 pub async fn diagnose_unix_socket(
     socket: &Path,
     expects: Protocol,

@@ -79,7 +79,7 @@ pub(super) async fn within<T>(
 }
 
 /// How long the engine may take to say more of an unreachable endpoint.
-const DIAGNOSIS_DEADLINE: Duration = Duration::from_secs(1);
+const DIAGNOSIS_DEADLINE: Duration = Duration::from_secs(2);
 
 /// The engine's diagnosis of an endpoint it could not reach or not
 /// understand, within [`DIAGNOSIS_DEADLINE`]; the error as it is otherwise.
