@@ -7,17 +7,13 @@
 //! ```
 
 use futures::StreamExt;
-use whalewatcher::{CancellationToken, RetryPolicy};
+use whalewatcher::RetryPolicy;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let endpoint = std::env::args().nth(1);
     let watcher = whalewatcher::docker_watcher(endpoint.as_deref(), RetryPolicy::default())?;
-    let cancel = CancellationToken::new();
-    let watch = tokio::spawn({
-        let (watcher, cancel) = (watcher.clone(), cancel.clone());
-        async move { watcher.watch(cancel).await }
-    });
+    let watching = watcher.spawn();
     watcher.ready().await?;
 
     // The snapshot and the events after it, atomically: nothing is missed
@@ -43,7 +39,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
         }
     }
-    cancel.cancel();
-    watch.await??;
+    watching.stop().await?;
     Ok(())
 }

@@ -7,7 +7,7 @@
 //! cargo run -p whalewatch --example portfolio -- unix:///var/run/docker.sock
 //! ```
 
-use whalewatcher::{CancellationToken, RetryPolicy};
+use whalewatcher::RetryPolicy;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -16,12 +16,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // should say so rather than retry forever.
     let watcher = whalewatcher::docker_watcher(endpoint.as_deref(), RetryPolicy::none())?;
 
-    // Run the watch in a task of its own.
-    let cancel = CancellationToken::new();
-    let watch = tokio::spawn({
-        let (watcher, cancel) = (watcher.clone(), cancel.clone());
-        async move { watcher.watch(cancel).await }
-    });
+    // Run the watch in a task of its own; dropping the handle stops it.
+    let watching = watcher.spawn();
 
     // Depending on the application there is no need to wait for the first
     // results; here we want them.
@@ -46,8 +42,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // Finally stop the watch.
-    cancel.cancel();
-    watch.await??;
+    watching.stop().await?;
     watcher.close().await;
     Ok(())
 }

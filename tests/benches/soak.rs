@@ -15,7 +15,6 @@ use whalewatcher_core::{RetryPolicy, Watcher};
 use whalewatcher_moby::MobyEngine;
 use whalewatcher_tests::docker::DockerTest;
 use whalewatcher_tests::rig::Rig;
-use whalewatcher_tests::watching::spawn_watch;
 use whalewatcher_tests::TEST_LABEL;
 
 /// A small, seedable generator (xorshift64*): no dependency for dice.
@@ -87,7 +86,7 @@ async fn main() {
         MobyEngine::new(&rig.host_docker.endpoint).unwrap(),
         RetryPolicy::default(),
     );
-    let (cancel, watch) = spawn_watch(&watcher);
+    let watching = watcher.spawn();
     watcher.ready().await.expect("synced");
     let (_, mut events) = watcher.subscribe();
     let counting = tokio::spawn(async move {
@@ -170,8 +169,7 @@ async fn main() {
             mismatches += 1;
         }
     }
-    cancel.cancel();
-    watch.await.unwrap().expect("watch ended cleanly");
+    watching.stop().await.expect("watch ended cleanly");
     drop(watcher);
     let (seen, lagged) = counting.await.unwrap();
     settle.sort_by(f64::total_cmp);

@@ -34,7 +34,6 @@ use whalewatcher_tests::cri::CriTest;
 use whalewatcher_tests::docker::DockerTest;
 use whalewatcher_tests::measure::{cpu_time, host_dockerd_pid, median, percentile};
 use whalewatcher_tests::rig::Rig;
-use whalewatcher_tests::watching::spawn_watch;
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -57,12 +56,11 @@ fn ms(d: Duration) -> f64 {
 async fn initial_sync(engine: impl Engine) -> (Duration, usize) {
     let watcher = Watcher::new(engine, RetryPolicy::none());
     let started = Instant::now();
-    let (cancel, watch) = spawn_watch(&watcher);
+    let watching = watcher.spawn();
     watcher.ready().await.expect("the first sync");
     let took = started.elapsed();
     let alive = watcher.portfolio().len();
-    cancel.cancel();
-    watch.await.unwrap().expect("watch ended cleanly");
+    watching.stop().await.expect("watch ended cleanly");
     watcher.close().await;
     (took, alive)
 }
@@ -315,7 +313,7 @@ async fn event_latency(rig: &Rig) {
     let endpoint = rig.host_docker.endpoint.as_str();
     let t = DockerTest::connect(&rig.host_docker, "bench-events").await;
     let watcher = Watcher::new(docker_client(endpoint), RetryPolicy::default());
-    let (cancel, watch) = spawn_watch(&watcher);
+    let watching = watcher.spawn();
     watcher.ready().await.expect("synced");
     let (_, mut events) = watcher.subscribe();
 
@@ -425,8 +423,7 @@ async fn event_latency(rig: &Rig) {
         percentile(&raw_inspected, 99.0)
     );
     println!("(after the burst the portfolio holds {alive} of its {BURST} containers)");
-    cancel.cancel();
-    watch.await.unwrap().expect("watch ended cleanly");
+    watching.stop().await.expect("watch ended cleanly");
     drop(t);
 }
 

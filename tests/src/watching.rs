@@ -4,23 +4,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use tokio::task::JoinHandle;
 use whalewatcher_core::{
-    CancellationToken, Container, Engine, Event, EventKind, EventStream, RetryPolicy, WatchError,
-    Watcher,
+    Container, Engine, Event, EventKind, EventStream, RetryPolicy, WatchHandle, Watcher,
 };
 
 use crate::{within, TEST_LABEL};
-
-/// A watch of `watcher` in a task of its own, and the token that ends it.
-pub fn spawn_watch(watcher: &Watcher) -> (CancellationToken, JoinHandle<Result<(), WatchError>>) {
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn({
-        let (watcher, cancel) = (watcher.clone(), cancel.clone());
-        async move { watcher.watch(cancel).await }
-    });
-    (cancel, task)
-}
 
 /// A watcher running in a task of its own, and what its subscriber saw.
 #[derive(Debug)]
@@ -29,8 +17,7 @@ pub struct Watching {
     pub watcher: Watcher,
     /// Every event seen so far by [`events_of`](Self::events_of).
     pub seen: Vec<Event>,
-    cancel: CancellationToken,
-    task: JoinHandle<Result<(), WatchError>>,
+    watching: WatchHandle,
     events: EventStream,
 }
 
@@ -39,12 +26,10 @@ impl Watching {
     pub fn start(engine: impl Engine) -> Self {
         let watcher = Watcher::new(engine, RetryPolicy::default());
         let (_, events) = watcher.subscribe();
-        let (cancel, task) = spawn_watch(&watcher);
         Watching {
+            watching: watcher.spawn(),
             watcher,
             seen: Vec::new(),
-            cancel,
-            task,
             events,
         }
     }
@@ -92,10 +77,8 @@ impl Watching {
 
     /// Stops the watch and waits for it to end.
     pub async fn stop(self) {
-        self.cancel.cancel();
-        within("the watch to stop", self.task)
+        within("the watch to stop", self.watching.stop())
             .await
-            .expect("watch task")
             .expect("watch ended with an error");
     }
 }

@@ -23,7 +23,7 @@ use whalewatcher_tests::http_proxy::{HttpProxy, Rules};
 use whalewatcher_tests::measure::{cpu_time, median};
 use whalewatcher_tests::rig::{self, Rig};
 use whalewatcher_tests::scripted_http::{Misbehaviour, ScriptedHttp};
-use whalewatcher_tests::watching::{spawn_watch, Watching};
+use whalewatcher_tests::watching::Watching;
 use whalewatcher_tests::{eventually, within, DEADLINE, TEST_LABEL};
 
 /// One fault test at a time: they restart engines and cut connections.
@@ -488,7 +488,7 @@ async fn a_subscriber_that_stops_reading_lags_and_the_portfolio_stays_current() 
     let watcher = Watcher::builder(MobyEngine::new(&rig.host_docker.endpoint).unwrap())
         .event_capacity(8)
         .build();
-    let (cancel, watch) = spawn_watch(&watcher);
+    let watching = watcher.spawn();
     watcher.ready().await.expect("synced");
     let (_, mut slow) = watcher.subscribe();
 
@@ -510,8 +510,7 @@ async fn a_subscriber_that_stops_reading_lags_and_the_portfolio_stays_current() 
     assert!(matches!(slow.next().await, Some(Ok(Event { .. }))));
     let (snapshot, _) = watcher.subscribe();
     assert!(ids.iter().all(|id| snapshot.container(id).is_some()));
-    cancel.cancel();
-    watch.await.unwrap().unwrap();
+    watching.stop().await.unwrap();
 }
 
 /// Watches a broken endpoint for two seconds under the default retry
@@ -520,7 +519,7 @@ async fn a_subscriber_that_stops_reading_lags_and_the_portfolio_stays_current() 
 async fn retries_against(endpoint: &str, expected: fn(&EngineError) -> bool) -> (u64, f64) {
     let watcher = Watcher::new(MobyEngine::new(endpoint).unwrap(), RetryPolicy::default());
     let cpu = cpu_time(std::process::id());
-    let (cancel, watch) = spawn_watch(&watcher);
+    let watching = watcher.spawn();
     let ready = watcher.ready().await;
     assert!(
         matches!(&ready, Err(error) if expected(error)),
@@ -529,8 +528,7 @@ async fn retries_against(endpoint: &str, expected: fn(&EngineError) -> bool) -> 
     // The backoff window to observe: retries happen in it, or they spin.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let spent = (cpu_time(std::process::id()) - cpu).as_secs_f64() * 1e3;
-    cancel.cancel();
-    watch.await.unwrap().expect("cancelled cleanly");
+    watching.stop().await.expect("cancelled cleanly");
     let attempts = watcher.status().attempts;
     assert!((2..=8).contains(&attempts), "{attempts} attempts in 2 s");
     (attempts, spent)

@@ -14,7 +14,6 @@ use whalewatcher_tests::docker::DockerTest;
 use whalewatcher_tests::http_proxy::{HttpProxy, Rules};
 use whalewatcher_tests::rig::Rig;
 use whalewatcher_tests::silent::SilentSocket;
-use whalewatcher_tests::watching::spawn_watch;
 use whalewatcher_tests::{eventually, within};
 
 /// Deadlines short enough for a test, long enough for any healthy engine.
@@ -34,7 +33,7 @@ async fn times_out(engine: impl Engine, silent: &SilentSocket) {
         .deadlines(short_deadlines())
         .build();
     let began = Instant::now();
-    let (cancel, watch) = spawn_watch(&watcher);
+    let watching = watcher.spawn();
     let ready = within("ready() against a silent socket", watcher.ready()).await;
     let waited = began.elapsed();
     assert!(
@@ -54,10 +53,8 @@ async fn times_out(engine: impl Engine, silent: &SilentSocket) {
         watcher.status().attempts >= 2
     })
     .await;
-    cancel.cancel();
-    within("the watch to stop", watch)
+    within("the watch to stop", watching.stop())
         .await
-        .unwrap()
         .expect("cancelled cleanly");
 }
 
@@ -91,7 +88,7 @@ async fn docker_behind_a_proxy_that_forbids_info_is_synced_and_followed() {
         MobyEngine::new(proxy.endpoint()).unwrap(),
         RetryPolicy::default(),
     );
-    let (cancel, watch) = spawn_watch(&watcher);
+    let watching = watcher.spawn();
 
     within("ready()", watcher.ready())
         .await
@@ -110,8 +107,7 @@ async fn docker_behind_a_proxy_that_forbids_info_is_synced_and_followed() {
         "relisted although events work"
     );
     assert!(watcher.status().is_synced());
-    cancel.cancel();
-    watch.await.unwrap().expect("cancelled cleanly");
+    watching.stop().await.expect("cancelled cleanly");
 }
 
 /// The gaps between the list requests of a watcher whose event streams a
@@ -139,10 +135,9 @@ async fn event_streams_ended_by_an_idle_timeout_back_off_and_a_bounded_policy_gi
     let engine = || MobyEngine::new(proxy.endpoint()).unwrap();
 
     let watcher = Watcher::new(engine(), RetryPolicy::default());
-    let (cancel, watch) = spawn_watch(&watcher);
+    let watching = watcher.spawn();
     let gaps = gaps_between_lists(&proxy, 6).await;
-    cancel.cancel();
-    watch.await.unwrap().expect("cancelled cleanly");
+    watching.stop().await.expect("cancelled cleanly");
     println!("gaps between relists: {gaps:?}");
     // Each session is synced and lost 200 ms later, never proven; the
     // default delays double from [50, 100) ms.

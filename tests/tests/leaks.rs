@@ -21,7 +21,6 @@ use whalewatcher_tests::cri::{CriTest, Pod};
 use whalewatcher_tests::docker::DockerTest;
 use whalewatcher_tests::http_proxy::{HttpProxy, Rules};
 use whalewatcher_tests::rig::Rig;
-use whalewatcher_tests::watching::spawn_watch;
 use whalewatcher_tests::{eventually, within, DEADLINE};
 
 fn open_fds() -> usize {
@@ -101,7 +100,7 @@ impl Load<'_> {
 /// then a close while an inspect is held.
 async fn work(engine: impl Engine, proxy: &HttpProxy, load: &Load<'_>, round: usize) {
     let watcher = Watcher::new(engine, RetryPolicy::default());
-    let (cancel, watch) = spawn_watch(&watcher);
+    let watching = watcher.spawn();
     watcher.ready().await.expect("synced");
     let (_, mut events) = watcher.subscribe();
     assert!(
@@ -137,8 +136,7 @@ async fn work(engine: impl Engine, proxy: &HttpProxy, load: &Load<'_>, round: us
     proxy.hold_answers(&[load.inspect_path()]);
     load.start(&format!("leak-held-{round}")).await;
     eventually("an inspect held", || async { proxy.held() > 0 }).await;
-    cancel.cancel();
-    watch.await.unwrap().expect("cancelled cleanly");
+    watching.stop().await.expect("cancelled cleanly");
     watcher.close().await;
     // Closed: the subscription ends after what was published.
     within("the subscription to end", async {
@@ -158,13 +156,12 @@ async fn watching_leaves_no_file_descriptor_and_no_task_behind() {
         MobyEngine::new(&rig.host_docker.endpoint).unwrap(),
         RetryPolicy::default(),
     );
-    let (cancel, watch) = spawn_watch(&leaky);
+    let watching = leaky.spawn();
     leaky.ready().await.expect("synced");
     let seen = leaked(baseline, Duration::from_secs(2)).await;
     assert!(seen.is_some(), "a running watcher went unnoticed");
     println!("a leaked watcher shows: {seen:?} against {baseline:?}");
-    cancel.cancel();
-    watch.await.unwrap().expect("cancelled cleanly");
+    watching.stop().await.expect("cancelled cleanly");
     drop(leaky);
     back_to(baseline, "after the leaked watcher was stopped").await;
 
@@ -206,7 +203,7 @@ async fn watching_leaves_no_file_descriptor_and_no_task_behind() {
         MobyEngine::new(&rig.docker.endpoint).unwrap(),
         RetryPolicy::default(),
     );
-    let (cancel, watch) = spawn_watch(&watcher);
+    let watching = watcher.spawn();
     watcher.ready().await.expect("synced");
     rig.restart(&rig.docker, 2);
     eventually("the loss noticed", || async {
@@ -217,8 +214,7 @@ async fn watching_leaves_no_file_descriptor_and_no_task_behind() {
         watcher.status().is_synced()
     })
     .await;
-    cancel.cancel();
-    watch.await.unwrap().expect("cancelled cleanly");
+    watching.stop().await.expect("cancelled cleanly");
     watcher.close().await;
     drop(watcher);
     back_to(baseline, "dockerd 26 after a restart").await;

@@ -652,11 +652,7 @@ async fn a_socket_that_does_not_speak_the_docker_api_is_a_typed_error_retried_wi
 
     let moby = MobyEngine::new(socket.to_str().unwrap()).expect("engine");
     let watcher = Watcher::new(moby, RetryPolicy::default());
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn({
-        let (watcher, cancel) = (watcher.clone(), cancel.clone());
-        async move { watcher.watch(cancel).await }
-    });
+    let watching = watcher.spawn();
     let ready = watcher.ready().await;
     assert!(
         matches!(
@@ -667,8 +663,7 @@ async fn a_socket_that_does_not_speak_the_docker_api_is_a_typed_error_retried_wi
     );
     // Observe the retries over a fixed window.
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    cancel.cancel();
-    task.await.unwrap().unwrap();
+    watching.stop().await.unwrap();
     server.abort();
     let _ = std::fs::remove_dir_all(&dir);
     // Backoff from 100 ms, doubling: a handful of attempts in 2 s, not a spin.

@@ -16,14 +16,10 @@
 //! ```
 //! # async fn demo(engine: impl whalewatcher_core::Engine) {
 //! use whalewatcher_core::{RetryPolicy, Watcher};
-//! use tokio_util::sync::CancellationToken;
 //!
 //! let watcher = Watcher::new(engine, RetryPolicy::default());
-//! let cancel = CancellationToken::new();
-//! let watching = tokio::spawn({
-//!     let (watcher, cancel) = (watcher.clone(), cancel.clone());
-//!     async move { watcher.watch(cancel).await }
-//! });
+//! // The watch in a task of its own; dropping the handle stops it too.
+//! let watching = watcher.spawn();
 //! if watcher.ready().await.is_ok() {
 //!     for project in watcher.portfolio().projects() {
 //!         for container in project.containers() {
@@ -31,8 +27,7 @@
 //!         }
 //!     }
 //! }
-//! cancel.cancel();
-//! let _ = watching.await;
+//! let _ = watching.stop().await;
 //! # }
 //! ```
 
@@ -57,7 +52,7 @@ pub use error::{describe, io_error_with_causes, Cause, EngineError, WatchError};
 pub use event::{EngineEvent, Event, EventKind, EventSource, EventStream, Exit, Lagged, OomKills};
 pub use portfolio::{Pod, Portfolio, Project};
 pub use retry::{RetryPolicy, MIN_RETRY_DELAY};
-pub use watcher::{Deadlines, SyncState, SyncStatus, Watcher, WatcherBuilder};
+pub use watcher::{Deadlines, SyncState, SyncStatus, WatchHandle, Watcher, WatcherBuilder};
 
 /// Re-exported so users need not depend on async-trait to implement
 /// [`Engine`].

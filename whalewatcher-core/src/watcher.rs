@@ -418,6 +418,30 @@ impl Watcher {
         ended
     }
 
+    /// Runs [`watch`](Self::watch) in a task of its own on the current
+    /// tokio runtime; the handle stops it (and so does dropping it). Panics
+    /// outside a tokio runtime, as `tokio::spawn` does.
+    ///
+    /// ```no_run
+    /// # async fn demo(watcher: whalewatcher_core::Watcher) -> Result<(), Box<dyn std::error::Error>> {
+    /// let watching = watcher.spawn();
+    /// watcher.ready().await?;
+    /// println!("{} containers", watcher.portfolio().containers().count());
+    /// watching.stop().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn spawn(&self) -> WatchHandle {
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn({
+            let (watcher, cancel) = (self.clone(), cancel.clone());
+            async move { watcher.watch(cancel).await }
+        });
+        WatchHandle {
+            cancel,
+            task: Some(task),
+        }
+    }
+
     /// Stops a running [`watch`](Self::watch), waits until it has ended,
     /// then closes the engine's connections and ends every subscriber's
     /// event stream. Later watches end at once.
@@ -427,6 +451,54 @@ impl Watcher {
         let _ = watching.wait_for(|running| !running).await;
         self.shared.closed.cancel();
         self.shared.engine.close().await;
+    }
+}
+
+/// A watch running in a task of its own, from [`Watcher::spawn`]. Dropping
+/// it stops the watch (without waiting for it to end).
+#[derive(Debug)]
+pub struct WatchHandle {
+    cancel: CancellationToken,
+    /// Taken by [`stop`](Self::stop) and [`ended`](Self::ended).
+    task: Option<tokio::task::JoinHandle<Result<(), WatchError>>>,
+}
+
+impl WatchHandle {
+    /// Stops the watch and waits until it has ended: `Ok(())`, or the error
+    /// it ended with before it was stopped.
+    pub async fn stop(mut self) -> Result<(), WatchError> {
+        self.cancel.cancel();
+        self.join().await
+    }
+
+    /// Waits until the watch ends by itself: its retry policy gave up, the
+    /// engine cannot be watched, or [`Watcher::close`] was called.
+    pub async fn ended(mut self) -> Result<(), WatchError> {
+        self.join().await
+    }
+
+    /// Whether the watch has ended.
+    pub fn is_finished(&self) -> bool {
+        self.task.as_ref().is_none_or(|task| task.is_finished())
+    }
+
+    async fn join(&mut self) -> Result<(), WatchError> {
+        let Some(task) = self.task.take() else {
+            return Ok(());
+        };
+        match task.await {
+            Ok(ended) => ended,
+            // The watch panicked: so does its owner.
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // Its runtime shut down.
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+impl Drop for WatchHandle {
+    fn drop(&mut self) {
+        self.cancel.cancel();
     }
 }
 

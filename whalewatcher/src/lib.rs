@@ -13,19 +13,16 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use whalewatcher::{CancellationToken, RetryPolicy};
+//! use whalewatcher::RetryPolicy;
 //!
 //! let watcher = whalewatcher::docker_watcher(None, RetryPolicy::default())?;
-//! let cancel = CancellationToken::new();
-//! tokio::spawn({
-//!     let (watcher, cancel) = (watcher.clone(), cancel.clone());
-//!     async move { watcher.watch(cancel).await }
-//! });
+//! // The watch in a task of its own; dropping the handle stops it too.
+//! let watching = watcher.spawn();
 //! watcher.ready().await?;
 //! for container in watcher.portfolio().containers() {
 //!     println!("{} {}", container.name(), container.pid());
 //! }
-//! cancel.cancel();
+//! watching.stop().await?;
 //! # Ok(())
 //! # }
 //! ```

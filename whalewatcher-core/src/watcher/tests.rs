@@ -874,3 +874,38 @@ async fn the_engine_describes_itself_without_a_watch_and_hands_back_its_type() {
         Err(EngineError::Unreachable { .. })
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_spawned_watch_stops_with_its_handle_when_dropped_and_reports_how_it_ended() {
+    let engine = ScriptedEngine::new();
+    engine.add([container("a")]);
+    let watcher = Watcher::new(engine.clone(), fixed_retries(1000));
+    let stopped = |watcher: &Watcher| watcher.status().state == SyncState::Stopped;
+
+    let watching = watcher.spawn();
+    watcher.ready().await.expect("synced");
+    assert!(!watching.is_finished());
+    watching.stop().await.expect("stopped cleanly");
+    assert!(stopped(&watcher));
+
+    let watching = watcher.spawn();
+    eventually("the second watch to sync", || {
+        watcher.status().state == SyncState::Synced
+    })
+    .await;
+    drop(watching);
+    eventually("the dropped handle to stop the watch", || stopped(&watcher)).await;
+
+    // A watch that gives up tells so to whoever waits for its end.
+    let giving_up = Watcher::new(engine.clone(), RetryPolicy::none());
+    engine.fail_subscriptions(Some(EngineError::StreamEnded {
+        endpoint: "scripted".into(),
+    }));
+    let ended = tokio::time::timeout(DEADLINE, giving_up.spawn().ended())
+        .await
+        .expect("the watch ends by itself");
+    assert!(
+        matches!(ended, Err(WatchError::GaveUp { attempts: 1, .. })),
+        "{ended:?}"
+    );
+}
