@@ -463,9 +463,10 @@ async fn a_missing_socket_is_unreachable_and_says_why() {
     };
     let message = whalewatcher_core::describe(&last);
     assert!(
-        message.contains("no-such-cri.sock") && message.contains("No such file or directory"),
+        message.contains("there is no /run/whalewatcher-rig/no-such-cri.sock"),
         "{message}"
     );
+    assert_eq!(last.io_kind(), Some(std::io::ErrorKind::NotFound));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
