@@ -3,6 +3,28 @@
 //! This module is the watcher's public face — its settings, its status and
 //! the read side. The synchronization state machine itself is in
 //! [`sync_loop`], the inspects of started containers in [`inspections`].
+//!
+//! # Phases
+//!
+//! A watch goes through these phases, each a [`SyncState`]; every change
+//! of the [`SyncStatus`] is a `Transition` applied in one place
+//! (`Shared::report`).
+//!
+//! - **Syncing** — a *session* begins: subscribe to the engine's events
+//!   (the engine describes itself alongside), then list every alive
+//!   container; events that arrive meanwhile are held back and applied in
+//!   engine order to the list's result. Ends *Synced* when the list is
+//!   published (and the description is in, refused or late), *Lost* when a
+//!   call fails or passes its [`Deadlines`].
+//! - **Synced** — follow the event stream: apply each event, inspect
+//!   started containers, relist on the safety period if one is set. A
+//!   failed call, an ended stream or an error in it ends the session:
+//!   *Lost*.
+//! - **Lost** — the portfolio stays the last synced one; the retry policy's
+//!   next delay passes, then *Syncing* again. When the policy gives up, or
+//!   the engine cannot be watched at all, the watch ends.
+//! - **Stopped** — before the first watch and after the last: stopped by
+//!   its token, [`Watcher::close`], dropping it, or given up.
 
 mod inspections;
 mod sync_loop;
@@ -74,6 +96,26 @@ impl SyncStatus {
     pub fn is_synced(&self) -> bool {
         self.state == SyncState::Synced
     }
+}
+
+/// A change of the watch's phase. Every change of the [`SyncStatus`] is
+/// one of these, applied in one place, [`Shared::report`].
+enum Transition {
+    /// A watch begins: a fresh status, syncing.
+    Began,
+    /// A session begins its sync.
+    Syncing,
+    /// A session published its list, `took` after it began.
+    Synced { took: Duration },
+    /// A session ended with `error`; it finished an attempt unless it had
+    /// synced (which counted its attempt already).
+    Lost {
+        error: EngineError,
+        counts_attempt: bool,
+    },
+    /// The watch ended: stopped (the error says [`EngineError::Cancelled`])
+    /// or given up (the last error stays).
+    Ended { gave_up: bool },
 }
 
 /// How long the watcher waits for each kind of engine call before it
@@ -260,6 +302,52 @@ struct Shared {
     /// Cancelled once closed and nothing more will be published: ends the
     /// event streams.
     closed: CancellationToken,
+}
+
+impl Shared {
+    /// Applies a change of the watch's phase to the status; the one place
+    /// where the status changes.
+    fn report(&self, transition: Transition) {
+        self.status.send_if_modified(|status| match transition {
+            Transition::Began => {
+                *status = SyncStatus {
+                    state: SyncState::Syncing,
+                    ..SyncStatus::default()
+                };
+                true
+            }
+            Transition::Syncing => {
+                std::mem::replace(&mut status.state, SyncState::Syncing) != SyncState::Syncing
+            }
+            Transition::Synced { took } => {
+                status.attempts += 1;
+                status.state = SyncState::Synced;
+                status.last_error = None;
+                status.sync_duration = Some(took);
+                true
+            }
+            Transition::Lost {
+                error,
+                counts_attempt,
+            } => {
+                if counts_attempt {
+                    status.attempts += 1;
+                }
+                status.state = SyncState::Lost;
+                status.last_error = Some(error);
+                true
+            }
+            Transition::Ended { gave_up } => {
+                status.state = SyncState::Stopped;
+                // Release whoever waits for readiness.
+                status.attempts = status.attempts.max(1);
+                if !gave_up {
+                    status.last_error = Some(EngineError::Cancelled);
+                }
+                true
+            }
+        });
+    }
 }
 
 impl std::fmt::Debug for Shared {
@@ -517,12 +605,7 @@ impl<'a> Running<'a> {
         {
             return Err(WatchError::AlreadyWatching);
         }
-        shared.status.send_replace(SyncStatus {
-            state: SyncState::Syncing,
-            attempts: 0,
-            last_error: None,
-            sync_duration: None,
-        });
+        shared.report(Transition::Began);
         Ok(Running {
             shared,
             gave_up: false,
@@ -532,14 +615,8 @@ impl<'a> Running<'a> {
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        let gave_up = self.gave_up;
-        self.shared.status.send_modify(|status| {
-            status.state = SyncState::Stopped;
-            // Release whoever waits for readiness.
-            status.attempts = status.attempts.max(1);
-            if !gave_up {
-                status.last_error = Some(EngineError::Cancelled);
-            }
+        self.shared.report(Transition::Ended {
+            gave_up: self.gave_up,
         });
         if self.shared.closing.is_cancelled() {
             // Nothing will be published any more.

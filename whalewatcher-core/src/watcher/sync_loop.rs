@@ -3,10 +3,12 @@
 //! the engine's self-description — as futures it polls itself, so it
 //! spawns no tasks and cancelling or dropping it ends everything at once.
 //!
-//! A *session* is one connection: subscribe to events first, then list
-//! (events that arrive meanwhile are held back and applied in engine order
-//! to the list's result), publish the difference to what subscribers saw
-//! before, then follow the event stream. A lost stream, a failed call or a
+//! A *session* is one connection, in phases (see the watcher's module
+//! doc): [`subscribe`](SyncLoop::subscribe) to events first, then
+//! [`relist`](SyncLoop::relist) (events that arrive meanwhile are held back
+//! and applied in engine order to the list's result), publish the
+//! difference to what subscribers saw before, then
+//! [`follow`](SyncLoop::follow) the event stream. A lost stream, a failed call or a
 //! call past its deadline ends the session; readers keep the last
 //! portfolio until the next session has listed (make-before-break), and
 //! the retry policy decides when that happens.
@@ -33,7 +35,7 @@ use crate::event::{EngineEvent, Event, EventKind, EventSource};
 use crate::portfolio::{Difference, Portfolio};
 
 use super::inspections::{Inspected, Inspections};
-use super::{Shared, SyncState};
+use super::{Shared, Transition};
 use crate::support::lock;
 
 /// The two ways a watch is stopped: the caller's token and `close`.
@@ -169,8 +171,7 @@ impl SyncLoop {
             } else {
                 info_span!("sync", session = session_number)
             };
-            let mut outcome = Outcome::default();
-            let interrupt = self.session(stop, &mut outcome).instrument(span).await;
+            let (interrupt, outcome) = self.session(stop).instrument(span).await;
             // Whatever was still being inspected belongs to the ended
             // connection; the next list covers it.
             self.inspections.clear();
@@ -196,12 +197,9 @@ impl SyncLoop {
                 failures = 0;
             }
             failures += 1;
-            self.shared.status.send_modify(|status| {
-                if !outcome.synced {
-                    status.attempts += 1;
-                }
-                status.state = SyncState::Lost;
-                status.last_error = Some(error.clone());
+            self.shared.report(Transition::Lost {
+                error: error.clone(),
+                counts_attempt: !outcome.synced,
             });
             if error.is_permanent() && (!ever_synced || call.decides_the_engine()) {
                 warn!(error = %describe_error(&error), "engine cannot be watched; giving up");
@@ -233,55 +231,72 @@ impl SyncLoop {
         }
     }
 
-    /// One connection: describe, subscribe, list, follow.
-    async fn session(&mut self, stop: &Stop, outcome: &mut Outcome) -> Interrupt {
+    /// One connection, through the phases of a sync: subscribe (the
+    /// engine describes itself alongside), list, publish; then follow.
+    /// Returns why it ended and what it achieved.
+    async fn session(&mut self, stop: &Stop) -> (Interrupt, Outcome) {
         let began = tokio::time::Instant::now();
-        self.shared
-            .status
-            .send_if_modified(|status| set_state(status, SyncState::Syncing));
-        // The engine describes itself while the events are subscribed and
-        // the containers listed: an engine's info can cost as much as the
-        // list (dockerd's /info counts every container), and the sync
-        // needs nothing of it.
+        self.shared.report(Transition::Syncing);
+        let unsynced = |interrupt| (interrupt, Outcome::default());
+        let mut events = match self.subscribe(stop).await {
+            Ok(events) => events,
+            Err(interrupt) => return unsynced(interrupt),
+        };
+        if let Err(interrupt) = self.relist(&mut events, stop).await {
+            return unsynced(interrupt);
+        }
+        // Who says it is synced can say with which engine, too: its info
+        // is in (or refused, or late) before the sync counts as done.
+        if finish(self.describing.take(), stop).await.is_none() {
+            return unsynced(Interrupt::Stopped);
+        }
+        self.shared.report(Transition::Synced {
+            took: began.elapsed(),
+        });
+        info!(containers = self.working.len(), "synchronized");
+        let (interrupt, proven) = self.follow(events, stop).await;
+        (
+            interrupt,
+            Outcome {
+                synced: true,
+                proven,
+            },
+        )
+    }
+
+    /// The subscribe phase: the event subscription, live, while the engine
+    /// describes itself. The description may go on past it; the list runs
+    /// beside it too.
+    async fn subscribe(&mut self, stop: &Stop) -> Result<EngineEvents, Interrupt> {
+        // An engine's info can cost as much as the list (dockerd's /info
+        // counts every container), and the sync needs nothing of it.
         self.describing = Some(describe(self.shared.clone()).boxed());
         let engine = self.shared.engine.clone();
-        let deadlines = self.shared.deadlines;
-
         let subscribing = within(
-            deadlines.subscribe,
+            self.shared.deadlines.subscribe,
             engine.api(),
             "subscribe",
             engine.subscribe(),
         );
         tokio::pin!(subscribing);
-        let mut events = loop {
+        loop {
             tokio::select! {
                 biased;
-                _ = stop.stopped() => return Interrupt::Stopped,
-                subscribed = &mut subscribing => match subscribed {
-                    Ok(events) => break events,
-                    Err(error) => return Interrupt::Lost(error, Call::Subscribe),
-                },
+                _ = stop.stopped() => return Err(Interrupt::Stopped),
+                subscribed = &mut subscribing => {
+                    return subscribed.map_err(|error| Interrupt::Lost(error, Call::Subscribe));
+                }
                 () = describing(&mut self.describing) => {}
             }
-        };
-        if let Err(interrupt) = self.relist(&mut events, stop).await {
-            return interrupt;
         }
-        // Who says it is synced can say with which engine, too: its info
-        // is in (or refused, or late) before the sync counts as done.
-        if finish(self.describing.take(), stop).await.is_none() {
-            return Interrupt::Stopped;
-        }
-        outcome.synced = true;
-        self.shared.status.send_modify(|status| {
-            status.attempts += 1;
-            status.state = SyncState::Synced;
-            status.last_error = None;
-            status.sync_duration = Some(began.elapsed());
-        });
-        info!(containers = self.working.len(), "synchronized");
+    }
 
+    /// The follow phase: events, the inspects of started containers, and
+    /// safety relists, until the session ends. Returns why, and whether the
+    /// engine proved to work (an event came, or the session stayed up for
+    /// the stable period).
+    async fn follow(&mut self, mut events: EngineEvents, stop: &Stop) -> (Interrupt, bool) {
+        let mut proven = false;
         let mut safety_relist = self.shared.safety_relist.map(|period| {
             let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -292,26 +307,26 @@ impl SyncLoop {
         loop {
             tokio::select! {
                 biased;
-                _ = stop.stopped() => return Interrupt::Stopped,
+                _ = stop.stopped() => return (Interrupt::Stopped, proven),
                 item = events.next() => match item {
                     Some(Ok(event)) => {
-                        outcome.proven = true;
+                        proven = true;
                         let changes = self.apply_event(event);
                         self.publish(changes);
                     }
-                    Some(Err(error)) => return Interrupt::Lost(error, Call::Events),
-                    None => return Interrupt::Lost(self.stream_ended(), Call::Events),
+                    Some(Err(error)) => return (Interrupt::Lost(error, Call::Events), proven),
+                    None => return (Interrupt::Lost(self.stream_ended(), Call::Events), proven),
                 },
                 Some(done) = self.inspections.next_done() => match self.apply_inspection(done) {
                     Ok(changes) => self.publish(changes),
-                    Err(interrupt) => return interrupt,
+                    Err(interrupt) => return (interrupt, proven),
                 },
                 _ = tick(&mut safety_relist) => {
                     if let Err(interrupt) = self.relist(&mut events, stop).await {
-                        return interrupt;
+                        return (interrupt, proven);
                     }
                 }
-                () = &mut proving, if !outcome.proven => outcome.proven = true,
+                () = &mut proving, if !proven => proven = true,
             }
         }
     }
@@ -562,10 +577,6 @@ fn event_of(
         exit: None,
         revision: 0, // set when published
     }
-}
-
-fn set_state(status: &mut super::SyncStatus, state: SyncState) -> bool {
-    std::mem::replace(&mut status.state, state) != state
 }
 
 /// Asks the engine to describe itself, within the info deadline, and keeps
