@@ -101,7 +101,7 @@ async fn the_table_groups_by_project_and_json_has_the_same_containers() {
         })
         .collect();
     let truth: std::collections::BTreeMap<String, (u64, String, bool)> = t
-        .alive()
+        .truth()
         .await
         .into_iter()
         .map(|(id, pid)| {

@@ -482,7 +482,7 @@ async fn raw_event_latency(endpoint: String) -> (Vec<f64>, Vec<f64>, usize) {
 /// container list and one task list).
 async fn containerd_sync(rig: &Rig, rounds: usize) {
     const N: usize = 100;
-    let t = ContainerdTest::connect(rig, "bench-containerd").await;
+    let t = ContainerdTest::connect(&rig.containerd, "bench-containerd").await;
     let namespace = "whalewatcher-bench";
     eprintln!("[bench] starting {N} containerd tasks");
     for i in 0..N {
@@ -597,7 +597,7 @@ async fn cri_sync(rig: &Rig, rounds: usize) {
         ListContainersRequest, ListPodSandboxRequest, PodSandboxFilter, PodSandboxState,
         PodSandboxStateValue, PodSandboxStatusRequest,
     };
-    let t = CriTest::connect(rig, "bench-cri").await;
+    let t = CriTest::connect(&rig.containerd, "bench-cri").await;
     eprintln!("[bench] starting 25 pods of 4 containers on the CRI plugin");
     for p in 0..25 {
         let pod = t.run_pod(&format!("bench{p}"), "bench").await;

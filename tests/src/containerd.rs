@@ -28,10 +28,11 @@ pub struct ContainerdTest {
 }
 
 impl ContainerdTest {
-    /// Connects to the rig's containerd for the test named `test`; fails the
+    /// Connects to `engine` (a containerd of the rig, running in a
+    /// container of the host dockerd) for the test named `test`; fails the
     /// test with the reason when it does not answer.
-    pub async fn connect(rig: &rig::Rig, test: &str) -> Self {
-        let engine = rig.containerd.clone();
+    pub async fn connect(engine: &rig::Engine, test: &str) -> Self {
+        let engine = engine.clone();
         let channel = containerd_client::connect(engine.socket())
             .await
             .unwrap_or_else(|e| panic!("containerd at {} does not answer: {e}", engine.endpoint));
@@ -39,7 +40,7 @@ impl ContainerdTest {
             channel,
             engine,
             label: test_label_value(test),
-            host_docker: rig.host_docker.endpoint.clone(),
+            host_docker: rig::Rig::load().host_docker.endpoint,
             namespaces: Mutex::default(),
         }
     }

@@ -48,9 +48,9 @@ pub struct Pod {
 }
 
 impl CriTest {
-    /// Connects to the rig's containerd CRI plugin for the test `test`.
-    pub async fn connect(rig: &rig::Rig, test: &str) -> Self {
-        let engine = rig.containerd.clone();
+    /// Connects to the CRI runtime `engine` for the test `test`.
+    pub async fn connect(engine: &rig::Engine, test: &str) -> Self {
+        let engine = engine.clone();
         let channel = containerd_client::connect(engine.socket())
             .await
             .unwrap_or_else(|e| panic!("CRI at {} does not answer: {e}", engine.endpoint));
@@ -62,9 +62,9 @@ impl CriTest {
         }
     }
 
-    /// Whether the rig's CRI plugin answers a version request.
-    pub async fn connect_once(rig: &rig::Rig) -> bool {
-        let Ok(channel) = containerd_client::connect(rig.containerd.socket()).await else {
+    /// Whether the CRI runtime `engine` answers a version request.
+    pub async fn answers(engine: &rig::Engine) -> bool {
+        let Ok(channel) = containerd_client::connect(engine.socket()).await else {
             return false;
         };
         RuntimeServiceClient::new(channel)

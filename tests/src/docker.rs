@@ -116,7 +116,7 @@ impl DockerTest {
     /// What the engine says of this test's alive (running or paused)
     /// containers: id → PID. All are inspected: podman's list without
     /// `all` leaves out paused ones.
-    pub async fn alive(&self) -> BTreeMap<String, u32> {
+    pub async fn truth(&self) -> BTreeMap<String, u32> {
         let options = ListContainersOptionsBuilder::new()
             .all(true)
             .filters(&self.label_filter())

@@ -15,6 +15,7 @@ pub mod scripted_grpc;
 pub mod scripted_http;
 pub mod silent;
 pub mod watching;
+pub mod workload;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};

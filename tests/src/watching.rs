@@ -34,6 +34,16 @@ impl Watching {
         }
     }
 
+    /// Starts watching `engine` and waits for the first sync; fails the
+    /// test with the engine's error when it does not sync.
+    pub async fn synced(engine: impl Engine) -> Self {
+        let watching = Self::start(engine);
+        within("the first sync", watching.watcher.ready())
+            .await
+            .expect("synced");
+        watching
+    }
+
     /// The containers in the portfolio with this test label value, by id.
     pub fn mine(&self, label: &str) -> BTreeMap<String, Arc<Container>> {
         self.watcher

@@ -49,7 +49,7 @@ async fn wait_for_truth(w: &Watching, t: &ContainerdTest, namespaces: &[&str]) {
 async fn namespaces_names_projects_and_pauses_equal_the_truth() {
     let _shared = ENGINE.read().await;
     let rig = Rig::load();
-    let t = ContainerdTest::connect(&rig, "cd-sync").await;
+    let t = ContainerdTest::connect(&rig.containerd, "cd-sync").await;
     let project = format!("shop-{}", t.label);
     let (web, db, solo, hidden) = (
         format!("web-{}", t.label),
@@ -71,8 +71,7 @@ async fn namespaces_names_projects_and_pauses_equal_the_truth() {
     t.ctr("default", &["tasks", "pause", &solo]);
     t.run("moby", &hidden, &[]); // ignored by default
 
-    let w = Watching::start(engine(&rig));
-    w.watcher.ready().await.expect("synced");
+    let w = Watching::synced(engine(&rig)).await;
     assert_eq!(portfolio_view(&w, &t), t.truth(&[NAMESPACE, "default"]));
     let portfolio = w.watcher.portfolio();
     let web_c = portfolio
@@ -118,9 +117,8 @@ async fn namespaces_names_projects_and_pauses_equal_the_truth() {
 async fn pause_resume_and_kill_are_followed_in_order() {
     let _shared = ENGINE.read().await;
     let rig = Rig::load();
-    let t = ContainerdTest::connect(&rig, "cd-life").await;
-    let mut w = Watching::start(engine(&rig));
-    w.watcher.ready().await.expect("synced");
+    let t = ContainerdTest::connect(&rig.containerd, "cd-life").await;
+    let mut w = Watching::synced(engine(&rig)).await;
 
     let id = format!("life-{}", t.label);
     let display = format!("{NAMESPACE}/{id}");
@@ -164,9 +162,8 @@ async fn pause_resume_and_kill_are_followed_in_order() {
 async fn an_exec_that_ends_does_not_remove_its_container() {
     let _shared = ENGINE.read().await;
     let rig = Rig::load();
-    let t = ContainerdTest::connect(&rig, "cd-exec").await;
-    let mut w = Watching::start(engine(&rig));
-    w.watcher.ready().await.expect("synced");
+    let t = ContainerdTest::connect(&rig.containerd, "cd-exec").await;
+    let mut w = Watching::synced(engine(&rig)).await;
 
     let id = format!("exec-{}", t.label);
     t.run("default", &id, &[]);
@@ -207,7 +204,7 @@ async fn an_exec_that_ends_does_not_remove_its_container() {
 async fn thirty_tasks_churned_during_the_initial_sync_end_in_the_truth() {
     let _shared = ENGINE.read().await;
     let rig = Rig::load();
-    let t = std::sync::Arc::new(ContainerdTest::connect(&rig, "cd-churn").await);
+    let t = std::sync::Arc::new(ContainerdTest::connect(&rig.containerd, "cd-churn").await);
     t.run(NAMESPACE, &format!("before-{}", t.label), &[]);
     let proxy = HttpProxy::grpc(&rig.containerd, Rules::default());
     proxy.hold_answers(&["/containerd.services.tasks.v1.Tasks/List"]);
@@ -237,11 +234,10 @@ async fn thirty_tasks_churned_during_the_initial_sync_end_in_the_truth() {
 async fn an_engine_restart_is_resynchronized_and_subscribers_see_the_difference() {
     let _alone = ENGINE.write().await;
     let rig = Rig::load();
-    let t = ContainerdTest::connect(&rig, "cd-restart").await;
+    let t = ContainerdTest::connect(&rig.containerd, "cd-restart").await;
     let before = format!("before-{}", t.label);
     t.run("default", &before, &[]);
-    let mut w = Watching::start(engine(&rig));
-    w.watcher.ready().await.expect("synced");
+    let mut w = Watching::synced(engine(&rig)).await;
     w.events_of(&before, "the initial start", |k| {
         k.contains(&EventKind::Started)
     })
@@ -329,7 +325,7 @@ async fn a_socket_that_is_not_containerd_is_a_typed_error() {
 async fn the_packer_sees_the_record_and_the_engines_channel_is_reachable() {
     let _shared = ENGINE.read().await;
     let rig = Rig::load();
-    let t = ContainerdTest::connect(&rig, "cd-packer").await;
+    let t = ContainerdTest::connect(&rig.containerd, "cd-packer").await;
     let id = format!("packed-{}", t.label);
     t.run(NAMESPACE, &id, &[]);
     let packed = configured(&rig)
@@ -342,8 +338,7 @@ async fn the_packer_sees_the_record_and_the_engines_channel_is_reachable() {
         })
         .build()
         .expect("engine");
-    let w = Watching::start(packed);
-    w.watcher.ready().await.expect("synced");
+    let w = Watching::synced(packed).await;
     let portfolio = w.watcher.portfolio();
     let container = portfolio
         .container(&format!("{NAMESPACE}/{id}"))

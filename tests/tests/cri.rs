@@ -71,7 +71,7 @@ async fn wait_for_truth(w: &Watching, t: &CriTest) {
 async fn two_pods_of_two_containers_equal_the_truth_with_labels_and_pids() {
     let _alone = ENGINE.lock().await;
     let rig = Rig::load();
-    let t = CriTest::connect(&rig, "cri-sync").await;
+    let t = CriTest::connect(&rig.containerd, "cri-sync").await;
     let shop = t.run_pod("shop", "retail").await;
     let shop_web = t.run_container(&shop, "web").await;
     let shop_db = t.run_container(&shop, "db").await;
@@ -96,8 +96,7 @@ async fn two_pods_of_two_containers_equal_the_truth_with_labels_and_pids() {
         .to_owned()
     };
     let engine_pid: u32 = inspect("{{.State.Pid}}").parse().expect("the engine's PID");
-    let w = Watching::start(configured(&rig).pid(engine_pid).build().expect("engine"));
-    w.watcher.ready().await.expect("synced");
+    let w = Watching::synced(configured(&rig).pid(engine_pid).build().expect("engine")).await;
     let truth = t.truth().await;
     assert_eq!(truth.len(), 6, "2 sandboxes and 4 containers: {truth:?}");
     assert_eq!(portfolio_view(&w, &t), truth);
@@ -177,9 +176,8 @@ async fn two_pods_of_two_containers_equal_the_truth_with_labels_and_pids() {
 async fn a_stopped_container_and_a_stopped_pod_are_removed() {
     let _alone = ENGINE.lock().await;
     let rig = Rig::load();
-    let t = CriTest::connect(&rig, "cri-stop").await;
-    let mut w = Watching::start(engine(&rig));
-    w.watcher.ready().await.expect("synced");
+    let t = CriTest::connect(&rig.containerd, "cri-stop").await;
+    let mut w = Watching::synced(engine(&rig)).await;
 
     let pod = t.run_pod("stopper", "rig").await;
     let first = t.run_container(&pod, "first").await;
@@ -218,7 +216,7 @@ async fn a_stopped_container_and_a_stopped_pod_are_removed() {
 async fn a_pod_created_during_the_initial_sync_is_present() {
     let _alone = ENGINE.lock().await;
     let rig = Rig::load();
-    let t = CriTest::connect(&rig, "cri-during").await;
+    let t = CriTest::connect(&rig.containerd, "cri-during").await;
     let before = t.run_pod("before", "rig").await;
     t.run_container(&before, "early").await;
 
@@ -436,8 +434,7 @@ async fn a_sync_costs_one_status_round_trip_per_container_and_sandbox() {
         ]
         .map(|(m, a)| (m.clone(), a)),
     );
-    let w = Watching::start(CriEngine::new(engine.socket()).expect("engine"));
-    w.watcher.ready().await.expect("synced");
+    let w = Watching::synced(CriEngine::new(engine.socket()).expect("engine")).await;
     let portfolio = w.watcher.portfolio();
     assert_eq!(portfolio.container("s1").map(|s| s.pid()), Some(41));
     assert_eq!(portfolio.container("c0").map(|c| c.pid()), Some(42));
@@ -473,7 +470,7 @@ async fn a_missing_socket_is_unreachable_and_says_why() {
 async fn the_packer_sees_container_and_sandbox_statuses_and_the_client_is_reachable() {
     let _alone = ENGINE.lock().await;
     let rig = Rig::load();
-    let t = CriTest::connect(&rig, "cri-packer").await;
+    let t = CriTest::connect(&rig.containerd, "cri-packer").await;
     let pod = t.run_pod("packed", "packing").await;
     let container = t.run_container(&pod, "main").await;
     let packed = configured(&rig)
@@ -491,8 +488,7 @@ async fn the_packer_sees_container_and_sandbox_statuses_and_the_client_is_reacha
         })
         .build()
         .expect("engine");
-    let w = Watching::start(packed);
-    w.watcher.ready().await.expect("synced");
+    let w = Watching::synced(packed).await;
     let portfolio = w.watcher.portfolio();
     let packed_sandbox = portfolio.container(&pod.id).expect("the sandbox");
     assert_eq!(

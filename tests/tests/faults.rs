@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use futures::StreamExt;
 use whalewatcher_containerd::ContainerdEngine;
 use whalewatcher_core::{EngineError, Event, EventKind, EventSource, RetryPolicy, Watcher};
@@ -24,92 +23,14 @@ use whalewatcher_tests::measure::{cpu_time, median};
 use whalewatcher_tests::rig::{self, Rig};
 use whalewatcher_tests::scripted_http::{Misbehaviour, ScriptedHttp};
 use whalewatcher_tests::watching::Watching;
+use whalewatcher_tests::workload::{ContainerdWorkload, CriWorkload, MobyWorkload, Workload};
 use whalewatcher_tests::{eventually, within, DEADLINE, TEST_LABEL};
 
 /// One fault test at a time: they restart engines and cut connections.
 static RIG: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// What a test runs on an engine, and what the engine says is alive.
-#[async_trait]
-trait Workload: Send + Sync {
-    /// This test's label value.
-    fn label(&self) -> &str;
-    /// Starts one unit named `name` (a container; on CRI a pod with one).
-    async fn start(&self, name: &str);
-    /// The engine's truth about this test's alive containers: id → PID.
-    async fn truth(&self) -> BTreeMap<String, u32>;
-    /// Whether the engine answers.
-    async fn answers(&self) -> bool;
-}
-
-struct Moby(DockerTest);
-
-#[async_trait]
-impl Workload for Moby {
-    fn label(&self) -> &str {
-        &self.0.label
-    }
-    async fn start(&self, name: &str) {
-        self.0.run(name, &[]).await;
-    }
-    async fn truth(&self) -> BTreeMap<String, u32> {
-        self.0.alive().await
-    }
-    async fn answers(&self) -> bool {
-        self.0.docker.ping().await.is_ok()
-    }
-}
-
+/// The containerd namespace of these tests' containers.
 const NAMESPACE: &str = "whalewatcher-faults";
-
-struct Containerd(std::sync::Arc<ContainerdTest>);
-
-#[async_trait]
-impl Workload for Containerd {
-    fn label(&self) -> &str {
-        &self.0.label
-    }
-    async fn start(&self, name: &str) {
-        let (t, id) = (self.0.clone(), format!("{name}-{}", self.0.label));
-        tokio::task::spawn_blocking(move || t.run(NAMESPACE, &id, &[]))
-            .await
-            .unwrap();
-    }
-    async fn truth(&self) -> BTreeMap<String, u32> {
-        let t = self.0.clone();
-        tokio::task::spawn_blocking(move || t.truth(&[NAMESPACE]))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(id, (pid, _))| (id, pid))
-            .collect()
-    }
-    async fn answers(&self) -> bool {
-        let t = self.0.clone();
-        tokio::task::spawn_blocking(move || t.answers())
-            .await
-            .unwrap()
-    }
-}
-
-struct Cri(CriTest, Rig);
-
-#[async_trait]
-impl Workload for Cri {
-    fn label(&self) -> &str {
-        &self.0.label
-    }
-    async fn start(&self, name: &str) {
-        let pod = self.0.run_pod(name, "faults").await;
-        self.0.run_container(&pod, "main").await;
-    }
-    async fn truth(&self) -> BTreeMap<String, u32> {
-        self.0.truth().await
-    }
-    async fn answers(&self) -> bool {
-        CriTest::connect_once(&self.1).await
-    }
-}
 
 fn mine(w: &Watching, label: &str) -> BTreeMap<String, u32> {
     w.mine(label)
@@ -293,7 +214,7 @@ async fn five_restarts(
 async fn five_restarts_of_dockerd_end_in_the_truth_with_exactly_the_difference() {
     let _alone = RIG.lock().await;
     let rig = Rig::load();
-    let load = Moby(DockerTest::connect(&rig.docker, "faults-dockerd").await);
+    let load = MobyWorkload(DockerTest::connect(&rig.docker, "faults-dockerd").await);
     let mut w = Watching::start(MobyEngine::new(&rig.docker.endpoint).unwrap());
     five_restarts("dockerd 26", &rig, &rig.docker, &mut w, &load).await;
     w.stop().await;
@@ -303,7 +224,7 @@ async fn five_restarts_of_dockerd_end_in_the_truth_with_exactly_the_difference()
 async fn five_restarts_of_podman_end_in_the_truth_with_exactly_the_difference() {
     let _alone = RIG.lock().await;
     let rig = Rig::load();
-    let load = Moby(DockerTest::connect(&rig.podman, "faults-podman").await);
+    let load = MobyWorkload(DockerTest::connect(&rig.podman, "faults-podman").await);
     let mut w = Watching::start(MobyEngine::new(&rig.podman.endpoint).unwrap());
     five_restarts("podman 5", &rig, &rig.podman, &mut w, &load).await;
     w.stop().await;
@@ -313,9 +234,10 @@ async fn five_restarts_of_podman_end_in_the_truth_with_exactly_the_difference() 
 async fn five_restarts_of_containerd_end_in_the_truth_with_exactly_the_difference() {
     let _alone = RIG.lock().await;
     let rig = Rig::load();
-    let load = Containerd(std::sync::Arc::new(
-        ContainerdTest::connect(&rig, "faults-containerd").await,
-    ));
+    let load = ContainerdWorkload::new(
+        std::sync::Arc::new(ContainerdTest::connect(&rig.containerd, "faults-containerd").await),
+        NAMESPACE,
+    );
     let mut w = Watching::start(ContainerdEngine::new(rig.containerd.socket()).expect("engine"));
     five_restarts("containerd 1.7", &rig, &rig.containerd, &mut w, &load).await;
     w.stop().await;
@@ -325,7 +247,7 @@ async fn five_restarts_of_containerd_end_in_the_truth_with_exactly_the_differenc
 async fn five_restarts_of_the_cri_engine_end_in_the_truth_with_exactly_the_difference() {
     let _alone = RIG.lock().await;
     let rig = Rig::load();
-    let load = Cri(CriTest::connect(&rig, "faults-cri").await, rig.clone());
+    let load = CriWorkload(CriTest::connect(&rig.containerd, "faults-cri").await);
     let mut w = Watching::start(CriEngine::new(rig.containerd.socket()).expect("engine"));
     five_restarts("CRI (containerd 1.7)", &rig, &rig.containerd, &mut w, &load).await;
     w.stop().await;
@@ -370,9 +292,8 @@ async fn a_cut_docker_event_stream_is_resynchronized_without_loss() {
     let t = DockerTest::connect(&rig.host_docker, "faults-cut-docker").await;
     let victim = t.run("victim", &[]).await;
     let proxy = HttpProxy::docker(&rig.host_docker, Rules::default());
-    let mut w = Watching::start(MobyEngine::new(proxy.endpoint()).unwrap());
-    w.watcher.ready().await.expect("synced");
-    let load = Moby(t);
+    let mut w = Watching::synced(MobyEngine::new(proxy.endpoint()).unwrap()).await;
+    let load = MobyWorkload(t);
     let kill = load.0.kill(&victim);
     cut_stream(&mut w, &proxy, &load, kill).await;
     w.stop().await;
@@ -382,7 +303,9 @@ async fn a_cut_docker_event_stream_is_resynchronized_without_loss() {
 async fn a_cut_containerd_event_stream_is_resynchronized_without_loss() {
     let _alone = RIG.lock().await;
     let rig = Rig::load();
-    let t = std::sync::Arc::new(ContainerdTest::connect(&rig, "faults-cut-containerd").await);
+    let t = std::sync::Arc::new(
+        ContainerdTest::connect(&rig.containerd, "faults-cut-containerd").await,
+    );
     let victim = format!("victim-{}", t.label);
     {
         let (t, victim) = (t.clone(), victim.clone());
@@ -391,9 +314,8 @@ async fn a_cut_containerd_event_stream_is_resynchronized_without_loss() {
             .unwrap();
     }
     let proxy = HttpProxy::grpc(&rig.containerd, Rules::default());
-    let mut w = Watching::start(ContainerdEngine::new(proxy.socket()).expect("engine"));
-    w.watcher.ready().await.expect("synced");
-    let load = Containerd(t.clone());
+    let mut w = Watching::synced(ContainerdEngine::new(proxy.socket()).expect("engine")).await;
+    let load = ContainerdWorkload::new(t.clone(), NAMESPACE);
     let kill = async move {
         tokio::task::spawn_blocking(move || t.kill(NAMESPACE, &victim))
             .await
@@ -407,13 +329,12 @@ async fn a_cut_containerd_event_stream_is_resynchronized_without_loss() {
 async fn a_cut_cri_event_stream_is_resynchronized_without_loss() {
     let _alone = RIG.lock().await;
     let rig = Rig::load();
-    let t = CriTest::connect(&rig, "faults-cut-cri").await;
+    let t = CriTest::connect(&rig.containerd, "faults-cut-cri").await;
     let victim_pod = t.run_pod("victim", "faults").await;
     let victim = t.run_container(&victim_pod, "main").await;
     let proxy = HttpProxy::grpc(&rig.containerd, Rules::default());
-    let mut w = Watching::start(CriEngine::new(proxy.socket()).expect("engine"));
-    w.watcher.ready().await.expect("synced");
-    let load = Cri(t, rig.clone());
+    let mut w = Watching::synced(CriEngine::new(proxy.socket()).expect("engine")).await;
+    let load = CriWorkload(t);
     let kill = load.0.stop_container(&victim);
     cut_stream(&mut w, &proxy, &load, kill).await;
     w.stop().await;
@@ -446,7 +367,7 @@ async fn churn_of_100_during_the_initial_sync_and_during_a_resync_ends_in_the_tr
     let ((), passed) = proxy.overlap(churn(&t, "initial", 100), 150).await;
     println!("initial sync: {passed} events passed while the list waited");
     w.watcher.ready().await.expect("synced");
-    let load = Moby(t);
+    let load = MobyWorkload(t);
     wait_for_truth(&w, &load, "churn during the initial sync").await;
     assert_eq!(mine(&w, load.label()).len(), 50);
 

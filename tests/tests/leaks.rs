@@ -168,8 +168,8 @@ async fn watching_leaves_no_file_descriptor_and_no_task_behind() {
     // The engines' own clients and the proxies are there from the start.
     let docker = DockerTest::connect(&rig.host_docker, "leaks").await;
     let podman = DockerTest::connect(&rig.podman, "leaks").await;
-    let containerd = ContainerdTest::connect(&rig, "leaks").await;
-    let cri = CriTest::connect(&rig, "leaks").await;
+    let containerd = ContainerdTest::connect(&rig.containerd, "leaks").await;
+    let cri = CriTest::connect(&rig.containerd, "leaks").await;
     let pod = cri.run_pod("leaks", "leaks").await;
     docker.run("first", &[]).await;
     podman.run("first", &[]).await;

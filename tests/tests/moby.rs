@@ -197,8 +197,7 @@ async fn initial_sync_equals_the_truth(engine: &rig::Engine, can_run_privileged:
     }
     t.create("never-started", &[], HostConfig::default()).await;
 
-    let w = Watching::start(moby(engine));
-    w.watcher.ready().await.expect("synced");
+    let w = Watching::synced(moby(engine)).await;
     assert!(
         matches_truth(&w, &t).await,
         "portfolio differs from the engine's truth"
@@ -254,8 +253,7 @@ async fn engine_log(t: &DockerTest, id: &str, since: u64) -> Vec<EventKind> {
 /// start, pause, unpause, kill: portfolio and events follow, in order.
 async fn lifecycle_is_followed_in_order(engine: &rig::Engine) {
     let t = DockerTest::connect(engine, "moby-lifecycle").await;
-    let mut w = Watching::start(moby(engine));
-    w.watcher.ready().await.expect("synced");
+    let mut w = Watching::synced(moby(engine)).await;
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -299,8 +297,7 @@ async fn lifecycle_is_followed_in_order(engine: &rig::Engine) {
 /// A restart keeps the id: die, then start; it ends present and running.
 async fn restart_ends_present_and_running(engine: &rig::Engine) {
     let t = DockerTest::connect(engine, "moby-restart").await;
-    let mut w = Watching::start(moby(engine));
-    w.watcher.ready().await.expect("synced");
+    let mut w = Watching::synced(moby(engine)).await;
     let id = t.run("restarted", &[]).await;
     w.events_of(&id, "started", |k| k.contains(&EventKind::Started))
         .await;
@@ -458,8 +455,7 @@ macro_rules! on_every_engine {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn engine_type_id_and_version_are_reported() {
                 let engine = engine();
-                let w = Watching::start(moby(&engine));
-                w.watcher.ready().await.expect("synced");
+                let w = Watching::synced(moby(&engine)).await;
                 assert_eq!(w.watcher.engine_type(), $type);
                 assert_eq!(w.watcher.version(), engine.version);
                 assert!(!w.watcher.id().is_empty());
@@ -527,8 +523,7 @@ async fn podman_pods_show_as_labels_and_its_die_event_is_followed() {
     }
     let _cleanup = RemovePod(podman, pod.clone());
 
-    let mut w = Watching::start(moby(&rig.podman));
-    w.watcher.ready().await.expect("synced");
+    let mut w = Watching::synced(moby(&rig.podman)).await;
     let id = podman(&[
         "run",
         "-d",

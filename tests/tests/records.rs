@@ -57,8 +57,7 @@ async fn exit_of(w: &mut Watching, id: &str) -> Exit {
 /// socket); an exit with 3 and a SIGKILL say 3 and 137.
 async fn moby_records_and_exits(engine: &rig::Engine) {
     let t = DockerTest::connect(engine, "records").await;
-    let mut w = Watching::start(MobyEngine::new(&engine.endpoint).unwrap());
-    w.watcher.ready().await.expect("synced");
+    let mut w = Watching::synced(MobyEngine::new(&engine.endpoint).unwrap()).await;
     let three = t
         .run_command("three", &EXIT_3_ON_GO, HostConfig::default())
         .await;
@@ -119,8 +118,7 @@ async fn podman_records_and_exits_equal_what_it_tells() {
 async fn an_oom_kill_on_dockerd_is_told_with_the_exit() {
     let rig = Rig::load();
     let t = DockerTest::connect(&rig.host_docker, "records-oom").await;
-    let mut w = Watching::start(MobyEngine::new(&rig.host_docker.endpoint).unwrap());
-    w.watcher.ready().await.expect("synced");
+    let mut w = Watching::synced(MobyEngine::new(&rig.host_docker.endpoint).unwrap()).await;
     let limit = HostConfig {
         memory: Some(16 << 20),
         memory_swap: Some(16 << 20),
@@ -164,10 +162,10 @@ async fn an_oom_kill_on_dockerd_is_told_with_the_exit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containerd_records_names_and_exits_equal_what_ctr_tells() {
     let rig = Rig::load();
-    let t = ContainerdTest::connect(&rig, "records-cd").await;
+    let t = ContainerdTest::connect(&rig.containerd, "records-cd").await;
     let namespace = "whalewatcher-records";
-    let mut w = Watching::start(ContainerdEngine::new(rig.containerd.socket()).expect("engine"));
-    w.watcher.ready().await.expect("synced");
+    let mut w =
+        Watching::synced(ContainerdEngine::new(rig.containerd.socket()).expect("engine")).await;
     let (three, killed) = (format!("three-{}", t.label), format!("killed-{}", t.label));
     t.run_command(
         namespace,
@@ -219,12 +217,11 @@ async fn containerd_records_names_and_exits_equal_what_ctr_tells() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cri_records_pods_and_exits_equal_the_cri_status() {
     let rig = Rig::load();
-    let t = CriTest::connect(&rig, "records-cri").await;
+    let t = CriTest::connect(&rig.containerd, "records-cri").await;
     let pod = t.run_pod("records", "recording").await;
     let three = t.run_container_command(&pod, "three", &EXIT_3_ON_GO).await;
     let killed = t.run_container(&pod, "killed").await;
-    let mut w = Watching::start(CriEngine::new(rig.containerd.socket()).expect("engine"));
-    w.watcher.ready().await.expect("synced");
+    let mut w = Watching::synced(CriEngine::new(rig.containerd.socket()).expect("engine")).await;
     let portfolio = w.watcher.portfolio();
     for id in [&three, &killed] {
         let container = portfolio.container(id).expect("listed");

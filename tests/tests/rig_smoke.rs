@@ -96,7 +96,7 @@ async fn podman_runs_a_container_with_a_pid_and_reports_its_start_through_the_do
 #[tokio::test(flavor = "multi_thread")]
 async fn containerd_lists_namespaces_runs_a_task_and_reports_its_start() {
     let rig = Rig::load();
-    let t = ContainerdTest::connect(&rig, "smoke-containerd").await;
+    let t = ContainerdTest::connect(&rig.containerd, "smoke-containerd").await;
     let mut events = t.subscribe(&["topic==\"/tasks/start\""]).await;
 
     let id = format!("smoke-{}", t.label);
@@ -144,7 +144,7 @@ async fn containerd_lists_namespaces_runs_a_task_and_reports_its_start() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cri_runs_a_host_network_pod_whose_verbose_status_has_a_pid_and_reports_started() {
     let rig = Rig::load();
-    let t = CriTest::connect(&rig, "smoke-cri").await;
+    let t = CriTest::connect(&rig.containerd, "smoke-cri").await;
 
     // The call returns only with the first event; events while nobody
     // listens are queued by containerd and replayed, so none is lost.
