@@ -9,6 +9,7 @@ pub mod containerd;
 pub mod cri;
 pub mod docker;
 pub mod http_proxy;
+pub mod loopback_docker;
 pub mod measure;
 pub mod rig;
 pub mod scripted_grpc;

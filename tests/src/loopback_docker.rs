@@ -1,0 +1,237 @@
+//! A Docker-API endpoint on a unix socket that serves N running containers
+//! from memory, to measure the library's own cost with the engine taken
+//! out of the picture. It answers what a sync asks — ping, info, the list,
+//! each inspect, an event stream that stays quiet — with inspect bodies
+//! made from a captured one (`tests/fixtures/inspect-dockerd-26.json`),
+//! each with its own id and name.
+//!
+//! It runs in a thread of its own, on a runtime of its own, so that its CPU
+//! time ([`LoopbackDocker::cpu`]) can be told apart from the client's.
+
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+
+/// The captured inspect body of a running container on the rig's dockerd
+/// 26: compose labels, `sleep`, no network.
+pub const DOCKERD_26_INSPECT: &str = include_str!("../fixtures/inspect-dockerd-26.json");
+
+/// The captured inspect body of the same container on the rig's podman 5.
+pub const PODMAN_5_INSPECT: &str = include_str!("../fixtures/inspect-podman-5.json");
+
+type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>;
+
+/// What the endpoint serves.
+struct Served {
+    list: Bytes,
+    inspects: std::collections::HashMap<String, Bytes>,
+}
+
+/// A running endpoint; stops when dropped.
+#[derive(Debug)]
+pub struct LoopbackDocker {
+    socket: PathBuf,
+    /// The server thread's id, for its CPU time.
+    tid: u32,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LoopbackDocker {
+    /// Serves `n` running containers at a fresh socket in `dir`, each
+    /// inspect body made from `template` with its own id and name.
+    pub fn start(dir: &Path, template: &str, n: usize) -> Self {
+        let served = Arc::new(serve(template, n));
+        let socket = dir.join(format!("{}.sock", crate::test_label_value("loopback")));
+        let _ = std::fs::remove_file(&socket);
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let (ready, is_ready) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn({
+            let socket = socket.clone();
+            move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime");
+                runtime.block_on(async move {
+                    let listener = tokio::net::UnixListener::bind(&socket)
+                        .unwrap_or_else(|e| panic!("cannot listen at {}: {e}", socket.display()));
+                    ready.send(thread_id()).expect("the starter waits");
+                    let accepting = async {
+                        while let Ok((stream, _)) = listener.accept().await {
+                            let served = served.clone();
+                            let service = hyper::service::service_fn(move |request| {
+                                let served = served.clone();
+                                async move { Ok::<_, Infallible>(answer(&served, &request)) }
+                            });
+                            tokio::spawn(
+                                hyper::server::conn::http1::Builder::new()
+                                    .serve_connection(TokioIo::new(stream), service),
+                            );
+                        }
+                    };
+                    tokio::select! {
+                        _ = stopped => {}
+                        () = accepting => {}
+                    }
+                });
+            }
+        });
+        let tid = is_ready.recv().expect("the endpoint listens");
+        LoopbackDocker {
+            socket,
+            tid,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// The endpoint as `unix://` URL.
+    pub fn endpoint(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    /// The CPU time the endpoint's thread has used so far.
+    pub fn cpu(&self) -> Duration {
+        thread_cpu(self.tid)
+    }
+}
+
+impl Drop for LoopbackDocker {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+/// The id of container `i`: 64 hex digits, as Docker's.
+pub fn container_id(i: usize) -> String {
+    format!("{:064x}", 0x5eed_0000_0000_u64 + i as u64)
+}
+
+/// The list and the inspect bodies of `n` containers.
+fn serve(template: &str, n: usize) -> Served {
+    let template: serde_json::Value = serde_json::from_str(template).expect("a JSON template");
+    let mut inspects = std::collections::HashMap::with_capacity(n);
+    let mut list = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = container_id(i);
+        let mut body = template.clone();
+        body["Id"] = id.clone().into();
+        body["Name"] = format!("/loopback-{i}").into();
+        body["State"]["Pid"] = (10_000 + i).into();
+        inspects.insert(
+            id.clone(),
+            Bytes::from(serde_json::to_vec(&body).expect("JSON")),
+        );
+        list.push(serde_json::json!({ "Id": id }));
+    }
+    Served {
+        list: Bytes::from(serde_json::to_vec(&list).expect("JSON")),
+        inspects,
+    }
+}
+
+fn answer(served: &Served, request: &Request<Incoming>) -> Response<Body> {
+    let path = request.uri().path();
+    let full = |status: u16, body: Bytes| {
+        Response::builder()
+            .status(status)
+            .header("Content-Type", "application/json")
+            .body(Full::new(body).boxed_unsync())
+            .expect("a response")
+    };
+    if path == "/_ping" {
+        return Response::builder()
+            .header("Server", "Docker/26.1.5 (linux)")
+            .header(
+                "Date",
+                httpdate::fmt_http_date(std::time::SystemTime::now()),
+            )
+            .body(Full::new(Bytes::from_static(b"OK")).boxed_unsync())
+            .expect("a response");
+    }
+    if path == "/info" {
+        return full(
+            200,
+            Bytes::from_static(
+                br#"{"ID":"loopback","Name":"loopback","DockerRootDir":"/var/lib/docker"}"#,
+            ),
+        );
+    }
+    if path == "/events" || path.ends_with("/events") {
+        // Quiet, and open until the client goes.
+        let quiet = futures::stream::pending::<Result<Frame<Bytes>, Infallible>>();
+        return Response::builder()
+            .header("Content-Type", "application/json")
+            .body(StreamBody::new(quiet.boxed()).boxed_unsync())
+            .expect("a response");
+    }
+    if path == "/containers/json" || path.ends_with("/containers/json") {
+        return full(200, served.list.clone());
+    }
+    if let Some(id) = path
+        .strip_prefix("/containers/")
+        .and_then(|rest| rest.strip_suffix("/json"))
+    {
+        return match served.inspects.get(id) {
+            Some(body) => full(200, body.clone()),
+            None => full(
+                404,
+                Bytes::from(format!(r#"{{"message":"No such container: {id}"}}"#)),
+            ),
+        };
+    }
+    full(404, Bytes::from_static(br#"{"message":"page not found"}"#))
+}
+
+/// This thread's id.
+fn thread_id() -> u32 {
+    let link = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
+    link.file_name()
+        .and_then(|name| name.to_str())
+        .and_then(|name| name.parse().ok())
+        .expect("a thread id")
+}
+
+/// The CPU time thread `tid` of this process has used, from its
+/// schedstat (nanoseconds on the CPU).
+pub fn thread_cpu(tid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
+        .unwrap_or_else(|e| panic!("cannot read the schedstat of thread {tid}: {e}"));
+    let nanos = stat
+        .split_whitespace()
+        .next()
+        .and_then(|ns| ns.parse().ok())
+        .expect("a schedstat line");
+    Duration::from_nanos(nanos)
+}
+
+/// The CPU time the live threads of this process have used, summed from
+/// their schedstat (nanoseconds; `/proc/self/stat` counts 10 ms ticks). A
+/// benchmark's runtime keeps its threads, so nothing it spent is missed.
+pub fn process_cpu() -> Duration {
+    let mut total = Duration::ZERO;
+    for task in std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .flatten()
+    {
+        if let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) {
+            total += thread_cpu(tid);
+        }
+    }
+    total
+}
