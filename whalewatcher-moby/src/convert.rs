@@ -206,6 +206,10 @@ pub(crate) fn ping(server: Option<&str>, date: Option<&str>) -> Option<Ping> {
 /// `configured`, `initialized`) onto Docker's, and dropping any other
 /// unknown one: one odd container must not fail a whole list.
 pub(crate) fn inspect_response(body: &[u8]) -> Result<ContainerInspectResponse, serde_json::Error> {
+    // Almost always the state is one bollard knows: parsed once, straight.
+    if let Ok(parsed) = serde_json::from_slice(body) {
+        return Ok(parsed);
+    }
     let mut value: serde_json::Value = serde_json::from_slice(body)?;
     if let Some(state) = value.get_mut("State").and_then(|s| s.as_object_mut()) {
         let status = state
