@@ -361,14 +361,20 @@ async fn churn_during_the_initial_sync_ends_in_the_truth(engine: &rig::Engine) {
 async fn unknown_id_is_not_found(engine: &rig::Engine) {
     let moby = moby(engine);
     use whalewatcher_core::Engine;
-    let err = moby
-        .inspect("no-such-container-anywhere")
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, EngineError::NotFound { ref id } if id == "no-such-container-anywhere"),
-        "{err:?}"
-    );
+    // What no container can be called, too: spaces, a query, a path.
+    for unknown in [
+        "no-such-container-anywhere",
+        "no such one",
+        "x?all=1",
+        "../info",
+        "",
+    ] {
+        let err = moby.inspect(unknown).await.unwrap_err();
+        assert!(
+            matches!(err, EngineError::NotFound { ref id } if id == unknown),
+            "{unknown:?}: {err:?}"
+        );
+    }
 }
 
 /// A packer completes each record from the raw inspect response; the

@@ -60,13 +60,14 @@ const PROBE_WAIT: Duration = Duration::from_secs(1);
 
 /// Says what is wrong with the unix socket `socket` when the engine there
 /// could not be reached or was not understood (`error`): that nothing is
-/// there, that it is a
-/// directory or a regular file rather than a socket, that nothing listens
-/// on it, or that what answers does not speak `expects` (`api_name`
-/// names that API in the message: "the Docker API"). Returns `error`
-/// unchanged when it is neither [`EngineError::Unreachable`] nor
-/// [`EngineError::Protocol`], or when nothing more can be told. Costs a `stat`, and at most one connection that sends one
-/// `GET /_ping` and waits up to a second for the first bytes.
+/// there, that it is a directory or a regular file rather than a socket,
+/// that nothing listens on it, or that what answers does not speak
+/// `expects` (`api_name` names that API in the message: "the Docker API").
+/// Returns `error` unchanged when it is neither
+/// [`EngineError::Unreachable`] nor [`EngineError::Protocol`], or when
+/// nothing more can be told. Costs a `stat`, and at most one connection
+/// that sends one `GET /_ping` and waits up to a second for the first
+/// bytes.
 pub async fn diagnose_unix_socket(
     socket: &Path,
     expects: Protocol,

@@ -232,6 +232,17 @@ pub(crate) fn inspect_response(body: &[u8]) -> Result<ContainerInspectResponse, 
     serde_json::from_value(value)
 }
 
+/// Whether `id_or_name` could be a container's id (or a prefix of one) or
+/// name on Docker and podman: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, a name with
+/// Docker's leading slash too. Anything else names no container, and must
+/// not reach the request's path (a space, `?`, `/`).
+pub(crate) fn could_name_a_container(id_or_name: &str) -> bool {
+    let name = id_or_name.strip_prefix('/').unwrap_or(id_or_name);
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
 /// The ids in a container list response, without parsing anything else
 /// (the list's typed state is as strict as the inspect's).
 pub(crate) fn listed_ids(body: &[u8]) -> Result<Vec<String>, serde_json::Error> {
@@ -522,6 +533,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.pid(), 4242);
+    }
+
+    #[test]
+    fn only_what_could_name_a_container_is_asked_for() {
+        for good in ["4f2a", "shop-db-1", "/shop_db.1", "a"] {
+            assert!(could_name_a_container(good), "{good}");
+        }
+        for bad in ["", "/", "no such one", "x?all=1", "../info", "-x", "a/b"] {
+            assert!(!could_name_a_container(bad), "{bad}");
+        }
     }
 
     #[test]

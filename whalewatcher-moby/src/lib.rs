@@ -365,6 +365,9 @@ impl MobyEngine {
 
     /// The raw inspect response of one container.
     async fn inspect_response(&self, id: &str) -> Result<ContainerInspectResponse, EngineError> {
+        if !convert::could_name_a_container(id) {
+            return Err(EngineError::NotFound { id: id.to_owned() });
+        }
         let Answer { status, body, .. } = self.get(&format!("/containers/{id}/json")).await?;
         match status {
             200 => convert::inspect_response(&body)

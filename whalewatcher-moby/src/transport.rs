@@ -101,20 +101,30 @@ impl Transport {
         }
     }
 
-    /// The URI of `path_and_query` on the engine.
-    fn uri(&self, path_and_query: &str) -> hyper::Uri {
+    /// The URI of `path_and_query` on the engine; one that is no valid
+    /// URI path is an `InvalidInput` error (hyperlocal would panic on it).
+    fn uri(&self, path_and_query: &str) -> Result<hyper::Uri, std::io::Error> {
+        let invalid = |e: &dyn std::fmt::Display| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{path_and_query:?} is no URI path: {e}"),
+            )
+        };
+        path_and_query
+            .parse::<hyper::http::uri::PathAndQuery>()
+            .map_err(|e| invalid(&e))?;
         match &self.target {
-            Target::Unix(socket) => hyperlocal::Uri::new(socket, path_and_query).into(),
+            Target::Unix(socket) => Ok(hyperlocal::Uri::new(socket, path_and_query).into()),
             Target::Url(base) => format!("{base}{path_and_query}")
                 .parse()
-                .unwrap_or_else(|_| hyper::Uri::from_static("/")),
+                .map_err(|e| invalid(&e)),
         }
     }
 
     /// GETs `path_and_query` (unversioned: the engine's own API version) and
     /// reads the whole answer.
     pub(crate) async fn get(&self, path_and_query: &str) -> Result<Answer, std::io::Error> {
-        let request = hyper::Request::get(self.uri(path_and_query))
+        let request = hyper::Request::get(self.uri(path_and_query)?)
             .body(bollard::body_full(Bytes::new()))
             .map_err(|e| io_error(&e))?;
         let response = (self.send)(request).await?;
@@ -141,7 +151,9 @@ impl Transport {
                 async move {
                     let (mut parts, body) = request.into_parts();
                     let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-                    parts.uri = transport.uri(path);
+                    parts.uri = transport
+                        .uri(path)
+                        .map_err(|err| bollard::errors::Error::IOError { err })?;
                     (transport.send)(hyper::Request::from_parts(parts, body))
                         .await
                         .map_err(|err| bollard::errors::Error::IOError { err })
@@ -247,12 +259,14 @@ mod tests {
         };
         let transport = Transport::new("tcp://127.0.0.1:2375", &tcp, true).unwrap();
         assert_eq!(
-            transport.uri("/containers/json?all=1").to_string(),
+            transport.uri("/containers/json?all=1").unwrap().to_string(),
             "http://127.0.0.1:2375/containers/json?all=1"
         );
         let unix =
             Transport::new("unix:///d.sock", &Endpoint::Unix("/d.sock".into()), true).unwrap();
-        assert_eq!(unix.uri("/_ping").path(), "/_ping");
-        assert_eq!(unix.uri("/_ping").scheme_str(), Some("unix"));
+        assert_eq!(unix.uri("/_ping").unwrap().path(), "/_ping");
+        assert_eq!(unix.uri("/_ping").unwrap().scheme_str(), Some("unix"));
+        let err = unix.uri("/containers/a b/json").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
     }
 }

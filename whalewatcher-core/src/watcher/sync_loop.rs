@@ -8,8 +8,8 @@
 //! [`relist`](SyncLoop::relist) (events that arrive meanwhile are held back
 //! and applied in engine order to the list's result), publish the
 //! difference to what subscribers saw before, then
-//! [`follow`](SyncLoop::follow) the event stream. A lost stream, a failed call or a
-//! call past its deadline ends the session; readers keep the last
+//! [`follow`](SyncLoop::follow) the event stream. A lost stream, a failed
+//! call or a call past its deadline ends the session; readers keep the last
 //! portfolio until the next session has listed (make-before-break), and
 //! the retry policy decides when that happens.
 //!
@@ -188,7 +188,11 @@ impl SyncLoop {
             let error = if outcome.synced {
                 error
             } else {
-                diagnosed(self.shared.engine.clone(), error).await
+                let diagnosing = diagnosed(self.shared.engine.clone(), error);
+                match stop.unless_stopped(diagnosing).await {
+                    Some(error) => error,
+                    None => return Ok(()),
+                }
             };
             ever_synced |= outcome.synced;
             if outcome.proven {

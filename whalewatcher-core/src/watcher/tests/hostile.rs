@@ -526,3 +526,59 @@ async fn an_inspect_answering_another_id_leaves_no_ghost() {
     assert_eq!(*h.watcher.portfolio(), engine.truth(), "no ghost");
     h.stop().await.unwrap();
 }
+
+// ---- an engine that takes its time to say what went wrong ----
+
+/// The scripted engine, with a diagnosis that never ends.
+#[derive(Debug)]
+struct DiagnosingForever(ScriptedEngine);
+
+#[async_trait::async_trait]
+impl Engine for DiagnosingForever {
+    fn api(&self) -> &str {
+        self.0.api()
+    }
+    fn engine_type(&self) -> &str {
+        self.0.engine_type()
+    }
+    fn pid(&self) -> Option<u32> {
+        self.0.pid()
+    }
+    async fn info(&self) -> Result<EngineInfo, EngineError> {
+        self.0.info().await
+    }
+    async fn list(&self) -> Result<Vec<Container>, EngineError> {
+        self.0.list().await
+    }
+    async fn inspect(&self, id: &str) -> Result<Container, EngineError> {
+        self.0.inspect(id).await
+    }
+    async fn subscribe(&self) -> Result<crate::EngineEvents, EngineError> {
+        self.0.subscribe().await
+    }
+    async fn diagnose(&self, error: EngineError) -> EngineError {
+        futures::future::pending::<()>().await;
+        error
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_during_the_diagnosis_of_a_failed_first_sync_ends_the_watch_at_once() {
+    let engine = ScriptedEngine::new();
+    engine.fail_subscriptions(Some(EngineError::unreachable(
+        "scripted",
+        std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+    )));
+    let watcher = Watcher::new(DiagnosingForever(engine), fixed_retries(1000));
+    let cancel = CancellationToken::new();
+    let watching = tokio::spawn({
+        let (watcher, cancel) = (watcher.clone(), cancel.clone());
+        async move { watcher.watch(cancel).await }
+    });
+    // Past the subscribe's failure, well inside the 2 s diagnosis deadline.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopped = Instant::now();
+    cancel.cancel();
+    watching.await.unwrap().expect("stopped, not failed");
+    assert_eq!(stopped.elapsed(), Duration::ZERO, "the stop waited");
+}
