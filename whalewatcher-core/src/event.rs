@@ -216,29 +216,25 @@ pub struct Lagged {
 /// item so that the buffer counts revisions, not containers.
 pub(crate) type Revision = Arc<[Event]>;
 
-/// The events after a snapshot, as handed out by
-/// [`Watcher::subscribe`](crate::Watcher::subscribe).
-///
-/// Yields `Err(Lagged)` when this subscriber fell behind, then goes on with
-/// the oldest revision still buffered. Ends once the watcher is
-/// [closed](crate::Watcher::close) (after everything published before) or
-/// dropped; a cancelled [`watch`](crate::Watcher::watch) does not end it,
-/// as the watcher may watch again.
-pub struct EventStream {
-    revisions: BroadcastStream<Revision>,
-    /// The revision being handed out, and the index of its next event.
-    current: Option<(Revision, usize)>,
-    /// Cancelled once the watcher is closed and publishes no more.
+/// The items of one broadcast of revisions, handed out one by one: what
+/// [`EventStream`] and the fleet's [`FleetEvents`](crate::FleetEvents)
+/// share. Yields `Err(Lagged)` when the subscriber fell behind; ends once
+/// `closed` is cancelled and nothing is buffered any more.
+pub(crate) struct RevisionStream<T: Clone + Send + Sync + 'static> {
+    revisions: BroadcastStream<Arc<[T]>>,
+    /// The revision being handed out, and the index of its next item.
+    current: Option<(Arc<[T]>, usize)>,
+    /// Cancelled once the publisher is closed and publishes no more.
     closed: Pin<Box<WaitForCancellationFutureOwned>>,
     ended: bool,
 }
 
-impl EventStream {
+impl<T: Clone + Send + Sync + 'static> RevisionStream<T> {
     pub(crate) fn new(
-        receiver: tokio::sync::broadcast::Receiver<Revision>,
+        receiver: tokio::sync::broadcast::Receiver<Arc<[T]>>,
         closed: CancellationToken,
     ) -> Self {
-        EventStream {
+        RevisionStream {
             revisions: BroadcastStream::new(receiver),
             current: None,
             closed: Box::pin(closed.cancelled_owned()),
@@ -246,33 +242,29 @@ impl EventStream {
         }
     }
 
-    fn next_of_current(&mut self) -> Option<Event> {
+    pub(crate) fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    fn next_of_current(&mut self) -> Option<T> {
         let (revision, next) = self.current.as_mut()?;
-        let event = revision.get(*next).cloned();
+        let item = revision.get(*next).cloned();
         *next += 1;
         if *next >= revision.len() {
             self.current = None;
         }
-        event
+        item
     }
 }
 
-impl std::fmt::Debug for EventStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventStream")
-            .field("ended", &self.ended)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Stream for EventStream {
-    type Item = Result<Event, Lagged>;
+impl<T: Clone + Send + Sync + 'static> Stream for RevisionStream<T> {
+    type Item = Result<T, Lagged>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         loop {
-            if let Some(event) = this.next_of_current() {
-                return Poll::Ready(Some(Ok(event)));
+            if let Some(item) = this.next_of_current() {
+                return Poll::Ready(Some(Ok(item)));
             }
             if this.ended {
                 return Poll::Ready(None);
@@ -290,5 +282,40 @@ impl Stream for EventStream {
                 },
             }
         }
+    }
+}
+
+/// The events after a snapshot, as handed out by
+/// [`Watcher::subscribe`](crate::Watcher::subscribe).
+///
+/// Yields `Err(Lagged)` when this subscriber fell behind, then goes on with
+/// the oldest revision still buffered. Ends once the watcher is
+/// [closed](crate::Watcher::close) (after everything published before) or
+/// dropped; a cancelled [`watch`](crate::Watcher::watch) does not end it,
+/// as the watcher may watch again.
+pub struct EventStream(RevisionStream<Event>);
+
+impl EventStream {
+    pub(crate) fn new(
+        receiver: tokio::sync::broadcast::Receiver<Revision>,
+        closed: CancellationToken,
+    ) -> Self {
+        EventStream(RevisionStream::new(receiver, closed))
+    }
+}
+
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream")
+            .field("ended", &self.0.is_ended())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stream for EventStream {
+    type Item = Result<Event, Lagged>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.0).poll_next(cx)
     }
 }

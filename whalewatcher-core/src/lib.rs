@@ -38,6 +38,7 @@ mod container;
 mod engine;
 mod error;
 mod event;
+mod fleet;
 mod portfolio;
 mod retry;
 pub mod support;
@@ -50,6 +51,10 @@ pub use container::{Container, Labels, PodInfo, Rucksack, StringPool};
 pub use engine::{Engine, EngineEvents, EngineInfo};
 pub use error::{describe, io_error_with_causes, Cause, EngineError, WatchError};
 pub use event::{EngineEvent, Event, EventKind, EventSource, EventStream, Exit, Lagged, OomKills};
+pub use fleet::{
+    Fleet, FleetChange, FleetContainer, FleetEngine, FleetEvent, FleetEvents, FleetMember,
+    FleetSnapshot, MemberId, ParentContainer, PidTranslation, SamePidNamespace,
+};
 pub use portfolio::{Pod, Portfolio, Project};
 pub use retry::{RetryPolicy, MIN_RETRY_DELAY};
 pub use watcher::{Deadlines, SyncState, SyncStatus, WatchHandle, Watcher, WatcherBuilder};

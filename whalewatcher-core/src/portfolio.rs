@@ -317,7 +317,6 @@ impl Portfolio {
 
     /// What happened between `old` and `self`, as the events a subscriber
     /// who saw `old` needs to arrive at `self` (see [`Difference`]).
-    #[cfg(test)]
     pub(crate) fn changes_since(&self, old: &Portfolio) -> Vec<Change> {
         let mut difference = Difference::default();
         for before in old.containers() {

@@ -570,11 +570,25 @@ impl WatchHandle {
         self.task.as_ref().is_none_or(|task| task.is_finished())
     }
 
+    /// Waits until the watch ends, keeping the handle: cancel-safe, for a
+    /// `select!` that may stop the watch instead. Pending forever once it
+    /// has reported its end.
+    pub(crate) async fn finished(&mut self) -> Result<(), WatchError> {
+        if self.task.is_none() {
+            return std::future::pending().await;
+        }
+        self.join().await
+    }
+
+    /// Waits for the task in place, so that dropping this future midway
+    /// keeps the handle whole.
     async fn join(&mut self) -> Result<(), WatchError> {
-        let Some(task) = self.task.take() else {
+        let Some(task) = self.task.as_mut() else {
             return Ok(());
         };
-        match task.await {
+        let joined = task.await;
+        self.task = None;
+        match joined {
             Ok(ended) => ended,
             // The watch panicked: so does its owner.
             Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),

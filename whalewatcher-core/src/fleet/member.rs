@@ -1,0 +1,359 @@
+//! Following one member of a fleet: its watcher's revisions become fleet
+//! revisions, from the moment it joins until it leaves.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::stream::Peekable;
+use futures::{FutureExt, StreamExt};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    Departure, FleetChange, FleetEngine, FleetEvent, FleetMember, LocalPids, MemberId,
+    PidTranslation, Shared,
+};
+use crate::container::Container;
+use crate::error::WatchError;
+use crate::event::{Event, EventKind, EventSource, EventStream};
+use crate::portfolio::Portfolio;
+use crate::support::lock;
+use crate::watcher::{SyncStatus, WatchHandle, Watcher};
+
+/// A member being followed by its task.
+pub(super) struct Following {
+    shared: Arc<Shared>,
+    id: MemberId,
+    watcher: Watcher,
+    events: Peekable<EventStream>,
+    status: watch::Receiver<SyncStatus>,
+    pids: Option<Arc<dyn PidTranslation>>,
+    /// The watch the fleet runs (or adopted); `None` once it turned out
+    /// to run elsewhere.
+    watching: Option<WatchHandle>,
+    close_on_leave: bool,
+}
+
+impl Following {
+    /// Joins `member` to the fleet: subscribes to its watcher, publishes the
+    /// engine with the containers of that snapshot, and starts its watch
+    /// unless it brings one.
+    pub(super) fn join(shared: Arc<Shared>, id: MemberId, member: FleetMember) -> Self {
+        let FleetMember {
+            watcher,
+            parent,
+            pids,
+            local_pid,
+            watching,
+            close_on_leave,
+        } = member;
+        let (snapshot, events) = watcher.subscribe();
+        let mut status = watcher.subscribe_status();
+        let current = status.borrow_and_update().clone();
+        let local_pids = snapshot
+            .containers()
+            .filter_map(|c| Some((c.shared_id().clone(), translate(&pids, c)?)))
+            .collect();
+        let engine = Arc::new(FleetEngine {
+            member: id,
+            watcher: watcher.clone(),
+            info: watcher.engine_info(),
+            state: current.state,
+            last_error: current.last_error,
+            parent,
+            local_pid,
+            portfolio: snapshot.clone(),
+            local_pids,
+        });
+        shared.publish(|engines| {
+            engines.insert(id, engine.clone());
+            let mut changes = vec![FleetEvent {
+                engine: engine.clone(),
+                change: FleetChange::Joined,
+                revision: 0,
+            }];
+            let mut containers: Vec<&Arc<Container>> = snapshot.containers().collect();
+            containers.sort_by(|a, b| a.id().cmp(b.id()));
+            changes.extend(containers.into_iter().map(|container| {
+                let event = sync_event(EventKind::Started, container, snapshot.revision());
+                container_change(&engine, event)
+            }));
+            changes
+        });
+        let watching = watching.unwrap_or_else(|| watcher.spawn());
+        Following {
+            shared,
+            id,
+            watcher,
+            events: events.peekable(),
+            status,
+            pids,
+            watching: Some(watching),
+            close_on_leave,
+        }
+    }
+
+    /// Follows the member until it is told to leave or its watch ends,
+    /// then leaves: its containers exit, the engine goes.
+    pub(super) async fn run(mut self, departure: Departure) {
+        let error = self.follow(&departure.leave).await;
+        self.leave(error);
+        if let Some(watching) = self.watching.take() {
+            // How it ended was told already, if it ended by itself.
+            let _ = watching.stop().await;
+        }
+        if self.close_on_leave {
+            self.watcher.close().await;
+        }
+        lock(&self.shared.members).remove(&self.id);
+        departure.left.cancel();
+    }
+
+    /// Applies the watcher's revisions and status changes; returns why the
+    /// member leaves by itself (`None`: told to, or its watcher closed).
+    async fn follow(&mut self, leave: &CancellationToken) -> Option<WatchError> {
+        loop {
+            tokio::select! {
+                biased;
+                _ = leave.cancelled() => return None,
+                ended = watch_ended(&mut self.watching) => match ended {
+                    // The watch runs elsewhere: follow it all the same.
+                    Err(WatchError::AlreadyWatching) => self.watching = None,
+                    Err(error) => return Some(error),
+                    // Stopped by whoever closed the watcher.
+                    Ok(()) => return None,
+                },
+                item = self.events.next() => match item {
+                    Some(Ok(event)) => self.apply(event),
+                    Some(Err(_lagged)) => self.resubscribe(),
+                    None => return None,
+                },
+                changed = self.status.changed() => match changed {
+                    Ok(()) => self.update_status(),
+                    Err(_) => return None,
+                },
+            }
+        }
+    }
+
+    /// Applies `first` and the rest of its watcher revision (delivered
+    /// together, so at hand) as one fleet revision.
+    fn apply(&mut self, first: Event) {
+        let revision = first.revision;
+        let mut batch = vec![first];
+        while let Some(Some(Ok(next))) = Pin::new(&mut self.events).peek().now_or_never() {
+            if next.revision != revision {
+                break;
+            }
+            match self.events.next().now_or_never() {
+                Some(Some(Ok(next))) => batch.push(next),
+                _ => break,
+            }
+        }
+        let translated: Vec<(Event, Option<u32>)> = batch
+            .into_iter()
+            .map(|event| {
+                let local = match event.kind {
+                    EventKind::Exited => None,
+                    _ => translate(&self.pids, &event.container),
+                };
+                (event, local)
+            })
+            .collect();
+        let id = self.id;
+        self.shared.publish(|engines| {
+            let Some(engine) = engines.get(&id) else {
+                return Vec::new();
+            };
+            let mut changed = (**engine).clone();
+            let portfolio = Arc::make_mut(&mut changed.portfolio);
+            for (event, local) in &translated {
+                let container_id = event.container.shared_id();
+                match event.kind {
+                    EventKind::Exited => {
+                        portfolio.remove(container_id);
+                        changed.local_pids.remove(container_id);
+                    }
+                    _ => {
+                        portfolio.insert(event.container.clone());
+                        set_local(&mut changed.local_pids, container_id, *local);
+                    }
+                }
+            }
+            portfolio.set_revision(revision);
+            let changed = Arc::new(changed);
+            engines.insert(id, changed.clone());
+            translated
+                .into_iter()
+                .map(|(event, local_pid)| FleetEvent {
+                    engine: changed.clone(),
+                    change: FleetChange::Container { event, local_pid },
+                    revision: 0,
+                })
+                .collect()
+        });
+    }
+
+    /// The member's own subscription lagged: a fresh one, and the
+    /// difference to what the fleet shows of the member, published.
+    fn resubscribe(&mut self) {
+        let (snapshot, events) = self.watcher.subscribe();
+        self.events = events.peekable();
+        let Some(before) = self.shared.snapshot.load().engine(self.id).cloned() else {
+            return;
+        };
+        let changes: Vec<(Event, Option<u32>)> = snapshot
+            .changes_since(&before.portfolio)
+            .into_iter()
+            .map(|(kind, container)| {
+                let local = match kind {
+                    EventKind::Exited => None,
+                    _ => translate(&self.pids, &container),
+                };
+                (sync_event(kind, &container, snapshot.revision()), local)
+            })
+            .collect();
+        let id = self.id;
+        self.shared.publish(|engines| {
+            let Some(engine) = engines.get(&id) else {
+                return Vec::new();
+            };
+            let mut changed = (**engine).clone();
+            for (event, local) in &changes {
+                let container_id = event.container.shared_id();
+                if event.kind == EventKind::Exited {
+                    changed.local_pids.remove(container_id);
+                } else {
+                    set_local(&mut changed.local_pids, container_id, *local);
+                }
+            }
+            changed.portfolio = snapshot.clone();
+            let changed = Arc::new(changed);
+            engines.insert(id, changed.clone());
+            changes
+                .into_iter()
+                .map(|(event, local_pid)| FleetEvent {
+                    engine: changed.clone(),
+                    change: FleetChange::Container { event, local_pid },
+                    revision: 0,
+                })
+                .collect()
+        });
+    }
+
+    /// Publishes the watcher's connection state and engine info, when
+    /// either changed.
+    fn update_status(&mut self) {
+        let status = self.status.borrow_and_update().clone();
+        let info = self.watcher.engine_info();
+        let id = self.id;
+        self.shared.publish(|engines| {
+            let Some(engine) = engines.get(&id) else {
+                return Vec::new();
+            };
+            let error_text = |e: &Option<crate::EngineError>| e.as_ref().map(|e| e.to_string());
+            if engine.state == status.state
+                && error_text(&engine.last_error) == error_text(&status.last_error)
+                && *engine.info == *info
+            {
+                return Vec::new();
+            }
+            let mut changed = (**engine).clone();
+            changed.state = status.state;
+            changed.last_error = status.last_error.clone();
+            changed.info = info.clone();
+            let changed = Arc::new(changed);
+            engines.insert(id, changed.clone());
+            vec![FleetEvent {
+                engine: changed,
+                change: FleetChange::Status,
+                revision: 0,
+            }]
+        });
+    }
+
+    /// Publishes the member's leaving: its containers exited, then the
+    /// engine gone.
+    fn leave(&mut self, error: Option<WatchError>) {
+        let id = self.id;
+        self.shared.publish(|engines| {
+            let Some(engine) = engines.remove(&id) else {
+                return Vec::new();
+            };
+            let mut gone = (*engine).clone();
+            let revision = engine.portfolio.revision();
+            let mut emptied = Portfolio::new();
+            emptied.set_revision(revision);
+            gone.portfolio = Arc::new(emptied);
+            gone.local_pids = LocalPids::default();
+            let gone = Arc::new(gone);
+            let mut containers: Vec<&Arc<Container>> = engine.portfolio.containers().collect();
+            containers.sort_by(|a, b| a.id().cmp(b.id()));
+            let mut changes: Vec<FleetEvent> = containers
+                .into_iter()
+                .map(|container| {
+                    let event = sync_event(EventKind::Exited, container, revision);
+                    FleetEvent {
+                        engine: gone.clone(),
+                        change: FleetChange::Container {
+                            event,
+                            local_pid: engine.local_pids.get(container.id()).copied(),
+                        },
+                        revision: 0,
+                    }
+                })
+                .collect();
+            changes.push(FleetEvent {
+                engine: gone,
+                change: FleetChange::Left { error },
+                revision: 0,
+            });
+            changes
+        });
+    }
+}
+
+/// Ends when the watch ends; never while there is none to wait for.
+async fn watch_ended(watching: &mut Option<WatchHandle>) -> Result<(), WatchError> {
+    match watching {
+        Some(handle) => handle.finished().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn translate(pids: &Option<Arc<dyn PidTranslation>>, container: &Container) -> Option<u32> {
+    pids.as_ref()?.local_pid(container.pid())
+}
+
+fn set_local(pids: &mut LocalPids, id: &Arc<str>, local: Option<u32>) {
+    match local {
+        Some(pid) => {
+            pids.insert(id.clone(), pid);
+        }
+        None => {
+            pids.remove(id);
+        }
+    }
+}
+
+/// A change the fleet infers (a join, a leave, a lagged member's
+/// difference), as the watcher would tell it after a sync.
+fn sync_event(kind: EventKind, container: &Arc<Container>, revision: u64) -> Event {
+    Event {
+        kind,
+        container: container.clone(),
+        timestamp: None,
+        source: EventSource::Sync,
+        exit: None,
+        revision,
+    }
+}
+
+fn container_change(engine: &Arc<FleetEngine>, event: Event) -> FleetEvent {
+    let local_pid = engine.local_pids.get(event.container.id()).copied();
+    FleetEvent {
+        engine: engine.clone(),
+        change: FleetChange::Container { event, local_pid },
+        revision: 0,
+    }
+}
