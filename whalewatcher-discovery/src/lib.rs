@@ -1,0 +1,684 @@
+//! Finds the container engines of a Linux host by their processes —
+//! engines inside containers of other engines too — and keeps a
+//! [`Fleet`] of their watchers current as engines start and stop.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), whalewatcher_discovery::DiscoveryError> {
+//! use whalewatcher_discovery::Discovery;
+//!
+//! let discovery = Discovery::new();
+//! let scan = discovery.scan().await?;
+//! for found in &scan.engines {
+//!     println!("{} at {} (PID {})", found.api, found.endpoint, found.pid.local);
+//! }
+//! for container in discovery.fleet().snapshot().containers() {
+//!     println!("{} PID {:?} here", container.container().name(), container.local_pid());
+//! }
+//! // Rescans every few seconds while the handle lives.
+//! let rescanning = discovery.spawn();
+//! # drop(rescanning);
+//! # Ok(()) }
+//! ```
+//!
+//! How an engine is found, and what it costs:
+//!
+//! - **Processes** by name, from one read of each `/proc/PID/stat`:
+//!   `dockerd`; `containerd` (not its shims, not the one a dockerd starts
+//!   for itself); `podman system service`; `crio`.
+//! - **Sockets**: the socket inodes among its `/proc/PID/fd`, matched in
+//!   its `/proc/PID/net/unix` (its own network namespace); a socket of
+//!   another mount namespace is reached through `/proc/PID/root`, its
+//!   symbolic links resolved inside that root. ttrpc, debug, metrics and
+//!   network plugin sockets are not asked.
+//! - **Probe**: each socket is asked to describe itself with the matching
+//!   engine (a containerd socket also as CRI); an engine that cannot be
+//!   watched (containerd 1.6's CRI has no container events) is reported,
+//!   once, and not watched. Every engine found gets a watcher in the
+//!   fleet, with its PID and a [`PidTranslator`].
+//! - **Nesting**: an engine whose process descends from the initial
+//!   process of a container of another engine of the fleet is said to run
+//!   in that container ([`whalewatcher_core::FleetEngine::parent`]).
+//! - **Rescans** look only at processes not seen before; an engine whose
+//!   process is gone leaves the fleet (its containers exited).
+//!
+//! Without root, other users' engines cannot be looked into: they are
+//! reported in [`Scan::unreached`] with the reason, and the scan goes on.
+
+mod parents;
+mod pids;
+mod probe;
+mod procfs;
+mod sockets;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+use whalewatcher_core::support::lock;
+use whalewatcher_core::{
+    describe, Deadlines, EngineError, Fleet, FleetMember, MemberId, RetryPolicy, SyncState,
+};
+
+pub use pids::{PidLevels, PidTranslator};
+pub use probe::{Api, EngineProcess};
+
+use parents::ContainerPids;
+use probe::WatchSettings;
+use procfs::{ProcessTable, Procfs};
+
+/// How often a running discovery looks for engines that came or went.
+pub const DEFAULT_RESCAN: Duration = Duration::from_secs(5);
+
+/// How long a socket may take to answer whether it is an engine.
+pub const DEFAULT_PROBE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// How long a scan waits for a new engine's first sync before it goes on.
+pub const DEFAULT_FIRST_SYNC_WAIT: Duration = Duration::from_secs(5);
+
+/// Why a scan could not look at the processes at all.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DiscoveryError {
+    /// The process list (`/proc`) cannot be read.
+    #[error("cannot read the processes in {}", path.display())]
+    Processes {
+        /// The `/proc` looked at.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// An engine a scan found, and where.
+#[derive(Clone, Debug, Serialize)]
+pub struct FoundEngine {
+    /// Its member in the fleet.
+    pub member: MemberId,
+    /// The API it is watched through.
+    pub api: Api,
+    /// The kind of process it is.
+    pub process: EngineProcess,
+    /// Its process's PIDs: here, and in its own PID namespace.
+    pub pid: PidLevels,
+    /// Its PID namespace, as `/proc/PID/ns/pid` names it (`pid:[…]`).
+    pub pid_namespace: String,
+    /// The socket as the engine bound it, in its mount namespace.
+    pub socket: PathBuf,
+    /// The endpoint it is reached at from here.
+    pub endpoint: String,
+}
+
+/// An engine process a scan could not watch (or not through one of its
+/// APIs), and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct Unreached {
+    /// The kind of process.
+    pub process: EngineProcess,
+    /// Its PID here.
+    pub pid: u32,
+    /// The API that failed, when it got that far.
+    pub api: Option<Api>,
+    /// The socket asked, when it got that far (as the engine bound it).
+    pub socket: Option<PathBuf>,
+    /// Why, on one line.
+    pub reason: String,
+}
+
+/// What a scan found: every engine watched now, and every engine process
+/// (or API of one) that could not be watched.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Scan {
+    /// The engines watched, by member.
+    pub engines: Vec<FoundEngine>,
+    /// What could not be watched, and why.
+    pub unreached: Vec<Unreached>,
+    /// How many processes the scan looked at.
+    pub processes: usize,
+    /// How long the scan took (probes and first syncs of new engines
+    /// included).
+    pub took: Duration,
+}
+
+/// Configures a [`Discovery`].
+#[derive(Debug)]
+pub struct DiscoveryBuilder {
+    proc_root: PathBuf,
+    rescan: Duration,
+    first_sync_wait: Duration,
+    settings: WatchSettings,
+    fleet: Option<Fleet>,
+}
+
+impl DiscoveryBuilder {
+    /// Where the process list is (default `/proc`): a host's `/proc`
+    /// mounted elsewhere works as well, as long as its PIDs are ours.
+    pub fn proc_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.proc_root = root.into();
+        self
+    }
+
+    /// How often [`Discovery::run`] scans (default 5 s; at least 100 ms).
+    pub fn rescan(mut self, period: Duration) -> Self {
+        self.rescan = period.max(Duration::from_millis(100));
+        self
+    }
+
+    /// How long a socket may take to describe itself (default 2 s).
+    pub fn probe_deadline(mut self, deadline: Duration) -> Self {
+        self.settings.probe_deadline = deadline;
+        self
+    }
+
+    /// How long a scan waits for new engines' first syncs (default 5 s).
+    pub fn first_sync_wait(mut self, wait: Duration) -> Self {
+        self.first_sync_wait = wait;
+        self
+    }
+
+    /// The retry policy of the watchers (default: forever).
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.settings.retry = retry;
+        self
+    }
+
+    /// The deadlines of the watchers' engine calls.
+    pub fn deadlines(mut self, deadlines: Deadlines) -> Self {
+        self.settings.deadlines = deadlines;
+        self
+    }
+
+    /// The containerd namespaces not watched through containerd's native
+    /// API (default: `moby`, whose containers dockerd reports, and
+    /// `k8s.io`, CRI's).
+    pub fn ignore_namespaces<S: Into<String>>(
+        mut self,
+        namespaces: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.settings.ignore_namespaces = Some(namespaces.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The fleet the engines found join (default: a fleet of its own), so
+    /// that engines named by hand and found ones are one fleet.
+    pub fn fleet(mut self, fleet: Fleet) -> Self {
+        self.fleet = Some(fleet);
+        self
+    }
+
+    /// The discovery; it looks at nothing until [`Discovery::scan`] or
+    /// [`Discovery::run`].
+    pub fn build(self) -> Discovery {
+        Discovery {
+            inner: Arc::new(Inner {
+                procfs: Procfs::new(self.proc_root),
+                rescan: self.rescan,
+                first_sync_wait: self.first_sync_wait,
+                settings: self.settings,
+                fleet: self.fleet.unwrap_or_default(),
+                tracked: tokio::sync::Mutex::new(HashMap::new()),
+                last: Mutex::new(None),
+            }),
+        }
+    }
+}
+
+/// Finds the engines of the host and keeps a fleet of their watchers.
+/// Cheap to clone; clones share the fleet and what was found.
+#[derive(Clone, Debug)]
+pub struct Discovery {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    procfs: Procfs,
+    rescan: Duration,
+    first_sync_wait: Duration,
+    settings: WatchSettings,
+    fleet: Fleet,
+    /// The engine processes seen, by PID and start time; one scan at a
+    /// time.
+    tracked: tokio::sync::Mutex<HashMap<(u32, u64), Tracked>>,
+    last: Mutex<Option<Arc<Scan>>>,
+}
+
+/// An engine process, and what was found on it so far.
+#[derive(Debug)]
+struct Tracked {
+    kind: EngineProcess,
+    pid: u32,
+    found: Vec<FoundEngine>,
+    /// APIs that will not be watched on this process, and why (it cannot
+    /// be watched, as containerd 1.6's CRI without events).
+    refused: HashMap<Api, Unreached>,
+    /// Sockets that answered as something else than the API asked.
+    not_this_api: HashSet<(Api, PathBuf)>,
+    /// Why the last probe found less than it looked for.
+    failures: Vec<Unreached>,
+    translation: Option<(Arc<PidTranslator>, PidLevels, String)>,
+}
+
+impl Tracked {
+    fn new(kind: EngineProcess, pid: u32) -> Self {
+        Tracked {
+            kind,
+            pid,
+            found: Vec::new(),
+            refused: HashMap::new(),
+            not_this_api: HashSet::new(),
+            failures: Vec::new(),
+            translation: None,
+        }
+    }
+
+    /// The APIs of the process still to be looked for.
+    fn missing(&self) -> Vec<Api> {
+        self.kind
+            .apis()
+            .iter()
+            .copied()
+            .filter(|api| api.is_built())
+            .filter(|api| !self.refused.contains_key(api))
+            .filter(|api| !self.found.iter().any(|found| found.api == *api))
+            .collect()
+    }
+
+    fn unreached(&self, api: Option<Api>, socket: Option<PathBuf>, reason: String) -> Unreached {
+        Unreached {
+            process: self.kind,
+            pid: self.pid,
+            api,
+            socket,
+            reason,
+        }
+    }
+}
+
+impl Default for Discovery {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Discovery {
+    /// A discovery with the default settings and a fleet of its own.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// A builder, for other settings.
+    pub fn builder() -> DiscoveryBuilder {
+        DiscoveryBuilder {
+            proc_root: PathBuf::from("/proc"),
+            rescan: DEFAULT_RESCAN,
+            first_sync_wait: DEFAULT_FIRST_SYNC_WAIT,
+            settings: WatchSettings {
+                retry: RetryPolicy::default(),
+                deadlines: Deadlines::default(),
+                probe_deadline: DEFAULT_PROBE_DEADLINE,
+                ignore_namespaces: None,
+            },
+            fleet: None,
+        }
+    }
+
+    /// The fleet of the engines found.
+    pub fn fleet(&self) -> &Fleet {
+        &self.inner.fleet
+    }
+
+    /// What the last scan found, if one ran.
+    pub fn last_scan(&self) -> Option<Arc<Scan>> {
+        lock(&self.inner.last).clone()
+    }
+
+    /// Looks for engines once: engines whose process is gone leave the
+    /// fleet, new engine processes are probed and their engines join it
+    /// (this waits for their first syncs, within the first-sync wait),
+    /// and every engine's parent container is updated. Scans run one at
+    /// a time. Must run within a tokio runtime.
+    pub async fn scan(&self) -> Result<Arc<Scan>, DiscoveryError> {
+        let began = tokio::time::Instant::now();
+        let inner = &self.inner;
+        let mut tracked = inner.tracked.lock().await;
+        let table = inner
+            .procfs
+            .processes()
+            .map_err(|source| DiscoveryError::Processes {
+                path: inner.procfs.root().to_owned(),
+                source,
+            })?;
+        self.prune(&mut tracked, &table).await;
+        // New engine processes, and the ones still missing an API.
+        for process in table.values() {
+            let key = (process.pid, process.started);
+            if tracked.contains_key(&key) {
+                continue;
+            }
+            if let Some(kind) = EngineProcess::of(&inner.procfs, process, &table) {
+                tracked.insert(key, Tracked::new(kind, process.pid));
+            }
+        }
+        let keys: Vec<(u32, u64)> = tracked
+            .iter()
+            .filter(|(_, t)| !t.missing().is_empty())
+            .map(|(key, _)| *key)
+            .collect();
+        let probing: Vec<(u32, u64, Tracked)> = keys
+            .into_iter()
+            .filter_map(|key| Some((key.0, key.1, tracked.remove(&key)?)))
+            .collect();
+        let probed = futures::future::join_all(
+            probing
+                .into_iter()
+                .map(|(pid, started, t)| async move { ((pid, started), self.probe(t).await) }),
+        )
+        .await;
+        let mut joined = Vec::new();
+        for (key, (t, new_members)) in probed {
+            joined.extend(new_members);
+            tracked.insert(key, t);
+        }
+        self.wait_for_first_syncs(&joined).await;
+        self.link_parents(&tracked, &table);
+        let scan = Arc::new(self.report(&tracked, table.len(), began.elapsed()));
+        *lock(&inner.last) = Some(scan.clone());
+        debug!(
+            engines = scan.engines.len(),
+            unreached = scan.unreached.len(),
+            took = ?scan.took,
+            "scanned"
+        );
+        Ok(scan)
+    }
+
+    /// Scans now and then every rescan period, until `cancel` is
+    /// cancelled; the fleet stays as it is then (see [`close`](Self::close)).
+    /// Ends early only when `/proc` cannot be read.
+    pub async fn run(&self, cancel: CancellationToken) -> Result<(), DiscoveryError> {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                scanned = self.scan() => { scanned?; }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                () = tokio::time::sleep(self.inner.rescan) => {}
+            }
+        }
+    }
+
+    /// Runs [`run`](Self::run) in a task of its own; the handle stops it
+    /// (and so does dropping it). Panics outside a tokio runtime.
+    pub fn spawn(&self) -> DiscoveryHandle {
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn({
+            let (discovery, cancel) = (self.clone(), cancel.clone());
+            async move { discovery.run(cancel).await }
+        });
+        DiscoveryHandle {
+            cancel,
+            task: Some(task),
+        }
+    }
+
+    /// Makes every engine leave the fleet (closing its watcher) and ends
+    /// the fleet's streams.
+    pub async fn close(&self) {
+        self.inner.fleet.close().await;
+    }
+
+    /// Engines whose process is gone (or got its PID reused) leave; those
+    /// whose watch ended by itself are remembered as refused.
+    async fn prune(&self, tracked: &mut HashMap<(u32, u64), Tracked>, table: &ProcessTable) {
+        let fleet = &self.inner.fleet;
+        let gone: Vec<(u32, u64)> = tracked
+            .keys()
+            .filter(|(pid, started)| table.get(pid).is_none_or(|p| p.started != *started))
+            .copied()
+            .collect();
+        for key in gone {
+            let Some(t) = tracked.remove(&key) else {
+                continue;
+            };
+            for found in &t.found {
+                info!(api = %found.api, endpoint = %found.endpoint, "engine process gone");
+                fleet.remove(found.member).await;
+            }
+        }
+        let snapshot = fleet.snapshot();
+        for t in tracked.values_mut() {
+            let (stayed, ended): (Vec<FoundEngine>, Vec<FoundEngine>) =
+                std::mem::take(&mut t.found)
+                    .into_iter()
+                    .partition(|found| snapshot.engine(found.member).is_some());
+            t.found = stayed;
+            for found in ended {
+                let reason = "its watch ended".to_owned();
+                let unreached = t.unreached(Some(found.api), Some(found.socket), reason);
+                t.refused.insert(found.api, unreached);
+            }
+        }
+    }
+
+    /// Looks for the missing APIs of one engine process; returns it with
+    /// the members that joined.
+    async fn probe(&self, mut t: Tracked) -> (Tracked, Vec<MemberId>) {
+        let inner = &self.inner;
+        t.failures.clear();
+        let mut joined = Vec::new();
+        let sockets = match sockets::listening_sockets(&inner.procfs, t.pid) {
+            Ok(sockets) => sockets,
+            Err(error) => {
+                let reason = format!("cannot see its sockets: {error}");
+                t.failures.push(t.unreached(None, None, reason));
+                return (t, joined);
+            }
+        };
+        let candidates = t.kind.candidates(&sockets);
+        if candidates.is_empty() {
+            let reason = "it listens on no unix socket that could be an engine API".to_owned();
+            t.failures.push(t.unreached(None, None, reason));
+            return (t, joined);
+        }
+        if t.translation.is_none() {
+            match self.translation(t.pid) {
+                Ok(translation) => t.translation = Some(translation),
+                Err(error) => {
+                    let reason = format!("cannot read its PID namespaces: {error}");
+                    t.failures.push(t.unreached(None, None, reason));
+                    return (t, joined);
+                }
+            }
+        }
+        for api in t.missing() {
+            // CRI is asked where containerd's native API answered.
+            let native = t.found.iter().find(|f| f.api == Api::Containerd);
+            let asked: Vec<&sockets::ListeningSocket> = match (api, native) {
+                (Api::Cri, Some(native)) => candidates
+                    .iter()
+                    .filter(|s| s.bound == native.socket)
+                    .collect(),
+                _ => candidates.iter().collect(),
+            };
+            for socket in asked {
+                if t.not_this_api.contains(&(api, socket.bound.clone())) {
+                    continue;
+                }
+                match self.watch(&t, api, socket).await {
+                    Ok(found) => {
+                        joined.push(found.member);
+                        t.found.push(found);
+                        break;
+                    }
+                    Err(error) => {
+                        let unreached =
+                            t.unreached(Some(api), Some(socket.bound.clone()), describe(&error));
+                        if error.is_permanent() {
+                            t.refused.insert(api, unreached);
+                            break;
+                        }
+                        if matches!(error, EngineError::Protocol { .. }) {
+                            t.not_this_api.insert((api, socket.bound.clone()));
+                        }
+                        t.failures.push(unreached);
+                    }
+                }
+            }
+        }
+        (t, joined)
+    }
+
+    /// The PID translation of the engine process `pid`.
+    fn translation(&self, pid: u32) -> std::io::Result<(Arc<PidTranslator>, PidLevels, String)> {
+        let procfs = &self.inner.procfs;
+        let (translator, levels) = PidTranslator::for_engine(procfs, pid)?;
+        let namespace = procfs.namespace(pid, "pid")?;
+        Ok((Arc::new(translator), levels, namespace))
+    }
+
+    /// Probes `socket` for `api` and, when an engine answers, watches it:
+    /// it joins the fleet unless its first sync says it cannot be watched.
+    async fn watch(
+        &self,
+        t: &Tracked,
+        api: Api,
+        socket: &sockets::ListeningSocket,
+    ) -> Result<FoundEngine, EngineError> {
+        let inner = &self.inner;
+        let watcher = probe::probe(api, &socket.reachable, t.pid, &inner.settings).await?;
+        let watching = watcher.spawn();
+        let first = tokio::time::timeout(inner.first_sync_wait, watcher.ready()).await;
+        if let Ok(Err(error)) = &first {
+            if error.is_permanent() {
+                let _ = watching.stop().await;
+                watcher.close().await;
+                return Err(error.clone());
+            }
+        }
+        let Some((translator, levels, namespace)) = t.translation.clone() else {
+            unreachable!("translation is set before probing");
+        };
+        let endpoint = watcher.api();
+        let member = inner.fleet.add(
+            FleetMember::new(watcher)
+                .watching(watching)
+                .pid_translation(translator)
+                .local_pid(t.pid)
+                .close_on_leave(),
+        );
+        info!(%api, %endpoint, pid = t.pid, "engine found");
+        Ok(FoundEngine {
+            member,
+            api,
+            process: t.kind,
+            pid: levels,
+            pid_namespace: namespace,
+            socket: socket.bound.clone(),
+            endpoint,
+        })
+    }
+
+    /// Waits (within the first-sync wait) until the fleet shows each of
+    /// `members` synced, or gone: so that the parent of an engine is found
+    /// among the containers of an engine found in the same scan.
+    async fn wait_for_first_syncs(&self, members: &[MemberId]) {
+        if members.is_empty() {
+            return;
+        }
+        let fleet = &self.inner.fleet;
+        let (_, mut changes) = fleet.subscribe();
+        let settled = || {
+            let snapshot = fleet.snapshot();
+            members.iter().all(|member| {
+                snapshot
+                    .engine(*member)
+                    .is_none_or(|engine| engine.state() == SyncState::Synced)
+            })
+        };
+        let _ = tokio::time::timeout(self.inner.first_sync_wait, async {
+            while !settled() {
+                if changes.next().await.is_none() {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Sets every found engine's parent container from the process tree.
+    fn link_parents(&self, tracked: &HashMap<(u32, u64), Tracked>, table: &ProcessTable) {
+        let fleet = &self.inner.fleet;
+        let containers = ContainerPids::of(&fleet.snapshot(), table);
+        for t in tracked.values() {
+            let own: Vec<MemberId> = t.found.iter().map(|f| f.member).collect();
+            let parent = containers.parent_of(t.pid, &own, table);
+            for member in &own {
+                fleet.set_parent(*member, parent.clone());
+            }
+        }
+    }
+
+    fn report(
+        &self,
+        tracked: &HashMap<(u32, u64), Tracked>,
+        processes: usize,
+        took: Duration,
+    ) -> Scan {
+        let mut engines: Vec<FoundEngine> = tracked
+            .values()
+            .flat_map(|t| t.found.iter().cloned())
+            .collect();
+        engines.sort_by_key(|found| found.member);
+        let mut unreached: Vec<Unreached> = tracked
+            .values()
+            .flat_map(|t| {
+                let failures = t.failures.iter().filter(|_| !t.missing().is_empty());
+                t.refused.values().chain(failures).cloned()
+            })
+            .collect();
+        unreached.sort_by(|a, b| (a.pid, a.api, &a.socket).cmp(&(b.pid, b.api, &b.socket)));
+        Scan {
+            engines,
+            unreached,
+            processes,
+            took,
+        }
+    }
+}
+
+/// A discovery running in a task of its own, from [`Discovery::spawn`].
+/// Dropping it stops the rescans (without waiting).
+#[derive(Debug)]
+pub struct DiscoveryHandle {
+    cancel: CancellationToken,
+    task: Option<tokio::task::JoinHandle<Result<(), DiscoveryError>>>,
+}
+
+impl DiscoveryHandle {
+    /// Stops the rescans and waits until they have ended; the error, if
+    /// they ended before because `/proc` could not be read.
+    pub async fn stop(mut self) -> Result<(), DiscoveryError> {
+        self.cancel.cancel();
+        match self.task.take() {
+            Some(task) => match task.await {
+                Ok(ended) => ended,
+                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                Err(_) => Ok(()),
+            },
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for DiscoveryHandle {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
