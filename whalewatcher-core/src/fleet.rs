@@ -36,7 +36,7 @@ use crate::error::{EngineError, WatchError};
 use crate::event::{Event, Lagged, RevisionStream};
 use crate::portfolio::Portfolio;
 use crate::support::lock;
-use crate::watcher::{SyncState, WatchHandle, Watcher};
+use crate::watcher::{SyncState, SyncStatus, WatchHandle, Watcher};
 
 /// Revisions buffered per fleet subscriber before a slow one is told it
 /// lagged.
@@ -170,8 +170,7 @@ pub struct FleetEngine {
     member: MemberId,
     watcher: Watcher,
     info: Arc<EngineInfo>,
-    state: SyncState,
-    last_error: Option<EngineError>,
+    status: SyncStatus,
     parent: Option<ParentContainer>,
     local_pid: Option<u32>,
     portfolio: Arc<Portfolio>,
@@ -196,12 +195,18 @@ impl FleetEngine {
 
     /// Where the watcher stands with the engine.
     pub fn state(&self) -> SyncState {
-        self.state
+        self.status.state
     }
 
-    /// Why the engine was lost last, while it is.
+    /// Why the last attempt or connection failed, or why the watch ended.
     pub fn last_error(&self) -> Option<&EngineError> {
-        self.last_error.as_ref()
+        self.status.last_error.as_ref()
+    }
+
+    /// The watcher's whole connection status (state, attempts, last error,
+    /// sync duration), as of this revision.
+    pub fn status(&self) -> &SyncStatus {
+        &self.status
     }
 
     /// The container of another member that the engine runs in, if known.
@@ -224,6 +229,11 @@ impl FleetEngine {
         self.portfolio
             .containers()
             .map(move |container| self.entry(container))
+    }
+
+    /// The PID here of the container with this id, where known.
+    pub fn local_pid_of(&self, id: &str) -> Option<u32> {
+        self.local_pids.get(id).copied()
     }
 
     /// The container with this id, with its PID here.
@@ -332,8 +342,8 @@ pub enum FleetChange {
         /// The container's PID in the reader's PID namespace, where known.
         local_pid: Option<u32>,
     },
-    /// The engine's connection state (or its info) changed: lost,
-    /// resynchronizing, synced again.
+    /// The engine's connection status (or its info) changed: lost,
+    /// resynchronizing, synced again, another attempt.
     Status,
     /// The container the engine runs in became known, or changed.
     Parent,

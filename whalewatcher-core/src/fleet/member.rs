@@ -58,8 +58,7 @@ impl Following {
             member: id,
             watcher: watcher.clone(),
             info: watcher.engine_info(),
-            state: current.state,
-            last_error: current.last_error,
+            status: current,
             parent,
             local_pid,
             portfolio: snapshot.clone(),
@@ -150,9 +149,11 @@ impl Following {
                 _ => break,
             }
         }
-        let translated: Vec<(Event, Option<u32>)> = batch
+        let mut translated: Vec<(Event, Option<u32>)> = batch
             .into_iter()
             .map(|event| {
+                // An exited process can no longer be found: its exit
+                // carries the PID it had here, from the fleet's own record.
                 let local = match event.kind {
                     EventKind::Exited => None,
                     _ => translate(&self.pids, &event.container),
@@ -167,12 +168,12 @@ impl Following {
             };
             let mut changed = (**engine).clone();
             let portfolio = Arc::make_mut(&mut changed.portfolio);
-            for (event, local) in &translated {
+            for (event, local) in &mut translated {
                 let container_id = event.container.shared_id();
                 match event.kind {
                     EventKind::Exited => {
                         portfolio.remove(container_id);
-                        changed.local_pids.remove(container_id);
+                        *local = changed.local_pids.remove(container_id);
                     }
                     _ => {
                         portfolio.insert(event.container.clone());
@@ -202,7 +203,7 @@ impl Following {
         let Some(before) = self.shared.snapshot.load().engine(self.id).cloned() else {
             return;
         };
-        let changes: Vec<(Event, Option<u32>)> = snapshot
+        let mut changes: Vec<(Event, Option<u32>)> = snapshot
             .changes_since(&before.portfolio)
             .into_iter()
             .map(|(kind, container)| {
@@ -219,10 +220,10 @@ impl Following {
                 return Vec::new();
             };
             let mut changed = (**engine).clone();
-            for (event, local) in &changes {
+            for (event, local) in &mut changes {
                 let container_id = event.container.shared_id();
                 if event.kind == EventKind::Exited {
-                    changed.local_pids.remove(container_id);
+                    *local = changed.local_pids.remove(container_id);
                 } else {
                     set_local(&mut changed.local_pids, container_id, *local);
                 }
@@ -252,15 +253,17 @@ impl Following {
                 return Vec::new();
             };
             let error_text = |e: &Option<crate::EngineError>| e.as_ref().map(|e| e.to_string());
-            if engine.state == status.state
-                && error_text(&engine.last_error) == error_text(&status.last_error)
+            let known = &engine.status;
+            if known.state == status.state
+                && known.attempts == status.attempts
+                && known.sync_duration == status.sync_duration
+                && error_text(&known.last_error) == error_text(&status.last_error)
                 && *engine.info == *info
             {
                 return Vec::new();
             }
             let mut changed = (**engine).clone();
-            changed.state = status.state;
-            changed.last_error = status.last_error.clone();
+            changed.status = status.clone();
             changed.info = info.clone();
             let changed = Arc::new(changed);
             engines.insert(id, changed.clone());

@@ -83,7 +83,10 @@ fn replay(model: &mut Model, revision: &mut u64, events: &[FleetEvent]) {
                 assert!(before.is_none(), "started twice: {key:?}");
             }
             EventKind::Exited => {
-                assert!(model.remove(&key).is_some(), "exit of unknown {key:?}");
+                let (_, had) = model
+                    .remove(&key)
+                    .unwrap_or_else(|| panic!("exit of unknown {key:?}"));
+                assert_eq!(*local_pid, had, "the exit of {key:?} carries its PID here");
             }
             _ => {
                 assert!(model.contains_key(&key), "{:?} of unknown {key:?}", e.kind);
@@ -210,6 +213,16 @@ async fn an_engine_that_joins_shows_its_containers_as_started_and_its_events_fol
         engine_view.info().id,
         "scripted-engine",
         "the info of the synced engine"
+    );
+    engine.die("c");
+    log.until("the exit of c", |seen| {
+        seen.iter().any(|e| is_container(e, EventKind::Exited, "c"))
+    })
+    .await;
+    assert_eq!(
+        log.kinds().last().map(String::as_str),
+        Some(format!("{} exited c Some(1003) Engine", member.get()).as_str()),
+        "an exit carries the PID the container had here"
     );
     log.check_against(&fleet);
     fleet.close().await;
