@@ -61,7 +61,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 use whalewatcher_core::support::lock;
 use whalewatcher_core::{
-    describe, Deadlines, EngineError, Fleet, FleetMember, MemberId, RetryPolicy, SyncState,
+    describe, Deadlines, EngineError, EngineInfo, Fleet, FleetMember, MemberId, RetryPolicy,
+    SyncState,
 };
 
 pub use pids::{PidLevels, PidTranslator};
@@ -130,6 +131,23 @@ pub struct Unreached {
     pub reason: String,
 }
 
+/// An engine a scan found that another member of the fleet — one added
+/// by the fleet's owner, not by discovery — watches already: at the same
+/// socket, or with the same engine type and id. It is not watched twice.
+#[derive(Clone, Debug, Serialize)]
+pub struct WatchedAlready {
+    /// The kind of process.
+    pub process: EngineProcess,
+    /// Its PID here.
+    pub pid: u32,
+    /// The API found.
+    pub api: Api,
+    /// The socket, as the engine bound it.
+    pub socket: PathBuf,
+    /// The member that watches it.
+    pub member: MemberId,
+}
+
 /// What a scan found: every engine watched now, and every engine process
 /// (or API of one) that could not be watched.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -138,6 +156,8 @@ pub struct Scan {
     pub engines: Vec<FoundEngine>,
     /// What could not be watched, and why.
     pub unreached: Vec<Unreached>,
+    /// Engines found that other members of the fleet watch already.
+    pub watched_already: Vec<WatchedAlready>,
     /// How many processes the scan looked at.
     pub processes: usize,
     /// How long the scan took (probes and first syncs of new engines
@@ -257,6 +277,8 @@ struct Tracked {
     /// APIs that will not be watched on this process, and why (it cannot
     /// be watched, as containerd 1.6's CRI without events).
     refused: HashMap<Api, Unreached>,
+    /// APIs found watched by another member of the fleet.
+    elsewhere: HashMap<Api, WatchedAlready>,
     /// Sockets that answered as something else than the API asked.
     not_this_api: HashSet<(Api, PathBuf)>,
     /// Why the last probe found less than it looked for.
@@ -271,6 +293,7 @@ impl Tracked {
             pid,
             found: Vec::new(),
             refused: HashMap::new(),
+            elsewhere: HashMap::new(),
             not_this_api: HashSet::new(),
             failures: Vec::new(),
             translation: None,
@@ -285,6 +308,7 @@ impl Tracked {
             .copied()
             .filter(|api| api.is_built())
             .filter(|api| !self.refused.contains_key(api))
+            .filter(|api| !self.elsewhere.contains_key(api))
             .filter(|api| !self.found.iter().any(|found| found.api == *api))
             .collect()
     }
@@ -512,9 +536,13 @@ impl Discovery {
                     continue;
                 }
                 match self.watch(&t, api, socket).await {
-                    Ok(found) => {
+                    Ok(Watched::Joined(found)) => {
                         joined.push(found.member);
                         t.found.push(found);
+                        break;
+                    }
+                    Ok(Watched::Already(already)) => {
+                        t.elsewhere.insert(api, already);
                         break;
                     }
                     Err(error) => {
@@ -544,15 +572,27 @@ impl Discovery {
     }
 
     /// Probes `socket` for `api` and, when an engine answers, watches it:
-    /// it joins the fleet unless its first sync says it cannot be watched.
+    /// it joins the fleet unless another member watches it already, or
+    /// its first sync says it cannot be watched.
     async fn watch(
         &self,
         t: &Tracked,
         api: Api,
         socket: &sockets::ListeningSocket,
-    ) -> Result<FoundEngine, EngineError> {
+    ) -> Result<Watched, EngineError> {
         let inner = &self.inner;
-        let watcher = probe::probe(api, &socket.reachable, t.pid, &inner.settings).await?;
+        let (watcher, info) = probe::probe(api, &socket.reachable, t.pid, &inner.settings).await?;
+        if let Some(member) = self.watched_elsewhere(api, &socket.reachable, &info) {
+            watcher.close().await;
+            debug!(%api, %member, pid = t.pid, "engine watched already");
+            return Ok(Watched::Already(WatchedAlready {
+                process: t.kind,
+                pid: t.pid,
+                api,
+                socket: socket.bound.clone(),
+                member,
+            }));
+        }
         let watching = watcher.spawn();
         let first = tokio::time::timeout(inner.first_sync_wait, watcher.ready()).await;
         if let Ok(Err(error)) = &first {
@@ -574,7 +614,7 @@ impl Discovery {
                 .close_on_leave(),
         );
         info!(%api, %endpoint, pid = t.pid, "engine found");
-        Ok(FoundEngine {
+        Ok(Watched::Joined(FoundEngine {
             member,
             api,
             process: t.kind,
@@ -582,7 +622,38 @@ impl Discovery {
             pid_namespace: namespace,
             socket: socket.bound.clone(),
             endpoint,
-        })
+        }))
+    }
+
+    /// The member of the fleet that watches the engine at `socket` (as
+    /// reachable from here) already: one whose endpoint is the same file,
+    /// or (but for CRI, whose ids are not the engine's own) one of the
+    /// same engine type and id.
+    fn watched_elsewhere(
+        &self,
+        api: Api,
+        socket: &std::path::Path,
+        info: &EngineInfo,
+    ) -> Option<MemberId> {
+        use std::os::unix::fs::MetadataExt;
+        let file = |path: &std::path::Path| {
+            std::fs::metadata(path)
+                .ok()
+                .map(|meta| (meta.dev(), meta.ino()))
+        };
+        let probed = file(socket);
+        let snapshot = self.inner.fleet.snapshot();
+        let found = snapshot.engines().find(|engine| {
+            let theirs = engine.info();
+            if theirs.engine_type != info.engine_type {
+                return false;
+            }
+            let same_id = !info.id.is_empty() && theirs.id == info.id && api != Api::Cri;
+            let same_socket =
+                probed.is_some() && socket_path(&theirs.api).and_then(|path| file(path)) == probed;
+            same_id || same_socket
+        });
+        found.map(|engine| engine.member())
     }
 
     /// Waits (within the first-sync wait) until the fleet shows each of
@@ -644,13 +715,33 @@ impl Discovery {
             })
             .collect();
         unreached.sort_by(|a, b| (a.pid, a.api, &a.socket).cmp(&(b.pid, b.api, &b.socket)));
+        let mut watched_already: Vec<WatchedAlready> = tracked
+            .values()
+            .flat_map(|t| t.elsewhere.values().cloned())
+            .collect();
+        watched_already.sort_by_key(|already| (already.pid, already.api));
         Scan {
             engines,
             unreached,
+            watched_already,
             processes,
             took,
         }
     }
+}
+
+/// What probing one socket of an engine process came to.
+enum Watched {
+    /// The engine joined the fleet.
+    Joined(FoundEngine),
+    /// Another member of the fleet watches it already.
+    Already(WatchedAlready),
+}
+
+/// The unix socket a watcher's endpoint names (`unix://PATH`, or a path).
+fn socket_path(endpoint: &str) -> Option<&std::path::Path> {
+    let path = endpoint.strip_prefix("unix://").unwrap_or(endpoint);
+    path.starts_with('/').then(|| std::path::Path::new(path))
 }
 
 /// A discovery running in a task of its own, from [`Discovery::spawn`].

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
-use whalewatcher_core::{Deadlines, EngineError, RetryPolicy, Watcher};
+use whalewatcher_core::{Deadlines, EngineError, EngineInfo, RetryPolicy, Watcher};
 
 use crate::procfs::{Process, ProcessTable, Procfs};
 use crate::sockets::ListeningSocket;
@@ -164,7 +164,7 @@ pub(crate) async fn probe(
     socket: &Path,
     pid: u32,
     settings: &WatchSettings,
-) -> Result<Watcher, EngineError> {
+) -> Result<(Watcher, EngineInfo), EngineError> {
     let _ = (socket, pid, settings);
     match api {
         #[cfg(feature = "moby")]
@@ -206,18 +206,22 @@ pub(crate) async fn probe(
     }
 }
 
-/// A watcher of `engine` once it described itself within the probe's
-/// deadline; why not otherwise, as the engine diagnoses it.
+/// A watcher of `engine`, and what it said, once it described itself
+/// within the probe's deadline; why not otherwise, as the engine
+/// diagnoses it.
 #[cfg(any(feature = "moby", feature = "containerd", feature = "cri"))]
 async fn answered(
     engine: impl whalewatcher_core::Engine,
     settings: &WatchSettings,
-) -> Result<Watcher, EngineError> {
+) -> Result<(Watcher, EngineInfo), EngineError> {
     match tokio::time::timeout(settings.probe_deadline, engine.info()).await {
-        Ok(Ok(_)) => Ok(Watcher::builder(engine)
-            .retry(settings.retry.clone())
-            .deadlines(settings.deadlines)
-            .build()),
+        Ok(Ok(info)) => Ok((
+            Watcher::builder(engine)
+                .retry(settings.retry.clone())
+                .deadlines(settings.deadlines)
+                .build(),
+            info,
+        )),
         Ok(Err(error)) => Err(engine.diagnose(error).await),
         Err(_) => Err(EngineError::Timeout {
             endpoint: engine.api().to_owned(),
