@@ -649,8 +649,7 @@ impl Discovery {
                 return false;
             }
             let same_id = !info.id.is_empty() && theirs.id == info.id && api != Api::Cri;
-            let same_socket =
-                probed.is_some() && socket_path(&theirs.api).and_then(|path| file(path)) == probed;
+            let same_socket = probed.is_some() && socket_path(&theirs.api).and_then(file) == probed;
             same_id || same_socket
         });
         found.map(|engine| engine.member())

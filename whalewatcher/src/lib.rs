@@ -44,6 +44,11 @@ pub use whalewatcher_containerd as containerd;
 #[cfg(feature = "cri")]
 pub use whalewatcher_cri as cri;
 
+/// Every engine of the host, found by process (engines in containers too),
+/// in one [`Fleet`], with PIDs in the reader's PID namespace (Linux).
+#[cfg(feature = "discovery")]
+pub use whalewatcher_discovery as discovery;
+
 /// A watcher of the Docker engine at `endpoint`: the docker CLI's rules
 /// apply when it is `None` (`DOCKER_HOST` and its TLS variables, else
 /// `unix:///var/run/docker.sock`). Does no I/O; an endpoint that cannot be

@@ -1,17 +1,17 @@
 //! `--live`: a full-screen table of the alive containers, redrawn as
 //! events arrive: by engine and project, an exit marked for a few seconds,
-//! an engine that is lost or resynchronizing said so in its heading.
+//! an engine that is lost or resynchronizing said so in its heading, an
+//! engine in a container of another under it.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use futures::stream::{BoxStream, SelectAll};
 use futures::StreamExt;
-use tokio_stream::wrappers::WatchStream;
-use whalewatcher::{Container, EventKind, SyncState, SyncStatus};
+use whalewatcher::{
+    Container, EventKind, Fleet, FleetChange, FleetEvents, MemberId, SyncState, SyncStatus,
+};
 
-use crate::output::{align, Printing, TABLE_HEADER};
-use crate::Watched;
+use crate::output::{align, in_tree_order, Printing, TABLE_HEADER};
 
 /// How long an exited container stays on screen, marked.
 const EXIT_MARK: Duration = Duration::from_secs(3);
@@ -25,48 +25,32 @@ const LEAVE: &str = "\x1b[?25h\x1b[?1049l";
 
 /// A container that exited a moment ago, still shown.
 struct Exited {
-    engine: usize,
+    engine: MemberId,
     container: std::sync::Arc<Container>,
     code: Option<i32>,
     at: Instant,
 }
 
-/// What wakes the view up.
-enum Change {
-    Event(usize, whalewatcher::Event),
-    Status,
-}
-
-/// Shows the engines' containers until `until` completes; restores the
+/// Shows the fleet's containers until `until` completes; restores the
 /// terminal before it returns.
 pub async fn run<F: std::future::Future>(
-    engines: &[Watched],
+    fleet: &Fleet,
     printing: &Printing<'_>,
     until: F,
 ) -> std::io::Result<F::Output> {
-    let mut changes: SelectAll<BoxStream<'static, Change>> = SelectAll::new();
-    for (n, engine) in engines.iter().enumerate() {
-        let (_, events) = engine.watcher.subscribe();
-        changes.push(
-            events
-                .filter_map(move |event| async move { event.ok().map(|e| Change::Event(n, e)) })
-                .boxed(),
-        );
-        let status = WatchStream::from_changes(engine.watcher.subscribe_status());
-        changes.push(status.map(|_| Change::Status).boxed());
-    }
+    let (_, mut changes) = fleet.subscribe();
     let mut out = std::io::stdout();
     write!(out, "{ENTER}")?;
-    let shown = follow(engines, printing, &mut changes, until).await;
+    let shown = follow(fleet, printing, &mut changes, until).await;
     write!(out, "{LEAVE}")?;
     out.flush()?;
     shown
 }
 
 async fn follow<F: std::future::Future>(
-    engines: &[Watched],
+    fleet: &Fleet,
     printing: &Printing<'_>,
-    changes: &mut SelectAll<BoxStream<'static, Change>>,
+    changes: &mut FleetEvents,
     until: F,
 ) -> std::io::Result<F::Output> {
     tokio::pin!(until);
@@ -77,7 +61,7 @@ async fn follow<F: std::future::Future>(
         exited.retain(|e| e.at.elapsed() < EXIT_MARK);
         let now = Instant::now();
         if dirty && now - last_draw >= REDRAW_EVERY {
-            draw(engines, printing, &exited)?;
+            draw(fleet, printing, &exited)?;
             last_draw = now;
             dirty = false;
         }
@@ -96,20 +80,27 @@ async fn follow<F: std::future::Future>(
         tokio::select! {
             done = &mut until => return Ok(done),
             Some(change) = changes.next() => {
-                if let Change::Event(engine, event) = change {
-                    if event.kind == EventKind::Exited
-                        && crate::filter::passes(
-                            printing.filters,
-                            &engines[engine].watcher.engine_info(),
-                            &event.container,
-                        )
-                    {
-                        exited.push(Exited {
-                            engine,
-                            code: event.exit.as_ref().and_then(|exit| exit.code),
-                            container: event.container,
-                            at: Instant::now(),
-                        });
+                if let Ok(change) = change {
+                    if let FleetChange::Container { event, .. } = change.change {
+                        // An engine that left takes its containers along:
+                        // no exit marks for them.
+                        let member = change.engine.member();
+                        let engine_left = fleet.snapshot().engine(member).is_none();
+                        if event.kind == EventKind::Exited
+                            && !engine_left
+                            && crate::filter::passes(
+                                printing.filters,
+                                change.engine.info(),
+                                &event.container,
+                            )
+                        {
+                            exited.push(Exited {
+                                engine: member,
+                                code: event.exit.as_ref().and_then(|exit| exit.code),
+                                container: event.container,
+                                at: Instant::now(),
+                            });
+                        }
                     }
                 }
                 dirty = true;
@@ -120,23 +111,27 @@ async fn follow<F: std::future::Future>(
 }
 
 /// Draws the whole screen in one write.
-fn draw(engines: &[Watched], printing: &Printing<'_>, exited: &[Exited]) -> std::io::Result<()> {
+fn draw(fleet: &Fleet, printing: &Printing<'_>, exited: &[Exited]) -> std::io::Result<()> {
+    let snapshot = fleet.snapshot();
+    let pictures = in_tree_order(&snapshot, printing.named);
     let mut lines = vec![format!(
         "whalewatch --live: {} engine{}, at {} (Ctrl-C ends)",
-        engines.len(),
-        if engines.len() == 1 { "" } else { "s" },
+        pictures.len(),
+        if pictures.len() == 1 { "" } else { "s" },
         clock()
     )];
-    for (n, engine) in engines.iter().enumerate() {
-        let info = engine.watcher.engine_info();
-        let portfolio = engine.watcher.portfolio();
+    for picture in &pictures {
+        let engine = &picture.engine;
+        let info = engine.info();
+        let portfolio = engine.portfolio();
+        let indent = picture.indent();
         lines.push(String::new());
         let mut containers: Vec<(std::sync::Arc<Container>, Option<String>)> =
-            crate::filter::shown(printing.filters, &info, &portfolio)
+            crate::filter::shown(printing.filters, info, portfolio)
                 .into_iter()
                 .map(|c| (c.clone(), None))
                 .collect();
-        for gone in exited.iter().filter(|e| e.engine == n) {
+        for gone in exited.iter().filter(|e| e.engine == engine.member()) {
             if portfolio.container(gone.container.id()).is_none() {
                 let state = match gone.code {
                     Some(code) => format!("exited ({code})"),
@@ -147,10 +142,8 @@ fn draw(engines: &[Watched], printing: &Printing<'_>, exited: &[Exited]) -> std:
         }
         containers.sort_by(|(a, _), (b, _)| crate::filter::by_project_and_name(a, b));
         lines.push(format!(
-            "{} {} at {}: {} alive{} · {}",
-            info.engine_type,
-            info.version,
-            info.api,
+            "{indent}{}: {} alive{} · {}",
+            picture.heading(),
             portfolio.len(),
             if printing.filters.is_empty() {
                 String::new()
@@ -160,20 +153,24 @@ fn draw(engines: &[Watched], printing: &Printing<'_>, exited: &[Exited]) -> std:
                     containers.iter().filter(|(_, s)| s.is_none()).count()
                 )
             },
-            condition(&engine.watcher.status())
+            condition(engine.status())
         ));
         if containers.is_empty() {
             continue;
         }
         let mut rows = vec![TABLE_HEADER.map(str::to_owned)];
         for (container, state) in &containers {
-            let mut row = printing.table_row(&info, container);
+            let mut row = printing.table_row(engine, container);
             if let Some(state) = state {
                 row[4] = state.clone();
             }
             rows.push(row);
         }
-        lines.extend(align(rows));
+        lines.extend(
+            align(rows)
+                .into_iter()
+                .map(|line| format!("{indent}{line}")),
+        );
     }
     let mut screen = String::from("\x1b[H");
     for line in lines {

@@ -3,7 +3,8 @@
 //! events as JSON lines until Ctrl-C.
 //!
 //! ```sh
-//! whalewatch                                   # Docker, by the docker CLI's rules
+//! whalewatch                                   # every engine of the host, found by process
+//! whalewatch --docker                          # Docker, by the docker CLI's rules
 //! whalewatch --docker unix:///run/docker.sock --podman --json
 //! whalewatch --containerd /run/containerd/containerd.sock --follow
 //! ```
@@ -13,29 +14,31 @@ mod filter;
 mod live;
 mod output;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{ArgAction, CommandFactory, Parser};
-use futures::stream::{FuturesUnordered, SelectAll};
+use futures::stream::FuturesUnordered;
 use futures::StreamExt;
-use tokio_stream::wrappers::WatchStream;
+use whalewatcher::discovery::{Discovery, Scan};
 use whalewatcher::{
-    CancellationToken, EngineError, RetryPolicy, SyncState, SyncStatus, WatchError, Watcher,
+    CancellationToken, EngineError, Fleet, FleetChange, FleetMember, MemberId, RetryPolicy,
+    SyncState, SyncStatus, WatchError, Watcher,
 };
 
 use filter::Filter;
-use output::{Format, Picture, Printing, What};
+use output::{ContainerJson, EventJson, Format, Printing, What};
 
 /// Shows the alive containers of container engines, and follows their
 /// lifecycle events.
 ///
-/// Without an engine option, watches Docker by the docker CLI's rules
-/// (DOCKER_HOST, else the current docker context, else
-/// unix:///var/run/docker.sock). Engine options may be given together and
-/// repeated. RUST_LOG=whalewatcher=debug tells what the watchers do, on
-/// stderr.
+/// Without an engine option, finds every engine of the host by its
+/// processes (as --discover does) — unless DOCKER_HOST is set or a docker
+/// context other than the default is current: then watches that Docker.
+/// Engine options may be given together and repeated.
+/// RUST_LOG=whalewatcher=debug tells what the watchers do, on stderr.
 #[derive(Debug, Parser)]
 #[command(name = "whalewatch", version)]
 struct Args {
@@ -57,6 +60,15 @@ struct Args {
     /// /run/containerd/containerd.sock.
     #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "", action = ArgAction::Append)]
     cri: Vec<String>,
+    /// Also find the host's engines by their processes — dockerd,
+    /// containerd (also as CRI), podman system service, cri-o — engines
+    /// inside containers too, reached through /proc; each engine nested
+    /// under the container it runs in, every PID also in whalewatch's PID
+    /// namespace. Needs root to look into other users' engines; what it
+    /// cannot reach, it says on stderr. With --follow and --live, engines
+    /// that start or stop later join or leave.
+    #[arg(long)]
+    discover: bool,
     /// Only the containers that pass: label=KEY[=VALUE], name=TEXT,
     /// project=NAME (- for none), pod=[NAMESPACE/]NAME, engine=TYPE-OR-API.
     /// Filters of one key are alternatives; of different keys, all must hold.
@@ -158,10 +170,11 @@ async fn run() -> ExitCode {
     } else {
         None
     };
-    let engines = match engines(&args) {
+    let (engines, discover) = match engines(&args) {
         Ok(engines) => engines,
         Err((option, message)) => return fail(option, &message),
     };
+    let began = tokio::time::Instant::now();
 
     let cancel = CancellationToken::new();
     let mut watches: FuturesUnordered<_> = engines
@@ -173,9 +186,9 @@ async fn run() -> ExitCode {
         .collect();
     // The watches run while we wait for every engine's first sync.
     let all_ready = futures::future::join_all(engines.iter().map(|e| e.watcher.ready()));
-    let deadline = async {
+    let deadline = || async {
         match args.timeout {
-            Some(timeout) => tokio::time::sleep(timeout).await,
+            Some(timeout) => tokio::time::sleep_until(began + timeout).await,
             None => futures::future::pending().await,
         }
     };
@@ -185,7 +198,7 @@ async fn run() -> ExitCode {
             cancel.cancel();
             return fail_watch(option, ended);
         }
-        () = deadline => {
+        () = deadline() => {
             cancel.cancel();
             return fail_timeout(&engines, args.timeout.unwrap_or_default());
         }
@@ -204,11 +217,49 @@ async fn run() -> ExitCode {
         return fail_engine(option, &error);
     }
 
+    // The engines named are the fleet's first members (their watches run
+    // here: the fleet follows them); discovery adds the rest.
+    let fleet = Fleet::new();
+    for engine in &engines {
+        fleet.add(FleetMember::new(engine.watcher.clone()));
+    }
+    let discovery = discover.then(|| Discovery::builder().fleet(fleet.clone()).build());
+    if let Some(discovery) = &discovery {
+        let scanned = tokio::select! {
+            scanned = discovery.scan() => scanned,
+            Some((option, ended)) = watches.next() => {
+                cancel.cancel();
+                return fail_watch(option, ended);
+            }
+            () = deadline() => {
+                cancel.cancel();
+                let timeout = args.timeout.unwrap_or_default();
+                return fail("discover", &format!("the scan did not end within {timeout:?}"));
+            }
+            () = Signals::requested(&mut signals) => {
+                cancel.cancel();
+                return ExitCode::SUCCESS;
+            }
+        };
+        match scanned {
+            Ok(scan) => tell_unreached(&scan, engines.is_empty()),
+            Err(error) => {
+                cancel.cancel();
+                return fail("discover", &whalewatcher::describe(&error));
+            }
+        }
+    }
+    // Engines that start or stop while following join or leave.
+    let rescanning = match &discovery {
+        Some(discovery) if args.follow || args.live => Some(discovery.spawn()),
+        _ => None,
+    };
+
     let code = if args.follow {
         // Raced here, not inside: a write blocked on a full pipe must not
         // keep the signal waiting.
         tokio::select! {
-            code = follow(&engines, &args.filter, &mut watches) => code,
+            code = follow(&fleet, &args.filter, engines.len(), &mut watches) => code,
             () = Signals::requested(&mut signals) => ExitCode::SUCCESS,
         }
     } else if args.live {
@@ -217,6 +268,7 @@ async fn run() -> ExitCode {
             quiet: false,
             no_trunc: args.no_trunc,
             filters: &args.filter,
+            named: engines.len(),
         };
         let until = async {
             tokio::select! {
@@ -224,19 +276,12 @@ async fn run() -> ExitCode {
                 Some(ended) = watches.next() => Some(ended),
             }
         };
-        match live::run(&engines, &printing, until).await {
+        match live::run(&fleet, &printing, until).await {
             Ok(None) => ExitCode::SUCCESS,
             Ok(Some((option, ended))) => fail_watch(option, ended),
             Err(error) => exit_after_writing(Err(error)),
         }
     } else {
-        let pictures: Vec<Picture> = engines
-            .iter()
-            .map(|e| Picture {
-                info: e.watcher.engine_info(),
-                portfolio: e.watcher.portfolio(),
-            })
-            .collect();
         let format = match (&args.format, args.json) {
             (Some(format), _) => format.clone(),
             (None, true) => Format::Json,
@@ -247,23 +292,31 @@ async fn run() -> ExitCode {
             quiet: args.quiet,
             no_trunc: args.no_trunc,
             filters: &args.filter,
+            named: engines.len(),
         };
         let mut out = std::io::stdout().lock();
         let written = printing
-            .print(&pictures, &mut out)
+            .print(&fleet.snapshot(), &mut out)
             .and_then(|()| std::io::Write::flush(&mut out));
         exit_after_writing(written)
     };
+    if let Some(rescanning) = rescanning {
+        let _ = rescanning.stop().await;
+    }
     cancel.cancel();
     while watches.next().await.is_some() {}
+    // Closes the watchers discovery made; the named ones are closed here.
+    fleet.close().await;
     for engine in &engines {
         engine.watcher.close().await;
     }
     code
 }
 
-/// The watchers the options ask for; Docker by default.
-fn engines(args: &Args) -> Result<Vec<Watched>, (&'static str, String)> {
+/// The watchers the options ask for, and whether to discover engines:
+/// asked for, or no engine option and no Docker named by DOCKER_HOST or a
+/// docker context.
+fn engines(args: &Args) -> Result<(Vec<Watched>, bool), (&'static str, String)> {
     let retry = RetryPolicy::default;
     let endpoint = |url: &String| Some(url.clone()).filter(|url| !url.is_empty());
     let mut engines = Vec::new();
@@ -271,8 +324,16 @@ fn engines(args: &Args) -> Result<Vec<Watched>, (&'static str, String)> {
         && args.podman.is_empty()
         && args.containerd.is_empty()
         && args.cri.is_empty();
-    let docker_urls = if no_engine_option {
-        vec![String::new()]
+    let mut discover = args.discover;
+    let docker_urls = if no_engine_option && !args.discover {
+        let docker_host = std::env::var_os("DOCKER_HOST").is_some_and(|host| !host.is_empty());
+        let context = endpoints::docker_context().map_err(|e| ("docker", e))?;
+        if docker_host || context.is_some() {
+            vec![String::new()]
+        } else {
+            discover = true;
+            Vec::new()
+        }
     } else {
         args.docker.clone()
     };
@@ -329,7 +390,28 @@ fn engines(args: &Args) -> Result<Vec<Watched>, (&'static str, String)> {
             watcher,
         });
     }
-    Ok(engines)
+    Ok((engines, discover))
+}
+
+/// Says on stderr which engine processes (or APIs of one) discovery
+/// could not watch, and why; and when it found none at all.
+fn tell_unreached(scan: &Scan, nothing_else: bool) {
+    for unreached in &scan.unreached {
+        let api = unreached
+            .api
+            .map(|api| format!(" {api}"))
+            .unwrap_or_default();
+        eprintln!(
+            "whalewatch: --discover: not watched: {}{api} (PID {}): {}",
+            unreached.process, unreached.pid, unreached.reason
+        );
+    }
+    if nothing_else && scan.engines.is_empty() {
+        eprintln!(
+            "whalewatch: --discover: no engine found among {} processes",
+            scan.processes
+        );
+    }
 }
 
 fn fail(option: &str, message: &str) -> ExitCode {
@@ -394,56 +476,79 @@ fn hint(option: &str, error: &EngineError) -> String {
 /// Prints the alive containers that pass the filters, then each of
 /// their events, until Ctrl-C (or SIGTERM) or a watch ends for good.
 async fn follow(
-    engines: &[Watched],
+    fleet: &Fleet,
     filters: &[Filter],
+    named: usize,
     watches: &mut FuturesUnordered<
         impl std::future::Future<Output = (&'static str, Result<(), WatchError>)>,
     >,
 ) -> ExitCode {
-    // Every engine has synced, so each has described itself.
-    let infos: Vec<_> = engines.iter().map(|e| e.watcher.engine_info()).collect();
-    let mut events = SelectAll::new();
-    for (engine, info) in engines.iter().zip(&infos) {
-        let (snapshot, stream) = engine.watcher.subscribe();
-        for container in filter::shown(filters, info, &snapshot) {
+    let (snapshot, mut changes) = fleet.subscribe();
+    for picture in output::in_tree_order(&snapshot, named) {
+        let engine = &picture.engine;
+        for container in filter::shown(filters, engine.info(), engine.portfolio()) {
             let what = What::Alive {
                 kind: "alive",
-                container,
+                container: ContainerJson::of(engine, container),
             };
-            if let Err(error) = output::print_line(info, what).await {
+            if let Err(error) = output::print_line(engine, &snapshot, what).await {
                 return exit_after_writing(Err(error));
             }
         }
-        events.push(stream.map(move |event| (info, event)));
     }
-    let mut connections: Vec<Connection> = engines
-        .iter()
-        .map(|e| Connection::new(&e.watcher.status()))
+    let mut connections: HashMap<MemberId, Connection> = snapshot
+        .engines()
+        .map(|engine| (engine.member(), Connection::new(engine.status())))
         .collect();
-    let mut statuses = SelectAll::new();
-    for (n, engine) in engines.iter().enumerate() {
-        let status = WatchStream::from_changes(engine.watcher.subscribe_status());
-        statuses.push(status.map(move |status| (n, status)));
-    }
     loop {
-        tokio::select! {
+        let change = tokio::select! {
             Some((option, ended)) = watches.next() => return fail_watch(option, ended),
-            Some((n, status)) = statuses.next() => {
-                for what in connections[n].changes(&status) {
-                    if let Err(error) = output::print_line(&infos[n], what).await {
-                        return exit_after_writing(Err(error));
-                    }
+            change = changes.next() => change,
+        };
+        let change = match change {
+            Some(Ok(change)) => change,
+            Some(Err(lagged)) => {
+                eprintln!("whalewatch: {lagged}");
+                continue;
+            }
+            // The fleet closed.
+            None => return ExitCode::SUCCESS,
+        };
+        let engine = &change.engine;
+        let member = engine.member();
+        let lines: Vec<What<'_>> = match &change.change {
+            FleetChange::Joined => {
+                connections.insert(member, Connection::new(engine.status()));
+                vec![What::Connection {
+                    kind: "engine-joined",
+                    error: None,
+                }]
+            }
+            FleetChange::Left { error } => {
+                connections.remove(&member);
+                vec![What::Connection {
+                    kind: "engine-left",
+                    error: error.as_ref().map(|e| whalewatcher::describe(e)),
+                }]
+            }
+            FleetChange::Container { event, local_pid } => {
+                if filter::passes(filters, engine.info(), &event.container) {
+                    vec![What::Event(EventJson::of(event, *local_pid))]
+                } else {
+                    Vec::new()
                 }
             }
-            Some((info, event)) = events.next() => match event {
-                Ok(event) if filter::passes(filters, info, &event.container) => {
-                    if let Err(error) = output::print_line(info, What::Event(&event)).await {
-                        return exit_after_writing(Err(error));
-                    }
-                }
-                Ok(_) => {}
-                Err(lagged) => eprintln!("whalewatch: {}: {lagged}", info.api),
-            },
+            FleetChange::Status => connections
+                .get_mut(&member)
+                .map(|connection| connection.changes(engine.status()))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let now = fleet.snapshot();
+        for what in lines {
+            if let Err(error) = output::print_line(engine, &now, what).await {
+                return exit_after_writing(Err(error));
+            }
         }
     }
 }

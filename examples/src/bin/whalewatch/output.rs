@@ -1,5 +1,7 @@
 //! What whalewatch prints: a table, JSON, ids, or chosen fields, of the
-//! containers that pass the filters; and the lines of `--follow`.
+//! containers that pass the filters; and the lines of `--follow`. Engines
+//! come from one fleet snapshot, an engine that runs in a container of
+//! another listed right after that one, indented.
 //!
 //! The JSON is one schema for both modes, versioned by its `schema`
 //! field ([`SCHEMA`]); the README documents it.
@@ -8,7 +10,10 @@ use std::io::Write;
 use std::sync::Arc;
 
 use serde::Serialize;
-use whalewatcher::{Container, EngineInfo, Event, Portfolio};
+use whalewatcher::{
+    Container, EngineInfo, Event, EventKind, EventSource, Exit, FleetEngine, FleetSnapshot,
+    MemberId,
+};
 
 use crate::filter::{shown, Filter};
 
@@ -100,10 +105,89 @@ pub fn align<const N: usize>(rows: Vec<[String; N]>) -> Vec<String> {
         .collect()
 }
 
-/// One engine's picture, as the one-shot modes print it.
+/// One engine of a fleet snapshot, as every mode prints it.
 pub struct Picture {
-    pub info: Arc<EngineInfo>,
-    pub portfolio: Arc<Portfolio>,
+    pub engine: Arc<FleetEngine>,
+    /// How many containers deep it runs: 0 on the host, 1 in a container
+    /// of an engine on the host, ...
+    pub depth: usize,
+}
+
+impl Picture {
+    /// The engine's heading: what it is, where, its PID, the container it
+    /// runs in.
+    pub fn heading(&self) -> String {
+        let engine = &self.engine;
+        let info = engine.info();
+        let pid = engine
+            .local_pid()
+            .or(info.pid)
+            .map(|pid| format!(", PID {pid}"))
+            .unwrap_or_default();
+        let inside = engine
+            .parent()
+            .map(|parent| format!(" in container {}", parent.name))
+            .unwrap_or_default();
+        format!(
+            "{} {} at {} (engine id {}{pid}){inside}",
+            info.engine_type, info.version, info.api, info.id
+        )
+    }
+
+    /// Indentation for its heading and rows.
+    pub fn indent(&self) -> String {
+        "  ".repeat(self.depth)
+    }
+}
+
+/// The engines of `snapshot` with those in containers right after their
+/// parent engine: the `named` first members (the engines the options
+/// name) in the order they were named, then the ones discovery found, by
+/// API endpoint (discovery adds them as their probes end: in no order).
+pub fn in_tree_order(snapshot: &FleetSnapshot, named: usize) -> Vec<Picture> {
+    let parent_of = |engine: &FleetEngine| {
+        engine
+            .parent()
+            .map(|parent| parent.engine)
+            .filter(|member| snapshot.engine(*member).is_some())
+    };
+    let mut ordered: Vec<&Arc<FleetEngine>> = snapshot.engines().collect();
+    ordered.sort_by_cached_key(|engine| {
+        let member = engine.member().get();
+        if member <= named as u64 {
+            (0, member, String::new(), String::new())
+        } else {
+            let info = engine.info();
+            (1, 0, info.api.clone(), info.engine_type.clone())
+        }
+    });
+    fn visit(
+        ordered: &[&Arc<FleetEngine>],
+        parent: Option<MemberId>,
+        depth: usize,
+        parent_of: &dyn Fn(&FleetEngine) -> Option<MemberId>,
+        pictures: &mut Vec<Picture>,
+    ) {
+        for engine in ordered {
+            // A cycle (a stale parent) cannot nest deeper than there are engines.
+            if parent_of(engine) == parent && depth <= ordered.len() {
+                pictures.push(Picture {
+                    engine: Arc::clone(engine),
+                    depth,
+                });
+                visit(
+                    ordered,
+                    Some(engine.member()),
+                    depth + 1,
+                    parent_of,
+                    pictures,
+                );
+            }
+        }
+    }
+    let mut pictures = Vec::new();
+    visit(&ordered, None, 0, &parent_of, &mut pictures);
+    pictures
 }
 
 /// What to print, and how.
@@ -112,11 +196,14 @@ pub struct Printing<'a> {
     pub quiet: bool,
     pub no_trunc: bool,
     pub filters: &'a [Filter],
+    /// How many engines the options name (see [`in_tree_order`]).
+    pub named: usize,
 }
 
 impl Printing<'_> {
     /// Prints the engines' alive containers that pass the filters.
-    pub fn print(&self, pictures: &[Picture], out: &mut impl Write) -> std::io::Result<()> {
+    pub fn print(&self, snapshot: &FleetSnapshot, out: &mut impl Write) -> std::io::Result<()> {
+        let pictures = &in_tree_order(snapshot, self.named);
         if self.quiet {
             for picture in pictures {
                 for container in self.sorted(picture) {
@@ -127,13 +214,13 @@ impl Printing<'_> {
         }
         match self.format {
             Format::Table => self.tables(pictures, out),
-            Format::Json => self.json(pictures, out),
+            Format::Json => self.json(pictures, snapshot, out),
             Format::Fields(fields) => {
                 for picture in pictures {
                     for container in self.sorted(picture) {
                         let cells: Vec<String> = fields
                             .iter()
-                            .map(|field| self.cell(*field, &picture.info, container))
+                            .map(|field| self.cell(*field, &picture.engine, container))
                             .collect();
                         writeln!(out, "{}", cells.join("\t"))?;
                     }
@@ -145,7 +232,11 @@ impl Printing<'_> {
 
     /// The containers that pass, by project, then by name.
     fn sorted<'p>(&self, picture: &'p Picture) -> Vec<&'p Arc<Container>> {
-        shown(self.filters, &picture.info, &picture.portfolio)
+        shown(
+            self.filters,
+            picture.engine.info(),
+            picture.engine.portfolio(),
+        )
     }
 
     /// Docker's and CRI's 64-hex ids are told apart by 12, unless
@@ -158,7 +249,7 @@ impl Printing<'_> {
         }
     }
 
-    fn cell(&self, field: Field, engine: &EngineInfo, container: &Container) -> String {
+    fn cell(&self, field: Field, engine: &FleetEngine, container: &Container) -> String {
         let or_dash = |text: &str| if text.is_empty() { "-" } else { text }.to_owned();
         match field {
             Field::Id => self.id(container.id()).to_owned(),
@@ -174,7 +265,11 @@ impl Printing<'_> {
                     }
                 },
             ),
-            Field::Pid => container.pid().to_string(),
+            // Where the fleet knows it, in whalewatch's own PID namespace.
+            Field::Pid => engine
+                .local_pid_of(container.id())
+                .unwrap_or(container.pid())
+                .to_string(),
             Field::State => if container.is_paused() {
                 "paused"
             } else {
@@ -182,69 +277,73 @@ impl Printing<'_> {
             }
             .to_owned(),
             Field::Image => or_dash(container.image().unwrap_or_default()),
-            Field::Engine => engine.api.clone(),
+            Field::Engine => engine.info().api.clone(),
         }
     }
 
     /// A container's row of the table, the columns of [`TABLE_HEADER`].
-    pub fn table_row(&self, engine: &EngineInfo, container: &Container) -> [String; 6] {
+    pub fn table_row(&self, engine: &FleetEngine, container: &Container) -> [String; 6] {
         TABLE_COLUMNS.map(|field| self.cell(field, engine, container))
     }
 
     fn tables(&self, pictures: &[Picture], out: &mut impl Write) -> std::io::Result<()> {
         for (n, picture) in pictures.iter().enumerate() {
-            let info = &picture.info;
             let containers = self.sorted(picture);
             if n > 0 {
                 writeln!(out)?;
             }
+            let indent = picture.indent();
             writeln!(
                 out,
-                "{} {} at {} (engine id {}): {} alive{}",
-                info.engine_type,
-                info.version,
-                info.api,
-                info.id,
-                picture.portfolio.len(),
+                "{indent}{}: {} alive{}{}",
+                picture.heading(),
+                picture.engine.portfolio().len(),
                 if self.filters.is_empty() {
                     String::new()
                 } else {
                     format!(", {} shown", containers.len())
-                }
+                },
+                unsynced(&picture.engine)
             )?;
             if containers.is_empty() {
                 continue;
             }
             let mut rows = vec![TABLE_HEADER.map(str::to_owned)];
             for container in &containers {
-                rows.push(self.table_row(info, container));
+                rows.push(self.table_row(&picture.engine, container));
             }
             for line in align(rows) {
-                writeln!(out, "{line}")?;
+                writeln!(out, "{indent}{line}")?;
             }
         }
         Ok(())
     }
 
-    fn json(&self, pictures: &[Picture], out: &mut impl Write) -> std::io::Result<()> {
+    fn json(
+        &self,
+        pictures: &[Picture],
+        snapshot: &FleetSnapshot,
+        out: &mut impl Write,
+    ) -> std::io::Result<()> {
         let engines: Vec<EngineJson> = pictures
             .iter()
             .map(|picture| {
                 let containers = self.sorted(picture);
                 let mut projects: Vec<ProjectJson<'_>> = Vec::new();
                 for container in containers {
+                    let record = ContainerJson::of(&picture.engine, container);
                     match projects.last_mut() {
                         Some(last) if last.name == container.project() => {
-                            last.containers.push(container)
+                            last.containers.push(record)
                         }
                         _ => projects.push(ProjectJson {
                             name: container.project().to_owned(),
-                            containers: vec![container],
+                            containers: vec![record],
                         }),
                     }
                 }
                 EngineJson {
-                    engine: &picture.info,
+                    engine: EngineRecord::of(&picture.engine, snapshot),
                     projects,
                 }
             })
@@ -266,23 +365,121 @@ struct Document<'a> {
     engines: Vec<EngineJson<'a>>,
 }
 
+/// Said after the count of an engine that is not synchronized (yet).
+fn unsynced(engine: &FleetEngine) -> String {
+    if engine.status().is_synced() {
+        return String::new();
+    }
+    let why = engine
+        .last_error()
+        .map(|error| format!(": {}", whalewatcher::describe(error)))
+        .unwrap_or_default();
+    format!(" (not synchronized{why})")
+}
+
 #[derive(Serialize)]
 struct EngineJson<'a> {
-    engine: &'a EngineInfo,
+    engine: EngineRecord<'a>,
     projects: Vec<ProjectJson<'a>>,
+}
+
+/// An engine as the JSON shows it: what it says of itself, and the
+/// container of another listed engine it runs in (or `null`).
+#[derive(Serialize)]
+pub struct EngineRecord<'a> {
+    #[serde(flatten)]
+    info: &'a EngineInfo,
+    parent: Option<ParentJson<'a>>,
+}
+
+impl<'a> EngineRecord<'a> {
+    /// `engine` of the fleet `snapshot` shows (which names the parent's
+    /// engine).
+    pub fn of(engine: &'a FleetEngine, snapshot: &'a FleetSnapshot) -> Self {
+        let parent = engine.parent().map(|parent| ParentJson {
+            engine: snapshot
+                .engine(parent.engine)
+                .map(|engine| engine.info().api.as_str()),
+            id: &parent.id,
+            name: &parent.name,
+        });
+        EngineRecord {
+            info: engine.info(),
+            parent,
+        }
+    }
+}
+
+/// The container an engine runs in: which engine's (by its API endpoint;
+/// `null` once that engine left), its id and name.
+#[derive(Serialize)]
+struct ParentJson<'a> {
+    engine: Option<&'a str>,
+    id: &'a str,
+    name: &'a str,
 }
 
 #[derive(Serialize)]
 struct ProjectJson<'a> {
     name: String,
-    containers: Vec<&'a Arc<Container>>,
+    containers: Vec<ContainerJson<'a>>,
+}
+
+/// A container as the JSON shows it: as its engine reports it, plus
+/// `local_pid`, its PID in whalewatch's PID namespace where known.
+#[derive(Serialize)]
+pub struct ContainerJson<'a> {
+    #[serde(flatten)]
+    container: &'a Container,
+    local_pid: Option<u32>,
+}
+
+impl<'a> ContainerJson<'a> {
+    pub fn of(engine: &FleetEngine, container: &'a Container) -> Self {
+        ContainerJson {
+            container,
+            local_pid: engine.local_pid_of(container.id()),
+        }
+    }
+}
+
+/// A lifecycle event as a `--follow` line tells it: the watcher's event,
+/// its container with `local_pid`.
+#[derive(Serialize)]
+pub struct EventJson<'a> {
+    kind: EventKind,
+    container: ContainerJson<'a>,
+    /// Nanoseconds since the Unix epoch, as the watcher's events have it.
+    timestamp: Option<u64>,
+    source: EventSource,
+    exit: Option<Exit>,
+    revision: u64,
+}
+
+impl<'a> EventJson<'a> {
+    pub fn of(event: &'a Event, local_pid: Option<u32>) -> Self {
+        EventJson {
+            kind: event.kind,
+            container: ContainerJson {
+                container: &event.container,
+                local_pid,
+            },
+            timestamp: event
+                .timestamp
+                .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+                .and_then(|since| u64::try_from(since.as_nanos()).ok()),
+            source: event.source,
+            exit: event.exit,
+            revision: event.revision,
+        }
+    }
 }
 
 /// One line of `--follow`: a container alive at the start, or an event.
 #[derive(Serialize)]
 pub struct Line<'a> {
     pub schema: u32,
-    pub engine: &'a EngineInfo,
+    pub engine: EngineRecord<'a>,
     #[serde(flatten)]
     pub what: What<'a>,
 }
@@ -294,12 +491,15 @@ pub enum What<'a> {
     /// A container alive when following began.
     Alive {
         kind: &'static str,
-        container: &'a Container,
+        container: ContainerJson<'a>,
     },
     /// A lifecycle event.
-    Event(&'a Event),
+    Event(EventJson<'a>),
     /// The engine was lost (`engine-lost`, with why) or is back and
-    /// synchronized again (`engine-back`).
+    /// synchronized again (`engine-back`); an engine discovery found
+    /// joined (`engine-joined`, its containers follow as started) or
+    /// left (`engine-left`, after its containers exited; with why, when
+    /// its watch ended).
     Connection {
         kind: &'static str,
         error: Option<String>,
@@ -308,11 +508,15 @@ pub enum What<'a> {
 
 /// Prints one `--follow` line and flushes it; awaits a full pipe
 /// without blocking the runtime, so a signal is still heard.
-pub async fn print_line(engine: &EngineInfo, what: What<'_>) -> std::io::Result<()> {
+pub async fn print_line(
+    engine: &FleetEngine,
+    snapshot: &FleetSnapshot,
+    what: What<'_>,
+) -> std::io::Result<()> {
     use tokio::io::AsyncWriteExt;
     let line = Line {
         schema: SCHEMA,
-        engine,
+        engine: EngineRecord::of(engine, snapshot),
         what,
     };
     let mut bytes = serde_json::to_vec(&line)?;
