@@ -1024,3 +1024,212 @@ fn the_docker_clis_tls_variables_reach_a_tls_engine_and_wrong_certificates_say_w
     assert!(first.contains(&format!(" at {tls} ")), "{first}");
     std::fs::remove_dir_all(&config).unwrap();
 }
+
+/// The environment of a user with no Docker of their own: no
+/// `DOCKER_HOST`, no docker context (an empty config directory).
+fn no_docker_named(config: &std::path::Path) -> Vec<(&'static str, Option<String>)> {
+    std::fs::create_dir_all(config).unwrap();
+    vec![
+        ("DOCKER_HOST", None),
+        ("DOCKER_CONTEXT", None),
+        ("DOCKER_CONFIG", Some(config.to_str().unwrap().to_owned())),
+    ]
+}
+
+fn env_refs<'a>(env: &'a [(&'static str, Option<String>)]) -> Vec<(&'static str, Option<&'a str>)> {
+    env.iter().map(|(k, v)| (*k, v.as_deref())).collect()
+}
+
+/// The PIDs of a process in each PID namespace, ours first (`NSpid`).
+fn ns_pids(pid: u64) -> Vec<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("NSpid:"))
+        .expect("an NSpid line")
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_engine_named_every_engine_shows_nested_under_its_container_with_pids_here() {
+    let rig = Rig::load();
+    let podman = DockerTest::connect(&rig.podman, "cli-discover").await;
+    let id = podman.run("nested", &[]).await;
+    let config = std::env::temp_dir().join(whalewatcher_tests::test_label_value("no-docker"));
+    let env = no_docker_named(&config);
+
+    let (code, json, stderr) = whalewatch_with(&["--json"], &env_refs(&env));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("whalewatch: --discover: not watched: containerd cri (PID "),
+        "the host containerd's CRI, which has no events: {stderr}"
+    );
+    let json: Value = serde_json::from_str(&json).expect("JSON");
+    let engines = json["engines"].as_array().unwrap();
+    let types: Vec<&str> = engines
+        .iter()
+        .map(|e| e["engine"]["type"].as_str().unwrap())
+        .collect();
+    for wanted in ["docker.com", "containerd.io", "podman.io", "k8s.io/cri-api"] {
+        assert!(types.contains(&wanted), "{wanted} among {types:?}");
+    }
+    let host = engines
+        .iter()
+        .find(|e| e["engine"]["type"] == "docker.com" && e["engine"]["parent"].is_null())
+        .expect("the host dockerd");
+    let podman_engine = engines
+        .iter()
+        .find(|e| e["engine"]["type"] == "podman.io")
+        .expect("podman");
+    let parent = &podman_engine["engine"]["parent"];
+    assert_eq!(parent["name"], rig.podman.container());
+    assert_eq!(parent["engine"], host["engine"]["api"]);
+    let container = podman_engine["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["containers"].as_array().unwrap())
+        .find(|c| c["id"] == id.as_str())
+        .expect("the container on podman");
+    let (pid, here) = (
+        container["pid"].as_u64().unwrap(),
+        container["local_pid"].as_u64().expect("a PID here"),
+    );
+    assert_ne!(pid, here);
+    assert_eq!(
+        ns_pids(here).get(1),
+        Some(&pid),
+        "podman's PID, one level down"
+    );
+
+    // The table: podman's heading and rows indented under the host's,
+    // its PID column the PID here.
+    let (code, table, stderr) = whalewatch_with(&[], &env_refs(&env));
+    assert_eq!(code, 0, "{stderr}");
+    let heading = table
+        .lines()
+        .find(|line| line.contains("podman.io "))
+        .unwrap_or_else(|| panic!("no podman heading in\n{table}"));
+    assert!(
+        heading.starts_with("  podman.io ")
+            && heading.contains(&format!(" in container {}: ", rig.podman.container())),
+        "{heading}"
+    );
+    let row = table
+        .lines()
+        .find(|line| line.ends_with(&id[..12]))
+        .unwrap_or_else(|| panic!("no row for {id} in\n{table}"));
+    assert!(row.starts_with("  "), "{row}");
+    assert_eq!(
+        row.split_whitespace().nth(3),
+        Some(here.to_string().as_str()),
+        "{row}"
+    );
+    std::fs::remove_dir_all(&config).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_with_discovery_merges_every_engines_events_each_line_naming_its_engine() {
+    let rig = Rig::load();
+    let podman = DockerTest::connect(&rig.podman, "cli-discover-follow").await;
+    let docker = DockerTest::connect(&rig.docker, "cli-discover-follow").await;
+    let config = std::env::temp_dir().join(whalewatcher_tests::test_label_value("no-docker"));
+    let env = no_docker_named(&config);
+    let mut command = tokio::process::Command::new(WHALEWATCH);
+    command.arg("--follow");
+    for (name, value) in &env {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("whalewatch runs");
+    let stdout = child.stdout.take().expect("piped");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    within("a first line", lines.next_line()).await.unwrap();
+
+    let on_podman = podman.run("followed", &[]).await;
+    let on_docker = docker.run("followed", &[]).await;
+    // Started, or alive when it started before following began.
+    let mut seen: std::collections::BTreeMap<String, Value> = Default::default();
+    within("both containers in the output", async {
+        while seen.len() < 2 {
+            let line = lines.next_line().await.unwrap().expect("output goes on");
+            let line: Value = serde_json::from_str(&line).unwrap();
+            let id = line["container"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let kind = line["kind"].as_str().unwrap_or_default();
+            if (id == on_podman || id == on_docker) && (kind == "started" || kind == "alive") {
+                seen.insert(id, line);
+            }
+        }
+    })
+    .await;
+    for (id, engine_type, container) in [
+        (&on_podman, "podman.io", rig.podman.container()),
+        (&on_docker, "docker.com", rig.docker.container()),
+    ] {
+        let line = &seen[id];
+        assert_eq!(line["schema"], 1);
+        assert_eq!(line["engine"]["type"], engine_type, "{line}");
+        assert_eq!(line["engine"]["parent"]["name"], container, "{line}");
+        let (pid, here) = (
+            line["container"]["pid"].as_u64().unwrap(),
+            line["container"]["local_pid"].as_u64().expect("a PID here"),
+        );
+        assert_eq!(ns_pids(here).get(1), Some(&pid), "{line}");
+    }
+    let pid = child.id().expect("running");
+    whalewatcher_tests::run_command("kill", &["-INT", &pid.to_string()]);
+    let status = within("whalewatch to exit", child.wait()).await.unwrap();
+    assert!(status.success(), "{status:?}");
+    std::fs::remove_dir_all(&config).unwrap();
+}
+
+#[test]
+fn discovery_as_a_user_without_root_says_what_it_cannot_reach_and_why_and_does_not_fail() {
+    // Readable by nobody: a home and docker config of its own.
+    let home = std::env::temp_dir().join(whalewatcher_tests::test_label_value("nobody"));
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let home_dir = home.to_str().unwrap();
+    let output = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            WHALEWATCH,
+        ])
+        .env_remove("DOCKER_HOST")
+        .env_remove("DOCKER_CONTEXT")
+        .env("HOME", home_dir)
+        .env("DOCKER_CONFIG", home_dir)
+        .output()
+        .expect("setpriv runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    // Every engine process of the rig, each with why.
+    for process in ["dockerd", "containerd", "podman"] {
+        assert!(
+            stderr.lines().any(|line| line.starts_with(&format!(
+                "whalewatch: --discover: not watched: {process} (PID "
+            )) && line
+                .ends_with("cannot see its sockets: Permission denied (os error 13)")),
+            "{process}: {stderr}"
+        );
+    }
+    assert!(
+        stderr.contains("looking into other users' engines takes root"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&home).unwrap();
+}

@@ -68,11 +68,25 @@ pub struct TlsDirs {
     pub no_client_cert: String,
 }
 
+/// How the rig runs an engine in a container of the host dockerd: its
+/// image (entrypoint `rig-entrypoint containerd|podman|dockerd`) and the
+/// `docker run` arguments an engine needs there.
+#[derive(Clone, Debug, Deserialize)]
+pub struct EngineContainers {
+    /// The engines image.
+    pub image: String,
+    /// `docker run` arguments (no network, capabilities, cgroups, a
+    /// tmpfs `/run`), without storage volumes or a socket directory.
+    pub run_args: Vec<String>,
+}
+
 /// All engines of the rig.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Rig {
     /// The label on everything the rig made.
     pub label: String,
+    /// How to start another engine in a container, as the rig does.
+    pub engines: EngineContainers,
     /// The host dockerd (Debian bookworm's 20.10).
     pub host_docker: Engine,
     /// The host dockerd relayed to a loopback port, plain tcp.
@@ -111,6 +125,26 @@ impl Rig {
     /// The docker CLI arguments that reach the host dockerd.
     pub fn host_docker_args(&self) -> [&str; 2] {
         ["-H", &self.host_docker.endpoint]
+    }
+
+    /// The host PID of the initial process of the container `engine`
+    /// runs in (the engine), now: `container_pid` is stale after a
+    /// restart.
+    pub fn engine_pid(&self, engine: &Engine) -> u32 {
+        let pid = crate::run_command(
+            "docker",
+            &[
+                "-H",
+                &self.host_docker.endpoint,
+                "inspect",
+                "-f",
+                "{{.State.Pid}}",
+                engine.container(),
+            ],
+        );
+        pid.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("no PID for {}: {pid:?}", engine.container()))
     }
 
     /// Restarts the container `engine` runs in, giving it `grace` seconds

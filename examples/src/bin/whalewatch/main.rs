@@ -406,6 +406,13 @@ fn tell_unreached(scan: &Scan, nothing_else: bool) {
             unreached.process, unreached.pid, unreached.reason
         );
     }
+    if scan
+        .unreached
+        .iter()
+        .any(|unreached| unreached.reason.contains("Permission denied"))
+    {
+        eprintln!("whalewatch: --discover: looking into other users' engines takes root");
+    }
     if nothing_else && scan.engines.is_empty() {
         eprintln!(
             "whalewatch: --discover: no engine found among {} processes",
