@@ -20,7 +20,8 @@ pub struct Engine {
     pub version: String,
     /// The host dockerd's container the engine runs in, if any.
     pub container: Option<String>,
-    /// The host PID of that container's initial process (the engine).
+    /// The host PID of that container's initial process (its init, whose
+    /// one child is the engine), when the rig was set up.
     pub container_pid: Option<u32>,
     /// The workload image, as this engine names it.
     pub image: Option<String>,
@@ -127,10 +128,22 @@ impl Rig {
         ["-H", &self.host_docker.endpoint]
     }
 
-    /// The host PID of the initial process of the container `engine`
-    /// runs in (the engine), now: `container_pid` is stale after a
-    /// restart.
+    /// The host PID of the engine process in its container, now: the one
+    /// child of the container's init (`container_pid` is stale after a
+    /// restart).
     pub fn engine_pid(&self, engine: &Engine) -> u32 {
+        let init = self.container_init_pid(engine);
+        only_child(init).unwrap_or_else(|| {
+            panic!(
+                "the init {init} of {} has not one child",
+                engine.container()
+            )
+        })
+    }
+
+    /// The host PID of the initial process of the container `engine`
+    /// runs in, now.
+    pub fn container_init_pid(&self, engine: &Engine) -> u32 {
         let pid = crate::run_command(
             "docker",
             &[
@@ -162,6 +175,17 @@ impl Rig {
                 engine.container(),
             ],
         );
+    }
+}
+
+/// The one child of process `init` (an engine container's init: the
+/// engine); `None` while it has none (just started) or several.
+pub fn only_child(init: u32) -> Option<u32> {
+    let children = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
+        .unwrap_or_else(|e| panic!("cannot read the children of {init}: {e}"));
+    match children.split_whitespace().collect::<Vec<_>>()[..] {
+        [child] => child.parse().ok(),
+        _ => None,
     }
 }
 

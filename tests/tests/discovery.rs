@@ -173,7 +173,12 @@ async fn discovery_finds_the_five_engines_of_the_rig_names_the_containers_of_the
                 assert_eq!(parent.engine, host_docker, "{name}: the host dockerd's");
                 assert_ne!(engine.pid_namespace, ours, "{name} has its own");
                 assert_eq!(engine.pid.depth, 1, "{name}");
-                assert_eq!(engine.pid.own, 1, "{name} is its container's init");
+                assert_ne!(engine.pid.own, engine.pid.local, "{name}");
+                let rig_engine = [&rig.docker, &rig.podman, &rig.containerd]
+                    .into_iter()
+                    .find(|e| e.container.as_deref() == Some(container.as_str()))
+                    .expect("a rig engine");
+                assert_eq!(engine.pid.local, rig.engine_pid(rig_engine), "{name}");
                 assert_eq!(
                     pid_namespace(engine.pid.local),
                     engine.pid_namespace,
@@ -456,8 +461,18 @@ impl ExtraContainerd {
         }
     }
 
-    fn pid(&self) -> u32 {
-        let pid = run_command(
+    /// The containerd process, once the container's init started it.
+    async fn pid(&self) -> u32 {
+        let init = self.init();
+        eventually("the container's init to start containerd", || async {
+            rig::only_child(init).is_some()
+        })
+        .await;
+        rig::only_child(init).expect("one child")
+    }
+
+    fn init(&self) -> u32 {
+        let init = run_command(
             "docker",
             &[
                 "-H",
@@ -468,7 +483,7 @@ impl ExtraContainerd {
                 &self.name,
             ],
         );
-        pid.trim().parse().expect("a PID")
+        init.trim().parse().expect("a PID")
     }
 
     fn remove(&self) {
@@ -497,7 +512,7 @@ async fn a_containerd_started_in_a_new_container_is_found_within_one_rescan_and_
     let rescanning = discovery.spawn();
 
     let extra = ExtraContainerd::start(&rig);
-    let pid = extra.pid();
+    let pid = extra.pid().await;
     // From when its API socket is there to the fleet's join: one rescan
     // period, and the probe's and first sync's time.
     let socket = format!("/proc/{pid}/root/rig-socket/containerd.sock");
