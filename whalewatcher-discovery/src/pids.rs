@@ -40,6 +40,13 @@ pub struct PidTranslator {
 }
 
 impl PidTranslator {
+    /// The translator for the engine whose process is `engine` in our
+    /// `/proc`, and where that process sits: for an engine found some
+    /// other way than by a [`Discovery`](crate::Discovery) scan.
+    pub fn of_engine(engine: u32) -> std::io::Result<(Self, PidLevels)> {
+        Self::for_engine(&Procfs::new("/proc"), engine)
+    }
+
     /// The translator for the engine whose process is `engine` here, and
     /// where that process sits; an error when `/proc` does not tell.
     pub(crate) fn for_engine(procfs: &Procfs, engine: u32) -> std::io::Result<(Self, PidLevels)> {
