@@ -195,7 +195,10 @@ impl Drop for DockerTest {
     /// the docker CLI, which needs no runtime (this may run in a panic).
     fn drop(&mut self) {
         let filter = format!("label={TEST_LABEL}={}", self.label);
-        let host = ["-H", self.engine.endpoint.as_str()];
+        // The unix socket, also behind a relay: the docker CLI reaches the
+        // TLS relay only with certificates it is not given here.
+        let socket = format!("unix://{}", self.engine.socket());
+        let host = ["-H", socket.as_str()];
         let docker = |args: &[&str]| {
             std::process::Command::new("docker")
                 .args([&host[..], args].concat())

@@ -187,3 +187,40 @@ async fn cri_runs_a_host_network_pod_whose_verbose_status_has_a_pid_and_reports_
     listener.abort();
     tokio::time::sleep(Duration::ZERO).await;
 }
+
+/// The containers a `DockerTest` made, as the host dockerd lists them.
+fn left_by(rig: &Rig, label: &str) -> Vec<String> {
+    let filter = format!("label={}={label}", whalewatcher_tests::TEST_LABEL);
+    whalewatcher_tests::run_command(
+        "docker",
+        &[
+            "-H",
+            &rig.host_docker.endpoint,
+            "ps",
+            "-aq",
+            "--filter",
+            &filter,
+        ],
+    )
+    .split_whitespace()
+    .map(str::to_owned)
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_docker_test_on_the_tcp_and_tls_relays_removes_its_containers_when_dropped() {
+    let rig = Rig::load();
+    for engine in [&rig.host_docker_tcp, &rig.host_docker_tls] {
+        let t = DockerTest::connect(engine, "relay-cleanup").await;
+        t.run("left", &[]).await;
+        let label = t.label.clone();
+        assert_eq!(left_by(&rig, &label).len(), 1, "{}", engine.endpoint);
+        drop(t);
+        assert_eq!(
+            left_by(&rig, &label),
+            Vec::<String>::new(),
+            "{}: removed on drop",
+            engine.endpoint
+        );
+    }
+}
