@@ -4,7 +4,9 @@
 //!
 //! This facade re-exports [`whalewatcher_core`] and, behind cargo features,
 //! each engine: `moby` (default; `tls` adds TLS to `tcp://` Docker
-//! endpoints), `containerd`, `cri`. With the default
+//! endpoints), `containerd`, `cri`; and `discovery` (Linux): every engine
+//! of the host found by process, engines in containers too, in one
+//! [`Fleet`] with PIDs in the reader's PID namespace. With the default
 //! features nothing of gRPC is compiled, so a Docker-only user needs no
 //! `protoc`.
 //!
