@@ -90,10 +90,14 @@ impl PidTranslator {
             .is_ok_and(|status| status.pids.get(self.depth) == Some(&pid))
     }
 
-    /// Indexes every process of the engine's namespace (and those nested
-    /// in it) by its PID at the engine's level.
-    fn walk(&self) -> HashMap<u32, u32> {
-        let mut index = HashMap::new();
+    /// Indexes the processes of the engine's namespace (and those nested
+    /// in it) by their PIDs at the engine's level, newest first (the last
+    /// child of each process, and what it started, before its elder
+    /// siblings), until `wanted` is among them: a container that just
+    /// started is found after a few reads, not a walk of everything.
+    /// Returns what it saw and whether that is the whole namespace.
+    fn walk(&self, wanted: u32) -> (HashMap<u32, u32>, bool) {
+        let mut seen = HashMap::new();
         let mut pending = vec![self.namespace_init];
         while let Some(local) = pending.pop() {
             let Ok(status) = self.procfs.nspids(local) else {
@@ -102,14 +106,21 @@ impl PidTranslator {
             let Some(&theirs) = status.pids.get(self.depth) else {
                 continue;
             };
-            index.insert(theirs, local);
+            seen.insert(theirs, local);
+            if theirs == wanted {
+                return (seen, false);
+            }
             if let Ok(children) = self.procfs.children(local) {
                 pending.extend(children);
             }
         }
-        index
+        (seen, true)
     }
 }
+
+/// Entries of a translator's index past which a partial walk starts it
+/// afresh: stale entries are checked before use, this only bounds them.
+const MAX_INDEXED: usize = 1 << 16;
 
 impl PidTranslation for PidTranslator {
     fn local_pid(&self, pid: u32) -> Option<u32> {
@@ -120,9 +131,14 @@ impl PidTranslation for PidTranslator {
         if let Some(local) = known.filter(|local| self.is(*local, pid)) {
             return Some(local);
         }
-        let index = self.walk();
-        let found = index.get(&pid).copied();
-        *lock(&self.index) = index;
+        let (seen, whole) = self.walk(pid);
+        let found = seen.get(&pid).copied();
+        let mut index = lock(&self.index);
+        if whole || index.len() + seen.len() > MAX_INDEXED {
+            *index = seen;
+        } else {
+            index.extend(seen);
+        }
         found
     }
 }
