@@ -128,17 +128,13 @@ impl Rig {
         ["-H", &self.host_docker.endpoint]
     }
 
-    /// The host PID of the engine process in its container, now: the one
-    /// child of the container's init (`container_pid` is stale after a
-    /// restart).
+    /// The host PID of the engine process in its container, now: the
+    /// first child of the container's init (`container_pid` is stale after
+    /// a restart).
     pub fn engine_pid(&self, engine: &Engine) -> u32 {
         let init = self.container_init_pid(engine);
-        only_child(init).unwrap_or_else(|| {
-            panic!(
-                "the init {init} of {} has not one child",
-                engine.container()
-            )
-        })
+        first_child(init)
+            .unwrap_or_else(|| panic!("the init {init} of {} has no child", engine.container()))
     }
 
     /// The host PID of the initial process of the container `engine`
@@ -178,15 +174,26 @@ impl Rig {
     }
 }
 
-/// The one child of process `init` (an engine container's init: the
-/// engine); `None` while it has none (just started) or several.
-pub fn only_child(init: u32) -> Option<u32> {
+/// The first child of process `init` (an engine container's init: the
+/// engine, which it started; the shims and conmons that the engine's
+/// containers left to the init come later); `None` before it started one.
+pub fn first_child(init: u32) -> Option<u32> {
     let children = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
         .unwrap_or_else(|e| panic!("cannot read the children of {init}: {e}"));
-    match children.split_whitespace().collect::<Vec<_>>()[..] {
-        [child] => child.parse().ok(),
-        _ => None,
-    }
+    children
+        .split_whitespace()
+        .filter_map(|pid| pid.parse::<u32>().ok())
+        .filter_map(|pid| Some((started(pid)?, pid)))
+        .min()
+        .map(|(_, pid)| pid)
+}
+
+/// When process `pid` started, in clock ticks since boot (`/proc/PID/stat`).
+fn started(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command in parentheses, which may hold spaces: field 22.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// How often a test helper starts a container when runc's init dies

@@ -465,10 +465,10 @@ impl ExtraContainerd {
     async fn pid(&self) -> u32 {
         let init = self.init();
         eventually("the container's init to start containerd", || async {
-            rig::only_child(init).is_some()
+            rig::first_child(init).is_some()
         })
         .await;
-        rig::only_child(init).expect("one child")
+        rig::first_child(init).expect("a child")
     }
 
     fn init(&self) -> u32 {
