@@ -9,7 +9,9 @@
 //!   record keeps (one thread; its CPU time);
 //! - whalewatcher's initial sync against the endpoint: wall time, and the
 //!   client's CPU (every thread of this process but the endpoint's);
-//! - the ratio of the client's CPU to the floor, per round.
+//! - the ratio of the client's CPU to the floor, per round;
+//! - for comparison, the same bodies parsed into bollard's full model
+//!   (what every inspect cost before the engine parsed only what it keeps).
 //!
 //! Medians; no goal is asserted here. Run: `cargo bench -p
 //! whalewatcher-tests --bench library_cost`.
@@ -103,6 +105,19 @@ fn parse_floor(bodies: &[Vec<u8>]) -> Duration {
     this_thread_cpu() - before
 }
 
+/// The CPU to deserialize every body into bollard's full model, as the
+/// moby engine did for every inspect before it parsed only the kept
+/// fields (it still does for a packer).
+fn parse_bollard(bodies: &[Vec<u8>]) -> Duration {
+    let before = this_thread_cpu();
+    for body in bodies {
+        let full: bollard::models::ContainerInspectResponse =
+            serde_json::from_slice(body).expect("a body");
+        std::hint::black_box(full);
+    }
+    this_thread_cpu() - before
+}
+
 /// One initial sync against `endpoint`: wall time, the client's CPU.
 async fn sync(endpoint: &LoopbackDocker, n: usize) -> (Duration, Duration) {
     let (process_before, server_before) = (process_cpu(), endpoint.cpu());
@@ -135,14 +150,23 @@ fn main() {
         .unwrap();
     let dir = std::env::temp_dir();
     println!(
-        "{:>7} {:>10} {:>10} {:>10} {:>12} {:>12} {:>8}",
-        "N", "sync ms", "client ms", "floor ms", "client µs/c", "floor µs/c", "ratio"
+        "{:>7} {:>10} {:>10} {:>10} {:>12} {:>12} {:>8} {:>13} {:>13}",
+        "N",
+        "sync ms",
+        "client ms",
+        "floor ms",
+        "client µs/c",
+        "floor µs/c",
+        "ratio",
+        "bollard µs/c",
+        "bollard/floor"
     );
     for n in sizes {
         let endpoint = LoopbackDocker::start(&dir, DOCKERD_26_INSPECT, n);
         let bodies = bodies(n);
         let (mut walls, mut clients, mut floors, mut ratios) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut fulls, mut full_ratios) = (Vec::new(), Vec::new());
         for round in 0..rounds {
             // Alternating which goes first.
             let floor_first = round % 2 == 0;
@@ -153,16 +177,21 @@ fn main() {
             clients.push(ms(client));
             floors.push(ms(floor));
             ratios.push(client.as_secs_f64() / floor.as_secs_f64());
+            let full = parse_bollard(&bodies);
+            fulls.push(ms(full));
+            full_ratios.push(full.as_secs_f64() / floor.as_secs_f64());
         }
         let per = |total: f64| total * 1e3 / n as f64;
         println!(
-            "{n:>7} {:>10.1} {:>10.1} {:>10.1} {:>12.1} {:>12.1} {:>8.2}",
+            "{n:>7} {:>10.1} {:>10.1} {:>10.1} {:>12.1} {:>12.1} {:>8.2} {:>13.1} {:>13.2}",
             median(&walls),
             median(&clients),
             median(&floors),
             per(median(&clients)),
             per(median(&floors)),
             median(&ratios),
+            per(median(&fulls)),
+            median(&full_ratios),
         );
     }
 }

@@ -1,12 +1,13 @@
 //! Pure conversions of the engine's records into the core's model.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::models::{ContainerInspectResponse, EventMessage, EventMessageTypeEnum, SystemInfo};
 use serde::Deserialize;
 use whalewatcher_core::{
-    Container, EngineError, EngineEvent, EventKind, Exit, OomKills, PodInfo, COMPOSE_PROJECT_LABEL,
+    Container, EngineError, EngineEvent, EventKind, Exit, Labels, OomKills, PodInfo,
+    COMPOSE_PROJECT_LABEL,
 };
 
 use crate::{Packer, INFRA_LABEL, POD_ID_LABEL, POD_NAME_LABEL, PRIVILEGED_LABEL};
@@ -26,52 +27,157 @@ pub(crate) struct PodMembership {
     pub is_infra: bool,
 }
 
-/// Builds a [`Container`] from an inspect response; a container without a
-/// running or paused process is [`EngineError::Processless`].
+/// The fields of a container inspect response that the record keeps, and
+/// nothing else: parsed straight from the body, its strings borrowed where
+/// they have no escapes. bollard's full model (hundreds of fields) is
+/// parsed only for a [`Packer`], which is handed it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub(crate) struct Inspected<'a> {
+    #[serde(borrow)]
+    pub id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    /// The image's id.
+    #[serde(borrow)]
+    image: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    created: Option<Cow<'a, str>>,
+    restart_count: Option<i64>,
+    #[serde(borrow)]
+    state: Option<InspectedState<'a>>,
+    #[serde(borrow)]
+    config: Option<InspectedConfig<'a>>,
+    host_config: Option<InspectedHostConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct InspectedState<'a> {
+    running: Option<bool>,
+    paused: Option<bool>,
+    pid: Option<i64>,
+    #[serde(borrow)]
+    started_at: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct InspectedConfig<'a> {
+    /// The image as the user named it.
+    #[serde(borrow)]
+    image: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    labels: Option<LabelPairs<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct InspectedHostConfig {
+    privileged: Option<bool>,
+}
+
+/// A JSON object of labels, as its pairs in the body's order.
+#[derive(Debug, Default)]
+struct LabelPairs<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for LabelPairs<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Pairs<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Pairs<'a> {
+            type Value = LabelPairs<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of label strings")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some((key, value)) = map.next_entry::<Borrowed<'a>, Borrowed<'a>>()? {
+                    pairs.push((key.0, value.0));
+                }
+                Ok(LabelPairs(pairs))
+            }
+        }
+        deserializer.deserialize_map(Pairs(std::marker::PhantomData))
+    }
+}
+
+/// A string, borrowed from the body where it has no escapes.
+struct Borrowed<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Borrowed<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+        Text::deserialize(deserializer).map(|text| Borrowed(text.0))
+    }
+}
+
+/// Parses the fields the record keeps out of an inspect body.
+pub(crate) fn parse_inspect(body: &[u8]) -> Result<Inspected<'_>, serde_json::Error> {
+    serde_json::from_slice(body)
+}
+
+/// Builds a [`Container`] from an inspect response (`body`, its kept
+/// fields `inspected`); a container without a running or paused process
+/// is [`EngineError::Processless`]. With a packer, bollard's full model
+/// of the body is parsed too, and the packer completes the record.
 pub(crate) fn container(
-    inspected: &ContainerInspectResponse,
+    inspected: &Inspected<'_>,
+    body: &[u8],
     pod: Option<&PodMembership>,
     packer: Option<&Packer>,
     endpoint: &str,
 ) -> Result<Container, EngineError> {
-    let id = inspected.id.clone().ok_or_else(|| EngineError::Protocol {
-        endpoint: endpoint.to_owned(),
-        message: "container inspect response without an Id".into(),
-    })?;
+    let id = inspected
+        .id
+        .as_deref()
+        .ok_or_else(|| EngineError::Protocol {
+            endpoint: endpoint.to_owned(),
+            message: "container inspect response without an Id".into(),
+        })?;
     let state = inspected.state.as_ref();
     let running = state.and_then(|s| s.running).unwrap_or(false);
     let paused = state.and_then(|s| s.paused).unwrap_or(false);
     let pid = state.and_then(|s| s.pid).unwrap_or(0);
     if !(running || paused) || pid <= 0 {
-        return Err(EngineError::Processless { id });
+        return Err(EngineError::Processless { id: id.to_owned() });
     }
-    let mut labels: HashMap<String, String> = inspected
-        .config
-        .as_ref()
-        .and_then(|c| c.labels.clone())
+    let config = inspected.config.as_ref();
+    let given: &[(Cow<'_, str>, Cow<'_, str>)] = config
+        .and_then(|c| c.labels.as_ref())
+        .map_or(&[], |labels| &labels.0);
+    let project = given
+        .iter()
+        .rev()
+        .find(|(key, _)| key == COMPOSE_PROJECT_LABEL)
+        .map(|(_, value)| value.as_ref())
         .unwrap_or_default();
-    let project = labels
-        .get(COMPOSE_PROJECT_LABEL)
-        .cloned()
-        .unwrap_or_default();
+    let mut labels: Vec<(&str, &str)> = given
+        .iter()
+        .map(|(k, v)| (k.as_ref(), v.as_ref()))
+        .collect();
     if inspected.host_config.as_ref().and_then(|h| h.privileged) == Some(true) {
-        labels.insert(PRIVILEGED_LABEL.to_owned(), String::new());
+        labels.push((PRIVILEGED_LABEL, ""));
     }
-    if let Some(pod) = pod.filter(|p| !p.pod_id.is_empty()) {
-        labels.insert(POD_ID_LABEL.to_owned(), pod.pod_id.clone());
-        labels.insert(POD_NAME_LABEL.to_owned(), pod.pod_name.clone());
+    let pod = pod.filter(|p| !p.pod_id.is_empty());
+    if let Some(pod) = pod {
+        labels.push((POD_ID_LABEL, &pod.pod_id));
+        labels.push((POD_NAME_LABEL, &pod.pod_name));
         if pod.is_infra {
-            labels.insert(INFRA_LABEL.to_owned(), String::new());
+            labels.push((INFRA_LABEL, ""));
         }
     }
     let name = inspected.name.as_deref().unwrap_or_default();
     let mut container = Container::new(id, name.trim_start_matches('/'), pid as u32)
-        .with_labels(labels)
+        .with_labels(labels.into_iter().collect::<Labels>())
         .with_project(project)
         .with_paused(paused);
     // What the same answer tells besides: image as named and its id,
     // times, restarts, a podman pod.
-    if let Some(image) = inspected.config.as_ref().and_then(|c| c.image.as_deref()) {
+    if let Some(image) = config.and_then(|c| c.image.as_deref()) {
         container = container.with_image(image);
     }
     if let Some(image_id) = inspected.image.as_deref().filter(|i| !i.is_empty()) {
@@ -89,7 +195,7 @@ pub(crate) fn container(
     if let Some(restarts) = inspected.restart_count.and_then(|n| u32::try_from(n).ok()) {
         container = container.with_restarts(restarts);
     }
-    if let Some(pod) = pod.filter(|p| !p.pod_id.is_empty()) {
+    if let Some(pod) = pod {
         container = container.with_pod(std::sync::Arc::new(PodInfo {
             uid: pod.pod_id.as_str().into(),
             name: pod.pod_name.as_str().into(),
@@ -97,7 +203,13 @@ pub(crate) fn container(
         }));
     }
     Ok(match packer {
-        Some(pack) => pack(container, inspected),
+        Some(pack) => {
+            let full = inspect_response(body).map_err(|e| EngineError::Protocol {
+                endpoint: endpoint.to_owned(),
+                message: format!("the inspect of {id} ({e})"),
+            })?;
+            pack(container, &full)
+        }
         None => container,
     })
 }
@@ -330,13 +442,19 @@ mod tests {
         "State": {"Status": "exited", "Running": false, "Paused": false, "Pid": 0, "ExitCode": 137}
     }"#;
 
-    fn inspect(json: &str) -> ContainerInspectResponse {
-        serde_json::from_str(json).unwrap()
+    /// The record of an inspect body, as the engine makes it.
+    fn record(
+        json: &str,
+        pod: Option<&PodMembership>,
+        packer: Option<&Packer>,
+    ) -> Result<Container, EngineError> {
+        let body = json.as_bytes();
+        container(&parse_inspect(body).unwrap(), body, pod, packer, "x")
     }
 
     #[test]
     fn docker_inspect_becomes_a_container_with_project_and_privileged_marker() {
-        let c = container(&inspect(DOCKER_INSPECT), None, None, "unix:///d.sock").unwrap();
+        let c = record(DOCKER_INSPECT, None, None).unwrap();
         assert_eq!(c.name(), "shop-web-1", "no leading slash");
         assert_eq!(c.pid(), 4242);
         assert_eq!(c.project(), "shop");
@@ -352,11 +470,30 @@ mod tests {
         assert_eq!(c.started(), Some(at(1_795_666_839_500_000_000)));
         assert_eq!(c.restarts(), Some(2));
         assert!(c.pod().is_none());
-        let bare = container(&inspect(PODMAN_PAUSED_INSPECT), None, None, "x").unwrap();
+        let bare = record(PODMAN_PAUSED_INSPECT, None, None).unwrap();
         assert_eq!(
             (bare.image(), bare.created(), bare.restarts()),
             (None, None, None)
         );
+    }
+
+    #[test]
+    fn labels_with_escapes_null_labels_and_unknown_fields_are_read() {
+        let escaped = DOCKER_INSPECT.replace(
+            r#""com.docker.compose.service": "web""#,
+            r#""com.docker.compose.service": "web", "quote\"d": "line\nbreak \u00e9""#,
+        );
+        let c = record(&escaped, None, None).unwrap();
+        assert_eq!(c.label("quote\"d"), Some("line\nbreak é"));
+        assert_eq!(c.project(), "shop");
+        let null = PODMAN_PAUSED_INSPECT.replace(r#"{"whalewatcher-rig": "image"}"#, "null");
+        let c = record(&null, None, None).unwrap();
+        assert!(c.labels().is_empty());
+        let extra = DOCKER_INSPECT.replace(
+            r#""Name""#,
+            r#""Mounts": [{"x": [1, {"y": null}]}], "Name""#,
+        );
+        assert_eq!(record(&extra, None, None).unwrap().name(), "shop-web-1");
     }
 
     #[test]
@@ -367,7 +504,7 @@ mod tests {
             pod_name: "rigpod".into(),
             is_infra: true,
         };
-        let c = container(&inspect(PODMAN_PAUSED_INSPECT), Some(&pod), None, "x").unwrap();
+        let c = record(PODMAN_PAUSED_INSPECT, Some(&pod), None).unwrap();
         assert!(c.is_paused());
         assert_eq!(c.pid(), 313);
         assert_eq!(c.label(POD_NAME_LABEL), Some("rigpod"));
@@ -388,13 +525,13 @@ mod tests {
             id: "x".into(),
             ..Default::default()
         };
-        let c = container(&inspect(PODMAN_PAUSED_INSPECT), Some(&pod), None, "x").unwrap();
+        let c = record(PODMAN_PAUSED_INSPECT, Some(&pod), None).unwrap();
         assert_eq!(c.label(POD_ID_LABEL), None);
     }
 
     #[test]
     fn a_container_without_process_is_processless() {
-        let err = container(&inspect(EXITED_INSPECT), None, None, "x").unwrap_err();
+        let err = record(EXITED_INSPECT, None, None).unwrap_err();
         assert!(matches!(err, EngineError::Processless { id } if id == "dead"));
     }
 
@@ -414,7 +551,7 @@ mod tests {
             c.with_labels(labels)
                 .with_rucksack(std::sync::Arc::new(mode.unwrap_or_default()))
         });
-        let c = container(&inspect(DOCKER_INSPECT), None, Some(&packer), "x").unwrap();
+        let c = record(DOCKER_INSPECT, None, Some(&packer)).unwrap();
         assert_eq!(c.rucksack::<String>().map(String::as_str), Some("none"));
         assert_eq!(c.label("packed"), Some("yes"));
         assert_eq!(c.project(), "shop", "the rest of the record stays");
@@ -525,14 +662,10 @@ mod tests {
             let status = parsed.state.and_then(|s| s.status).map(|s| s.to_string());
             assert_eq!(status.as_deref(), docker, "{podman}");
         }
-        let c = container(
-            &inspect_response(DOCKER_INSPECT.as_bytes()).unwrap(),
-            None,
-            None,
-            "x",
-        )
-        .unwrap();
-        assert_eq!(c.pid(), 4242);
+        for podman in ["stopped", "initialized", "weird"] {
+            let json = DOCKER_INSPECT.replace("\"running\"", &format!("\"{podman}\""));
+            assert_eq!(record(&json, None, None).unwrap().pid(), 4242, "{podman}");
+        }
     }
 
     #[test]

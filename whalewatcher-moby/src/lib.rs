@@ -363,15 +363,14 @@ impl MobyEngine {
             .map_err(|e| self.unexpected(&format!("the container list ({e})"), status, &body))
     }
 
-    /// The raw inspect response of one container.
-    async fn inspect_response(&self, id: &str) -> Result<ContainerInspectResponse, EngineError> {
+    /// The inspect body of one container.
+    async fn inspect_body(&self, id: &str) -> Result<bytes::Bytes, EngineError> {
         if !convert::could_name_a_container(id) {
             return Err(EngineError::NotFound { id: id.to_owned() });
         }
         let Answer { status, body, .. } = self.get(&format!("/containers/{id}/json")).await?;
         match status {
-            200 => convert::inspect_response(&body)
-                .map_err(|e| self.unexpected(&format!("the inspect of {id} ({e})"), status, &body)),
+            200 => Ok(body),
             404 => Err(EngineError::NotFound { id: id.to_owned() }),
             _ => Err(self.unexpected(&format!("the inspect of {id}"), status, &body)),
         }
@@ -383,14 +382,22 @@ impl MobyEngine {
         id: &str,
         pods: Option<&HashMap<String, PodMembership>>,
     ) -> Result<Container, EngineError> {
-        let inspected = self.inspect_response(id).await?;
-        let full_id = inspected.id.clone().unwrap_or_else(|| id.to_owned());
+        let body = self.inspect_body(id).await?;
+        let inspected = convert::parse_inspect(&body)
+            .map_err(|e| self.unexpected(&format!("the inspect of {id} ({e})"), 200, &body))?;
+        let full_id = inspected.id.as_deref().unwrap_or(id).to_owned();
         let pod = match pods {
             Some(pods) => pods.get(&full_id).cloned(),
             None if self.is_podman().await? => self.pods(Some(&full_id)).await?.remove(&full_id),
             None => None,
         };
-        convert::container(&inspected, pod.as_ref(), self.packer.as_ref(), &self.api)
+        convert::container(
+            &inspected,
+            &body,
+            pod.as_ref(),
+            self.packer.as_ref(),
+            &self.api,
+        )
     }
 }
 
