@@ -99,6 +99,11 @@ impl LoopbackDocker {
         format!("unix://{}", self.socket.display())
     }
 
+    /// The id of the endpoint's thread, to leave it out of the client's.
+    pub fn thread_id(&self) -> u32 {
+        self.tid
+    }
+
     /// The CPU time the endpoint's thread has used so far.
     pub fn cpu(&self) -> Duration {
         thread_cpu(self.tid)

@@ -1,0 +1,138 @@
+//! What a watcher costs while nothing happens: a watcher of N loopback
+//! containers (`WW_IDLE_N`, default 10,000; `tests/src/loopback_docker.rs`,
+//! an endpoint whose event stream stays quiet) is left alone for
+//! `WW_IDLE_SECS` (default 20) seconds. Measured from every thread's
+//! `/proc/self/task/TID/schedstat` (CPU time, times scheduled), the
+//! endpoint's thread and the main thread left out:
+//!
+//! - the baseline: the same runtime, no watcher, for the same time;
+//! - the watcher: wake-ups per minute and CPU per minute, over the
+//!   first period after its sync and over the next;
+//! - the resident memory it holds: `VmRSS` after the sync minus before
+//!   (the endpoint's bodies were made before), per container; `VmHWM`.
+//!
+//! Nothing is asserted. Run: `cargo bench -p whalewatcher-tests --bench idle`.
+
+use std::time::Duration;
+
+use whalewatcher_core::{RetryPolicy, Watcher};
+use whalewatcher_moby::MobyEngine;
+use whalewatcher_tests::loopback_docker::{LoopbackDocker, DOCKERD_26_INSPECT};
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// CPU time and times scheduled of every thread but `left_out`.
+fn threads(left_out: &[u32]) -> (Duration, u64) {
+    let (mut cpu, mut runs) = (Duration::ZERO, 0);
+    for task in std::fs::read_dir("/proc/self/task")
+        .expect("tasks")
+        .flatten()
+    {
+        let Some(tid) = task
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if left_out.contains(&tid) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")) else {
+            continue;
+        };
+        let fields: Vec<u64> = stat
+            .split_whitespace()
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        cpu += Duration::from_nanos(fields[0]);
+        runs += fields[2];
+    }
+    (cpu, runs)
+}
+
+/// A `/proc/self/status` figure, in KiB.
+fn status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .expect("a figure")
+}
+
+fn this_thread() -> u32 {
+    let link = std::fs::read_link("/proc/thread-self").expect("thread-self");
+    link.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.parse().ok())
+        .expect("a tid")
+}
+
+/// Wake-ups and CPU, per minute, of the threads but `left_out` over `secs`.
+fn per_minute(left_out: &[u32], secs: u64) -> (f64, f64) {
+    let (cpu0, runs0) = threads(left_out);
+    std::thread::sleep(Duration::from_secs(secs));
+    let (cpu1, runs1) = threads(left_out);
+    let minutes = secs as f64 / 60.0;
+    (
+        (runs1 - runs0) as f64 / minutes,
+        (cpu1 - cpu0).as_secs_f64() * 1e3 / minutes,
+    )
+}
+
+fn main() {
+    let n = env_or("WW_IDLE_N", 10_000) as usize;
+    let secs = env_or("WW_IDLE_SECS", 20);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let endpoint = LoopbackDocker::start(&std::env::temp_dir(), DOCKERD_26_INSPECT, n);
+    let left_out = [endpoint.thread_id(), this_thread()];
+    // Let the runtime's threads start and settle.
+    runtime.block_on(async { tokio::time::sleep(Duration::from_millis(100)).await });
+    let (base_wakeups, base_cpu) = per_minute(&left_out, secs);
+
+    let rss_before = status_kib("VmRSS:");
+    let watcher = Watcher::new(
+        MobyEngine::new(endpoint.endpoint()).expect("engine"),
+        RetryPolicy::none(),
+    );
+    let watching = runtime.block_on(async {
+        let watching = watcher.spawn();
+        watcher.ready().await.expect("synced");
+        watching
+    });
+    assert_eq!(watcher.portfolio().len(), n, "every container synced");
+    let rss_after = status_kib("VmRSS:");
+    let (first_wakeups, first_cpu) = per_minute(&left_out, secs);
+    // Then again: the one-shot timers of a new session (its stability
+    // mark) are behind it.
+    let (wakeups, cpu) = per_minute(&left_out, secs);
+    let hwm = status_kib("VmHWM:");
+    runtime.block_on(async { watching.stop().await.expect("stopped") });
+
+    println!("# A watcher left alone, {n} containers, {secs} s\n");
+    println!("| | wake-ups per minute | CPU per minute |");
+    println!("|---|---|---|");
+    println!("| baseline: the runtime, no watcher | {base_wakeups:.1} | {base_cpu:.3} ms |");
+    println!(
+        "| the watcher, the first {secs} s after its sync | {first_wakeups:.1} | {first_cpu:.3} ms |"
+    );
+    println!("| the watcher, the {secs} s after those | {wakeups:.1} | {cpu:.3} ms |");
+    println!();
+    println!(
+        "RSS held after the sync: {} KiB, {:.0} bytes per container; VmHWM {} KiB",
+        rss_after.saturating_sub(rss_before),
+        rss_after.saturating_sub(rss_before) as f64 * 1024.0 / n as f64,
+        hwm
+    );
+}
