@@ -9,52 +9,16 @@
 //! `cargo bench -p whalewatch --bench process`.
 
 use std::process::Stdio;
-use std::time::Duration;
 
 use tokio::io::AsyncBufReadExt;
 use whalewatcher_tests::docker::DockerTest;
-use whalewatcher_tests::measure::{cpu_time, host_dockerd_pid, median};
+use whalewatcher_tests::measure::{
+    cpu_time, env_or, host_dockerd_pid, median, status_kib, threads_cpu,
+};
 use whalewatcher_tests::rig::Rig;
 use whalewatcher_tests::{within, TEST_LABEL};
 
 const WHALEWATCH: &str = env!("CARGO_BIN_EXE_whalewatch");
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// The CPU time of every thread of process `pid`, from their schedstat.
-fn process_cpu(pid: u32) -> Duration {
-    let mut total = Duration::ZERO;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .expect("the process's tasks")
-        .flatten()
-    {
-        let path = task.path().join("schedstat");
-        if let Ok(stat) = std::fs::read_to_string(path) {
-            let nanos: u64 = stat
-                .split_whitespace()
-                .next()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-            total += Duration::from_nanos(nanos);
-        }
-    }
-    total
-}
-
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .expect("status")
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .expect("a figure")
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -95,7 +59,7 @@ async fn main() {
             }
         })
         .await;
-        let used = process_cpu(pid);
+        let used = threads_cpu(pid);
         let engine = cpu_time(dockerd) - engine_before;
         rss.push(status_kib(pid, "VmRSS:") as f64);
         hwm.push(status_kib(pid, "VmHWM:") as f64);

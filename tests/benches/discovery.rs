@@ -26,22 +26,11 @@ use whalewatcher_core::PidTranslation;
 use whalewatcher_discovery::{Api, Discovery, PidTranslator};
 use whalewatcher_tests::docker::DockerTest;
 use whalewatcher_tests::loopback_docker::process_cpu;
-use whalewatcher_tests::measure::median;
+use whalewatcher_tests::measure::{env_or, median, ms};
 use whalewatcher_tests::rig::Rig;
 
 /// Containers on the nested podman, for the PID translation.
 const CONTAINERS: usize = 10;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
 
 /// Wall time and this process's CPU of `work`.
 async fn timed<T>(work: impl std::future::Future<Output = T>) -> (T, Duration, Duration) {

@@ -18,13 +18,7 @@ use std::time::Duration;
 use whalewatcher_core::{RetryPolicy, Watcher};
 use whalewatcher_moby::MobyEngine;
 use whalewatcher_tests::loopback_docker::{LoopbackDocker, DOCKERD_26_INSPECT};
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use whalewatcher_tests::measure::{env_or, status_kib, this_thread_id};
 
 /// CPU time and times scheduled of every thread but `left_out`.
 fn threads(left_out: &[u32]) -> (Duration, u64) {
@@ -56,25 +50,6 @@ fn threads(left_out: &[u32]) -> (Duration, u64) {
     (cpu, runs)
 }
 
-/// A `/proc/self/status` figure, in KiB.
-fn status_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .expect("a figure")
-}
-
-fn this_thread() -> u32 {
-    let link = std::fs::read_link("/proc/thread-self").expect("thread-self");
-    link.file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.parse().ok())
-        .expect("a tid")
-}
-
 /// Wake-ups and CPU, per minute, of the threads but `left_out` over `secs`.
 fn per_minute(left_out: &[u32], secs: u64) -> (f64, f64) {
     let (cpu0, runs0) = threads(left_out);
@@ -88,20 +63,20 @@ fn per_minute(left_out: &[u32], secs: u64) -> (f64, f64) {
 }
 
 fn main() {
-    let n = env_or("WW_IDLE_N", 10_000) as usize;
-    let secs = env_or("WW_IDLE_SECS", 20);
+    let n: usize = env_or("WW_IDLE_N", 10_000);
+    let secs: u64 = env_or("WW_IDLE_SECS", 20);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("a runtime");
     let endpoint = LoopbackDocker::start(&std::env::temp_dir(), DOCKERD_26_INSPECT, n);
-    let left_out = [endpoint.thread_id(), this_thread()];
+    let left_out = [endpoint.thread_id(), this_thread_id()];
     // Let the runtime's threads start and settle.
     runtime.block_on(async { tokio::time::sleep(Duration::from_millis(100)).await });
     let (base_wakeups, base_cpu) = per_minute(&left_out, secs);
 
-    let rss_before = status_kib("VmRSS:");
+    let rss_before = status_kib(std::process::id(), "VmRSS:");
     let watcher = Watcher::new(
         MobyEngine::new(endpoint.endpoint()).expect("engine"),
         RetryPolicy::none(),
@@ -112,12 +87,12 @@ fn main() {
         watching
     });
     assert_eq!(watcher.portfolio().len(), n, "every container synced");
-    let rss_after = status_kib("VmRSS:");
+    let rss_after = status_kib(std::process::id(), "VmRSS:");
     let (first_wakeups, first_cpu) = per_minute(&left_out, secs);
     // Then again: the one-shot timers of a new session (its stability
     // mark) are behind it.
     let (wakeups, cpu) = per_minute(&left_out, secs);
-    let hwm = status_kib("VmHWM:");
+    let hwm = status_kib(std::process::id(), "VmHWM:");
     runtime.block_on(async { watching.stop().await.expect("stopped") });
 
     println!("# A watcher left alone, {n} containers, {secs} s\n");

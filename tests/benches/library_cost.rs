@@ -25,15 +25,7 @@ use whalewatcher_moby::MobyEngine;
 use whalewatcher_tests::loopback_docker::{
     container_id, process_cpu, thread_cpu, LoopbackDocker, DOCKERD_26_INSPECT,
 };
-use whalewatcher_tests::measure::median;
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
+use whalewatcher_tests::measure::{env_or, median, ms, this_thread_id};
 
 /// The fields of an inspect body that the record keeps, and nothing else.
 #[allow(dead_code)]
@@ -88,34 +80,27 @@ fn bodies(n: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The CPU time this thread has used.
-fn this_thread_cpu() -> Duration {
-    let link = std::fs::read_link("/proc/thread-self").unwrap();
-    let tid = link.file_name().unwrap().to_str().unwrap().parse().unwrap();
-    thread_cpu(tid)
-}
-
 /// The floor: the CPU to deserialize every body into [`Kept`].
 fn parse_floor(bodies: &[Vec<u8>]) -> Duration {
-    let before = this_thread_cpu();
+    let before = thread_cpu(this_thread_id());
     for body in bodies {
         let kept: Kept = serde_json::from_slice(body).expect("a body");
         std::hint::black_box(kept);
     }
-    this_thread_cpu() - before
+    thread_cpu(this_thread_id()) - before
 }
 
 /// The CPU to deserialize every body into bollard's full model, as the
 /// moby engine did for every inspect before it parsed only the kept
 /// fields (it still does for a packer).
 fn parse_bollard(bodies: &[Vec<u8>]) -> Duration {
-    let before = this_thread_cpu();
+    let before = thread_cpu(this_thread_id());
     for body in bodies {
         let full: bollard::models::ContainerInspectResponse =
             serde_json::from_slice(body).expect("a body");
         std::hint::black_box(full);
     }
-    this_thread_cpu() - before
+    thread_cpu(this_thread_id()) - before
 }
 
 /// One initial sync against `endpoint`: wall time, the client's CPU.
@@ -136,13 +121,11 @@ async fn sync(endpoint: &LoopbackDocker, n: usize) -> (Duration, Duration) {
 }
 
 fn main() {
-    let sizes: Vec<usize> = env_or("WW_COST_N", "1000,10000")
+    let sizes: Vec<usize> = env_or("WW_COST_N", "1000,10000".to_owned())
         .split(',')
         .map(|n| n.trim().parse().expect("WW_COST_N: numbers"))
         .collect();
-    let rounds: usize = env_or("WW_COST_ROUNDS", "5")
-        .parse()
-        .expect("WW_COST_ROUNDS");
+    let rounds: usize = env_or("WW_COST_ROUNDS", 5);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -32,7 +32,7 @@ use whalewatcher_moby::MobyEngine;
 use whalewatcher_tests::containerd::ContainerdTest;
 use whalewatcher_tests::cri::CriTest;
 use whalewatcher_tests::docker::DockerTest;
-use whalewatcher_tests::measure::{cpu_time, host_dockerd_pid, median, percentile};
+use whalewatcher_tests::measure::{cpu_time, env_or, host_dockerd_pid, median, ms, percentile};
 use whalewatcher_tests::rig::Rig;
 
 #[global_allocator]
@@ -40,17 +40,6 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 const CONCURRENCY: usize = 16;
 const BURST: usize = 50;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
 
 /// Runs a watcher of `engine` until its first sync is done; its wall time.
 async fn initial_sync(engine: impl Engine) -> (Duration, usize) {

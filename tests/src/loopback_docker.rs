@@ -64,7 +64,9 @@ impl LoopbackDocker {
                 runtime.block_on(async move {
                     let listener = tokio::net::UnixListener::bind(&socket)
                         .unwrap_or_else(|e| panic!("cannot listen at {}: {e}", socket.display()));
-                    ready.send(thread_id()).expect("the starter waits");
+                    ready
+                        .send(crate::measure::this_thread_id())
+                        .expect("the starter waits");
                     let accepting = async {
                         while let Ok((stream, _)) = listener.accept().await {
                             let served = served.clone();
@@ -203,15 +205,6 @@ fn answer(served: &Served, request: &Request<Incoming>) -> Response<Body> {
     full(404, Bytes::from_static(br#"{"message":"page not found"}"#))
 }
 
-/// This thread's id.
-fn thread_id() -> u32 {
-    let link = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
-    link.file_name()
-        .and_then(|name| name.to_str())
-        .and_then(|name| name.parse().ok())
-        .expect("a thread id")
-}
-
 /// The CPU time thread `tid` of this process has used, from its
 /// schedstat (nanoseconds on the CPU).
 pub fn thread_cpu(tid: u32) -> Duration {
@@ -226,17 +219,8 @@ pub fn thread_cpu(tid: u32) -> Duration {
 }
 
 /// The CPU time the live threads of this process have used, summed from
-/// their schedstat (nanoseconds; `/proc/self/stat` counts 10 ms ticks). A
-/// benchmark's runtime keeps its threads, so nothing it spent is missed.
+/// their schedstat. A benchmark's runtime keeps its threads, so nothing it
+/// spent is missed.
 pub fn process_cpu() -> Duration {
-    let mut total = Duration::ZERO;
-    for task in std::fs::read_dir("/proc/self/task")
-        .expect("/proc/self/task")
-        .flatten()
-    {
-        if let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) {
-            total += thread_cpu(tid);
-        }
-    }
-    total
+    crate::measure::threads_cpu(std::process::id())
 }

@@ -1,7 +1,63 @@
-//! Helpers of the benchmarks: an engine's CPU time, medians and
-//! percentiles.
+//! Helpers of the benchmarks: a process's CPU time and memory, medians
+//! and percentiles, settings from the environment.
 
 use std::time::Duration;
+
+/// The setting `name` from the environment, else `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A duration in milliseconds.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The CPU time the live threads of process `pid` have used, summed from
+/// their schedstat (nanoseconds; `/proc/PID/stat` counts 10 ms ticks).
+pub fn threads_cpu(pid: u32) -> Duration {
+    let mut total = Duration::ZERO;
+    let tasks = format!("/proc/{pid}/task");
+    for task in std::fs::read_dir(&tasks)
+        .unwrap_or_else(|e| panic!("cannot read {tasks}: {e}"))
+        .flatten()
+    {
+        // A thread that ended meanwhile has nothing more to count.
+        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        let nanos: u64 = stat
+            .split_whitespace()
+            .next()
+            .and_then(|ns| ns.parse().ok())
+            .expect("a schedstat line");
+        total += Duration::from_nanos(nanos);
+    }
+    total
+}
+
+/// A figure of `/proc/PID/status` (`VmRSS:`, `VmHWM:`), in KiB.
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("cannot read the status of PID {pid}: {e}"))
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in the status of PID {pid}"))
+}
+
+/// The id of the calling thread.
+pub fn this_thread_id() -> u32 {
+    let link = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
+    link.file_name()
+        .and_then(|name| name.to_str())
+        .and_then(|name| name.parse().ok())
+        .expect("a thread id")
+}
 
 /// The user+system CPU time process `pid` has used so far, from
 /// `/proc/<pid>/stat` (in 10 ms ticks: USER_HZ is 100).
