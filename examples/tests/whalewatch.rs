@@ -333,18 +333,24 @@ fn bad_endpoints_get_one_line_errors_that_say_what_to_check() {
     );
 }
 
+/// whalewatch as the user nobody, without supplementary groups.
+fn as_nobody() -> Command {
+    let mut command = Command::new("setpriv");
+    command.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        WHALEWATCH,
+    ]);
+    command
+}
+
 #[test]
 fn a_socket_the_user_may_not_open_says_permission_denied_and_what_to_try() {
     let rig = Rig::load();
     // The rig's sockets belong to root (group docker, mode 660); run
     // whalewatch as nobody, without supplementary groups.
-    let output = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            WHALEWATCH,
-        ])
+    let output = as_nobody()
         .args(["--docker", &rig.host_docker.endpoint])
         .output()
         .expect("setpriv runs");
@@ -1202,13 +1208,7 @@ fn discovery_as_a_user_without_root_says_what_it_cannot_reach_and_why_and_does_n
     std::fs::create_dir_all(&home).unwrap();
     std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let home_dir = home.to_str().unwrap();
-    let output = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            WHALEWATCH,
-        ])
+    let output = as_nobody()
         .env_remove("DOCKER_HOST")
         .env_remove("DOCKER_CONTEXT")
         .env("HOME", home_dir)
