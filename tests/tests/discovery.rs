@@ -392,6 +392,15 @@ async fn an_engine_container_restarted_leaves_the_fleet_with_its_containers_and_
             c.engine.member() == before.member && matches!(c.change, FleetChange::Left { .. })
         })
         .await;
+    // The restarted podman makes its socket anew (another inode), and
+    // maybe only after the old one left: seen in a run from a rig just
+    // brought up.
+    let path = rig.podman.socket().to_owned();
+    eventually("the restarted podman's socket", || {
+        let path = path.clone();
+        async move { Path::new(&path).exists() }
+    })
+    .await;
     let socket = file_id(&rig.podman.endpoint);
     let joined = changes
         .until("podman joining again", left, |c| {

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 const CRI_DEFAULT_SOCKET: &str = "/run/containerd/containerd.sock";
 
 /// A docker context's Docker endpoint.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ContextEndpoint {
     /// The endpoint URL.
     pub host: String,

@@ -325,9 +325,17 @@ fn engines(args: &Args) -> Result<(Vec<Watched>, bool), (&'static str, String)> 
         && args.containerd.is_empty()
         && args.cri.is_empty();
     let mut discover = args.discover;
+    // The docker CLI's current context, read once, where a Docker is to
+    // be found by its rules.
+    let by_docker_rules =
+        (no_engine_option && !args.discover) || args.docker.iter().any(String::is_empty);
+    let context = if by_docker_rules {
+        endpoints::docker_context().map_err(|e| ("docker", e))?
+    } else {
+        None
+    };
     let docker_urls = if no_engine_option && !args.discover {
         let docker_host = std::env::var_os("DOCKER_HOST").is_some_and(|host| !host.is_empty());
-        let context = endpoints::docker_context().map_err(|e| ("docker", e))?;
         if docker_host || context.is_some() {
             vec![String::new()]
         } else {
@@ -340,7 +348,7 @@ fn engines(args: &Args) -> Result<(Vec<Watched>, bool), (&'static str, String)> 
     for url in &docker_urls {
         let context = match endpoint(url) {
             Some(_) => None,
-            None => endpoints::docker_context().map_err(|e| ("docker", e))?,
+            None => context.clone(),
         };
         let watcher = match context {
             Some(context) => {
