@@ -134,6 +134,13 @@ impl ScriptedEngine {
         });
     }
 
+    /// Removes a container from the truth without any event, as when its
+    /// exit is reported by [`emit`](Self::emit) with details of the test's
+    /// choosing.
+    pub fn remove(&self, id: &str) {
+        self.update(|state| state.truth.remove(id));
+    }
+
     /// The alive containers as the engine knows them.
     pub fn truth(&self) -> Portfolio {
         self.state().truth.values().cloned().collect()
@@ -148,7 +155,7 @@ impl ScriptedEngine {
 
     /// Kills a container: removes it from the truth and emits `Exited`.
     pub fn die(&self, id: &str) {
-        self.update(|state| state.truth.remove(id));
+        self.remove(id);
         self.emit(EngineEvent::new(EventKind::Exited, id));
     }
 

@@ -1,0 +1,454 @@
+//! Events applied per second by the watcher at 50,000 containers, and how
+//! long an event takes from the engine to two subscribers.
+//!
+//! Run with `cargo bench -p whalewatcher-core --bench events`
+//! (`WW_EVENTS_N` containers, default 50,000; `WW_EVENTS_M` events per
+//! phase, default 80,000, at most twice the containers; `WW_EVENTS_RATE`
+//! events per second of the paced phases, default 200,000;
+//! `WW_EVENTS_ROUNDS`, default 5). Each round has a burst (the events as
+//! fast as the emitter makes them: events applied per second) and a paced
+//! phase (at the rate: each event's latency to the subscribers).
+//!
+//! The scripted engine emits a mix of pauses, unpauses, exits and starts
+//! (a start is inspected, from the engine's memory) from a thread of its
+//! own; the watcher and two subscribers share one runtime worker. The
+//! floor, measured in the same rounds, is the same events from the same
+//! engine through a task that inspects each start and broadcasts the
+//! events to two subscribers: every channel hop and inspect, no portfolio.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::stream::{self, BoxStream, StreamExt};
+use tokio::runtime::Runtime;
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use whalewatcher_core::testing::ScriptedEngine;
+use whalewatcher_core::{
+    CancellationToken, Container, Engine, EngineEvent, EventKind, RetryPolicy, Watcher,
+};
+
+/// How long a phase may take before the bench gives up on it.
+const PHASE_DEADLINE: Duration = Duration::from_secs(60);
+/// What the watcher and the floor buffer per subscriber.
+const CAPACITY: usize = 4096;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn id(i: usize) -> String {
+    format!("{i:064x}") // Docker-style 64 hex digits
+}
+
+fn container(i: usize) -> Container {
+    Container::new(id(i), format!("container-{i}"), 1000 + i as u32)
+        .with_project("project-a")
+        .with_labels([
+            ("com.docker.compose.project", "project-a".to_owned()),
+            ("com.docker.compose.service", format!("service-{}", i % 7)),
+            ("com.example.instance", format!("{i}")),
+        ])
+}
+
+/// The engine's side. Half the containers are only ever paused and
+/// unpaused; the other half exit, oldest first, and new ones start. A
+/// container exits only in a later phase than the one it started in, and
+/// a paused one never exits, so each event changes the portfolio exactly
+/// once: both subscribers see one event per event emitted, whatever the
+/// watcher still has to inspect when the next event comes.
+struct Emitter {
+    engine: ScriptedEngine,
+    /// Paused and unpaused, never exiting.
+    steady: Vec<usize>,
+    /// Alive, in the order they exit.
+    churning: VecDeque<usize>,
+    next: usize,
+    k: usize,
+}
+
+impl Emitter {
+    fn new(n: usize) -> Self {
+        let engine = ScriptedEngine::new();
+        engine.add((0..n).map(container));
+        Emitter {
+            engine,
+            steady: (0..n / 2).collect(),
+            churning: (n / 2..n).collect(),
+            next: n,
+            k: 0,
+        }
+    }
+
+    /// Plans a phase of `count` events, so that emitting them makes no
+    /// ids or records: pause, then unpause of the same steady container,
+    /// exit of the oldest churning one (one alive before the phase), start
+    /// of a new one; the count of containers stays as it was.
+    fn plan(&mut self, count: usize) -> Vec<Planned> {
+        assert!(
+            count.div_ceil(4) <= self.churning.len(),
+            "{count} events exit more containers than the {} alive before the phase",
+            self.churning.len()
+        );
+        (0..count)
+            .map(|_| {
+                let k = self.k;
+                self.k += 1;
+                match k % 4 {
+                    0 | 1 => {
+                        let target = id(self.steady[(k / 4 * 7919) % self.steady.len()]);
+                        Planned::Pause(target, k % 4 == 0)
+                    }
+                    2 => Planned::Exit(id(self.churning.pop_front().expect("churning containers"))),
+                    _ => {
+                        let new = self.next;
+                        self.next += 1;
+                        self.churning.push_back(new);
+                        Planned::Start(container(new))
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// Makes a planned event happen, stamped with the time it is emitted.
+    fn emit(&self, planned: Planned) {
+        let now = SystemTime::now();
+        let engine = &self.engine;
+        let event = match planned {
+            Planned::Pause(target, paused) => {
+                engine.set_paused(&target, paused);
+                let kind = if paused {
+                    EventKind::Paused
+                } else {
+                    EventKind::Unpaused
+                };
+                EngineEvent::new(kind, target)
+            }
+            Planned::Exit(gone) => {
+                engine.remove(&gone);
+                EngineEvent::new(EventKind::Exited, gone)
+            }
+            Planned::Start(new) => {
+                let id = new.id().to_owned();
+                engine.add([new]);
+                EngineEvent::new(EventKind::Started, id)
+            }
+        };
+        engine.emit(event.at(now));
+    }
+}
+
+/// An event of the mix, made before it is emitted.
+enum Planned {
+    /// Pause (`true`) or unpause a steady container.
+    Pause(String, bool),
+    Exit(String),
+    Start(Container),
+}
+
+/// What a subscriber saw of a phase: each event's latency from its
+/// emission (µs), when the last came in, and revisions missed.
+struct Seen {
+    latencies_us: Vec<f64>,
+    last: Instant,
+    missed: u64,
+}
+
+/// One subscriber's view: per event its engine timestamp, or how many
+/// revisions it missed.
+type Timestamps = BoxStream<'static, Result<Option<SystemTime>, u64>>;
+
+async fn take(mut stream: Timestamps, count: usize, progress: Arc<AtomicUsize>) -> Seen {
+    let mut latencies_us = Vec::with_capacity(count);
+    let mut missed = 0;
+    while latencies_us.len() + (missed as usize) < count {
+        progress.store(latencies_us.len() + missed as usize, Ordering::Relaxed);
+        match stream.next().await {
+            Some(Ok(timestamp)) => {
+                let at = timestamp.expect("every emitted event is stamped");
+                let latency = SystemTime::now().duration_since(at).unwrap_or_default();
+                latencies_us.push(latency.as_secs_f64() * 1e6);
+            }
+            Some(Err(revisions)) => missed += revisions,
+            None => panic!("the stream ended after {} events", latencies_us.len()),
+        }
+    }
+    Seen {
+        latencies_us,
+        last: Instant::now(),
+        missed,
+    }
+}
+
+/// The consumer under test: something that turns the engine's events into
+/// subscriber streams.
+trait Consumer {
+    fn subscribe(&self) -> Timestamps;
+    /// What to say when a phase does not finish.
+    fn status(&self) -> String {
+        String::new()
+    }
+}
+
+struct WatcherConsumer(Watcher);
+
+impl Consumer for WatcherConsumer {
+    fn subscribe(&self) -> Timestamps {
+        let (_, events) = self.0.subscribe();
+        events
+            .map(|item| item.map(|e| e.timestamp).map_err(|lagged| lagged.missed))
+            .boxed()
+    }
+
+    fn status(&self) -> String {
+        format!("the watcher: {:?}", self.0.status())
+    }
+}
+
+/// The floor: the engine's events, each start inspected, broadcast as
+/// one-event revisions.
+struct Floor(broadcast::Sender<Arc<[EngineEvent]>>);
+
+impl Floor {
+    fn start(runtime: &Runtime, engine: ScriptedEngine, cancel: CancellationToken) -> Self {
+        let (sender, _) = broadcast::channel(CAPACITY);
+        let forward = sender.clone();
+        runtime.block_on(async {
+            let mut events = engine
+                .subscribe()
+                .await
+                .expect("the scripted engine subscribes");
+            tokio::spawn(async move {
+                loop {
+                    let event = tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        event = events.next() => event,
+                    };
+                    let Some(Ok(event)) = event else { return };
+                    if event.kind == EventKind::Started {
+                        let started = engine.inspect(&event.id).await;
+                        std::hint::black_box(started.expect("a started container is there"));
+                    }
+                    let _ = forward.send(Arc::from([event]));
+                }
+            });
+        });
+        Floor(sender)
+    }
+}
+
+impl Consumer for Floor {
+    fn subscribe(&self) -> Timestamps {
+        BroadcastStream::new(self.0.subscribe())
+            .flat_map(|item| {
+                let items: Vec<_> = match item {
+                    Ok(revision) => revision.iter().map(|e| Ok(e.timestamp)).collect(),
+                    Err(BroadcastStreamRecvError::Lagged(missed)) => vec![Err(missed)],
+                };
+                stream::iter(items)
+            })
+            .boxed()
+    }
+}
+
+struct Phase {
+    /// From the first emission to the last event in both subscribers.
+    wall: Duration,
+    /// How long emitting took.
+    emitting: Duration,
+    latencies_us: Vec<f64>,
+    missed: u64,
+}
+
+/// Emits `count` events, at `rate` per second or as fast as the emitter
+/// goes, and waits for both subscribers to have them all.
+fn phase(
+    runtime: &Runtime,
+    consumer: &dyn Consumer,
+    emitter: &mut Emitter,
+    count: usize,
+    rate: Option<u64>,
+) -> Phase {
+    let progress: Vec<Arc<AtomicUsize>> = (0..2).map(|_| Arc::default()).collect();
+    let subscribers: Vec<_> = progress
+        .iter()
+        .map(|progress| runtime.spawn(take(consumer.subscribe(), count, progress.clone())))
+        .collect();
+    let mut planned = emitter.plan(count).into_iter();
+    let started = Instant::now();
+    match rate {
+        None => planned.for_each(|event| emitter.emit(event)),
+        Some(rate) => {
+            // Batches each millisecond; the pacing sleeps are the load's
+            // shape, not synchronization.
+            let per_ms = (rate / 1000).max(1) as usize;
+            let mut emitted = 0;
+            let mut tick = started;
+            while emitted < count {
+                for event in planned.by_ref().take(per_ms) {
+                    emitter.emit(event);
+                    emitted += 1;
+                }
+                tick += Duration::from_millis(1);
+                if let Some(wait) = tick.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+    }
+    let emitting = started.elapsed();
+    let seen: Vec<Seen> = runtime.block_on(async {
+        let mut seen = Vec::new();
+        for subscriber in subscribers {
+            let result = tokio::time::timeout(PHASE_DEADLINE, subscriber)
+                .await
+                .unwrap_or_else(|_| {
+                    let seen: Vec<usize> =
+                        progress.iter().map(|p| p.load(Ordering::Relaxed)).collect();
+                    panic!(
+                        "the subscribers have {seen:?} of {count} events after {PHASE_DEADLINE:?}; {}",
+                        consumer.status()
+                    )
+                });
+            seen.push(result.expect("a subscriber task"));
+        }
+        seen
+    });
+    let last = seen.iter().map(|s| s.last).max().expect("two subscribers");
+    Phase {
+        wall: last - started,
+        emitting,
+        latencies_us: seen.iter().flat_map(|s| s.latencies_us.clone()).collect(),
+        missed: seen.iter().map(|s| s.missed).sum(),
+    }
+}
+
+fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn median(values: &[f64]) -> f64 {
+    percentile(values, 50.0)
+}
+
+#[derive(Default)]
+struct Figures {
+    per_second: Vec<f64>,
+    emitter_per_second: Vec<f64>,
+    p50_us: Vec<f64>,
+    p99_us: Vec<f64>,
+    max_us: Vec<f64>,
+    rate: Vec<f64>,
+    missed: u64,
+}
+
+fn main() {
+    let n: usize = env_or("WW_EVENTS_N", 50_000);
+    let m: usize = env_or("WW_EVENTS_M", 80_000);
+    let rate: u64 = env_or("WW_EVENTS_RATE", 200_000);
+    let rounds: usize = env_or("WW_EVENTS_ROUNDS", 5);
+    let paced = (rate as usize).min(m); // one second's worth
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cancel = CancellationToken::new();
+
+    let mut watched = Emitter::new(n);
+    let watcher = Watcher::builder(watched.engine.clone())
+        .retry(RetryPolicy::none())
+        .event_capacity(CAPACITY)
+        .build();
+    let watching = runtime.spawn({
+        let (watcher, cancel) = (watcher.clone(), cancel.clone());
+        async move { watcher.watch(cancel).await }
+    });
+    let synced = Instant::now();
+    runtime
+        .block_on(watcher.ready())
+        .expect("the watcher syncs");
+    println!(
+        "{n} containers synced from the scripted engine in {:.1} ms",
+        synced.elapsed().as_secs_f64() * 1e3
+    );
+    let watcher_consumer = WatcherConsumer(watcher.clone());
+
+    let mut floored = Emitter::new(n);
+    let floor = Floor::start(&runtime, floored.engine.clone(), cancel.clone());
+
+    let mut figures = [Figures::default(), Figures::default()];
+    for round in 0..rounds {
+        // Who goes first alternates, so slow phases of the machine hit both.
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for which in order {
+            let (consumer, emitter): (&dyn Consumer, &mut Emitter) = match which {
+                0 => (&watcher_consumer, &mut watched),
+                _ => (&floor, &mut floored),
+            };
+            let burst = phase(&runtime, consumer, emitter, m, None);
+            let steady = phase(&runtime, consumer, emitter, paced, Some(rate));
+            let f = &mut figures[which];
+            f.per_second.push(m as f64 / burst.wall.as_secs_f64());
+            f.emitter_per_second
+                .push(m as f64 / burst.emitting.as_secs_f64());
+            f.p50_us.push(percentile(&steady.latencies_us, 50.0));
+            f.p99_us.push(percentile(&steady.latencies_us, 99.0));
+            f.max_us.push(percentile(&steady.latencies_us, 100.0));
+            f.rate.push(paced as f64 / steady.emitting.as_secs_f64());
+            f.missed += burst.missed + steady.missed;
+        }
+    }
+    assert_eq!(
+        watcher.portfolio().len(),
+        n,
+        "the mix keeps the count of containers"
+    );
+    cancel.cancel();
+    let _ = runtime.block_on(watching);
+
+    println!(
+        "events, {n} containers, two subscribers, one runtime worker; medians of {rounds} rounds"
+    );
+    println!(
+        "  {:<9} {:>12} {:>14} {:>12} {:>9} {:>9} {:>9} {:>7}",
+        "", "applied/s", "emitter max/s", "paced at/s", "p50 µs", "p99 µs", "max µs", "missed"
+    );
+    for (name, f) in [("watcher", &figures[0]), ("floor", &figures[1])] {
+        println!(
+            "  {name:<9} {:>12.0} {:>14.0} {:>12.0} {:>9.1} {:>9.1} {:>9.1} {:>7}",
+            median(&f.per_second),
+            median(&f.emitter_per_second),
+            median(&f.rate),
+            median(&f.p50_us),
+            median(&f.p99_us),
+            median(&f.max_us),
+            f.missed
+        );
+    }
+    let ratios = |get: fn(&Figures) -> &Vec<f64>| -> f64 {
+        let per_round: Vec<f64> = get(&figures[0])
+            .iter()
+            .zip(get(&figures[1]))
+            .map(|(w, f)| w / f)
+            .collect();
+        median(&per_round)
+    };
+    println!(
+        "  watcher / floor: applied/s {:.2}x, p50 {:.2}x, p99 {:.2}x",
+        ratios(|f| &f.per_second),
+        ratios(|f| &f.p50_us),
+        ratios(|f| &f.p99_us)
+    );
+}
