@@ -168,7 +168,9 @@ pub struct Event {
     /// other kinds, and for an exit a (re)sync inferred.
     pub exit: Option<Exit>,
     /// The [revision](crate::Portfolio::revision) of the portfolio that
-    /// includes this change; the events of one (re)sync share one.
+    /// includes this change; the events of one (re)sync share one, and so
+    /// do the changes that were ready at once (up to 256 live events and
+    /// inspected starts).
     ///
     /// A snapshot of revision `r` plus the events up to revision `s` equals
     /// the snapshot of revision `s`: every change of content comes with an
@@ -201,10 +203,11 @@ mod unix_nanos {
 /// dropped for it rather than slowing down the watcher. Take a fresh
 /// [`subscribe`](crate::Watcher::subscribe) to start over from a snapshot.
 ///
-/// A revision is one step of the portfolio: one live event, or the whole
-/// difference of a (re)synchronization, however many containers it holds.
-/// So a big resync never makes a reading subscriber lag; only reading too
-/// slowly does.
+/// A revision is one step of the portfolio: the live events and inspected
+/// starts that were ready at once (one, when they come one by one; up to
+/// 256 in a burst), or the whole difference of a (re)synchronization,
+/// however many containers it holds. So a big resync or a burst never makes a reading
+/// subscriber lag; only reading too slowly does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("the event subscriber lagged behind and missed {missed} revisions")]
 pub struct Lagged {

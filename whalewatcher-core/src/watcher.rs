@@ -33,7 +33,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info_span, Instrument};
@@ -214,7 +214,9 @@ impl WatcherBuilder {
 
     /// Sets how many revisions each subscriber may fall behind before it is
     /// told it lagged (default 4096; at least 1). A revision is one live
-    /// event or one whole (re)sync, so the size of a resync does not matter.
+    /// event or inspected start (or those that were ready at once, up to
+    /// 256 in a burst), or one whole (re)sync, so the size of a resync
+    /// does not matter.
     pub fn event_capacity(mut self, capacity: usize) -> Self {
         self.event_capacity = capacity.max(1);
         self
@@ -246,8 +248,8 @@ impl WatcherBuilder {
                 stable_after: self.stable_after,
                 max_concurrent_inspects: self.max_concurrent_inspects,
                 safety_relist: self.safety_relist,
-                portfolio: ArcSwap::from_pointee(Portfolio::new()),
-                publishing: Mutex::new(()),
+                current: Mutex::new(Portfolio::new()),
+                snapshot: ArcSwapOption::empty(),
                 events: broadcast::channel(self.event_capacity).0,
                 info: ArcSwap::from_pointee(info),
                 info_failure_logged: AtomicBool::new(false),
@@ -265,7 +267,8 @@ impl WatcherBuilder {
 ///
 /// Cheap to clone; all clones share one portfolio. Run [`watch`](Self::watch)
 /// (typically in a task of its own) and read [`portfolio`](Self::portfolio)
-/// whenever needed: reads never wait for the engine or for an update.
+/// whenever needed: reads never wait for the engine; the first read after
+/// a change may wait while the watcher applies one revision in memory.
 ///
 /// Across a lost engine, a subscriber sees nothing while the engine is
 /// away (the portfolio stays the last synced one), then one revision with
@@ -285,11 +288,17 @@ struct Shared {
     stable_after: Duration,
     max_concurrent_inspects: usize,
     safety_relist: Option<Duration>,
-    /// The latest published portfolio.
-    portfolio: ArcSwap<Portfolio>,
-    /// Held while publishing and while subscribing, so that a subscriber's
-    /// snapshot and the events after it fit together exactly.
-    publishing: Mutex<()>,
+    /// The portfolio as published: changed by the sync loop in place, one
+    /// revision at a time, and held while subscribing, so that a
+    /// subscriber's snapshot and the events after it fit together exactly.
+    /// Never held across an await, nor while a list is taken in.
+    current: Mutex<Portfolio>,
+    /// The snapshot of `current` last handed out, until `current` changes.
+    /// A snapshot is made when somebody asks for one: a change after it
+    /// copies the paths it touches (the snapshot keeps the old ones),
+    /// while the changes of a burst that nobody reads in between are made
+    /// in place.
+    snapshot: ArcSwapOption<Portfolio>,
     events: broadcast::Sender<Revision>,
     info: ArcSwap<EngineInfo>,
     /// An engine that refuses to describe itself is told about once.
@@ -305,6 +314,17 @@ struct Shared {
 }
 
 impl Shared {
+    /// A snapshot of `current`, the guarded portfolio: the one handed out
+    /// last if it has not changed since, else a new one.
+    fn snapshot_of(&self, current: &Portfolio) -> Arc<Portfolio> {
+        if let Some(snapshot) = self.snapshot.load_full() {
+            return snapshot;
+        }
+        let snapshot = Arc::new(current.clone());
+        self.snapshot.store(Some(snapshot.clone()));
+        snapshot
+    }
+
     /// Applies a change of the watch's phase to the status; the one place
     /// where the status changes.
     fn report(&self, transition: Transition) {
@@ -355,7 +375,7 @@ impl std::fmt::Debug for Shared {
         f.debug_struct("Watcher")
             .field("engine", &self.engine)
             .field("retry", &self.retry)
-            .field("containers", &self.portfolio.load().len())
+            .field("containers", &crate::support::lock(&self.current).len())
             .finish_non_exhaustive()
     }
 }
@@ -379,9 +399,16 @@ impl Watcher {
         }
     }
 
-    /// The current portfolio: an immutable snapshot, cheap to take.
+    /// The current portfolio: an immutable snapshot, cheap to take. The
+    /// first one after a change is made then (it may wait while the
+    /// watcher applies one revision, at most 256 changes in memory); the
+    /// ones after it until the next change are the same.
     pub fn portfolio(&self) -> Arc<Portfolio> {
-        self.shared.portfolio.load_full()
+        if let Some(snapshot) = self.shared.snapshot.load_full() {
+            return snapshot;
+        }
+        let current = crate::support::lock(&self.shared.current);
+        self.shared.snapshot_of(&current)
     }
 
     /// The current portfolio and the stream of every event after it,
@@ -392,9 +419,9 @@ impl Watcher {
     /// a [`Lagged`](crate::Lagged) item instead of slowing the watcher down.
     /// The stream ends once the watcher is [closed](Self::close).
     pub fn subscribe(&self) -> (Arc<Portfolio>, EventStream) {
-        let _pairing = crate::support::lock(&self.shared.publishing);
+        let current = crate::support::lock(&self.shared.current);
         (
-            self.shared.portfolio.load_full(),
+            self.shared.snapshot_of(&current),
             EventStream::new(self.shared.events.subscribe(), self.shared.closed.clone()),
         )
     }

@@ -466,22 +466,30 @@ async fn a_burst_on_two_engines_arrives_once_each_in_each_engines_order() {
 #[tokio::test(start_paused = true)]
 async fn a_member_whose_subscription_lags_catches_up_with_the_difference() {
     let engine = ScriptedEngine::new();
-    // Room for one revision only: the member's task falls behind at once.
+    // Room for one revision only.
     let w = Watcher::builder(engine.clone()).event_capacity(1).build();
-    let watching = w.spawn();
-    w.ready().await.expect("synced");
+    // The watch runs in this task, so that the member's task cannot run
+    // between the revisions it publishes.
+    let cancel = CancellationToken::new();
+    let mut watch = Box::pin({
+        let (w, cancel) = (w.clone(), cancel.clone());
+        async move { w.watch(cancel).await }
+    });
+    while !w.status().is_synced() {
+        assert!(futures::poll!(watch.as_mut()).is_pending());
+    }
     let fleet = Fleet::new();
     let mut log = Log::subscribe(&fleet);
-    fleet.add(FleetMember::new(w.clone()).watching(watching));
-    // Published while the member's task has not run yet.
+    // It brings no watch: the one the fleet starts finds this one running.
+    fleet.add(FleetMember::new(w.clone()));
+    // Twenty revisions while the member's task has not run yet.
     for n in 0..20 {
         engine.start(container(&format!("c{n:02}"), n + 1));
+        while w.portfolio().len() < n as usize + 1 {
+            assert!(futures::poll!(watch.as_mut()).is_pending());
+        }
     }
-    engine
-        .wait_until("all inspected", |stats| {
-            stats.inspect_calls == 20 && stats.inspects_in_flight == 0
-        })
-        .await;
+    let watching = tokio::spawn(watch);
     eventually("all in the fleet", || fleet.snapshot().len() == 20).await;
     log.until("all seen", |seen| {
         seen.iter().filter(|e| matches!(&e.change, FleetChange::Container { event, .. } if event.kind == EventKind::Started)).count() == 20
@@ -494,6 +502,8 @@ async fn a_member_whose_subscription_lags_catches_up_with_the_difference() {
         log.kinds()
     );
     fleet.close().await;
+    cancel.cancel();
+    watching.await.expect("the watch task").expect("stopped");
 }
 
 #[tokio::test(start_paused = true)]

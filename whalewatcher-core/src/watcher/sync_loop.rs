@@ -121,6 +121,26 @@ enum Interrupt {
     Lost(EngineError, Call),
 }
 
+/// What woke the follow phase: an item of the event stream, or a
+/// finished inspect.
+enum Ready {
+    Event(Option<Result<EngineEvent, EngineError>>),
+    Inspected(Inspected),
+}
+
+/// What a batch of events and inspects, applied together, ended with.
+#[derive(Default)]
+struct Batch {
+    /// How many events the engine delivered.
+    delivered: usize,
+    /// The stream failed or ended after them.
+    ended: Option<Interrupt>,
+}
+
+/// How many engine events and finished inspects that are ready at once
+/// the follow phase applies before it publishes them, as one revision.
+const MAX_BATCH: usize = 256;
+
 /// What a session achieved before it ended.
 #[derive(Default)]
 struct Outcome {
@@ -130,12 +150,10 @@ struct Outcome {
     proven: bool,
 }
 
-/// The write side: the one owner of the working portfolio.
+/// The write side: the one writer of the portfolio (`Shared::current`),
+/// which it changes under its lock, one revision at a time.
 pub(super) struct SyncLoop {
     shared: Arc<Shared>,
-    /// Equals the published portfolio, except while a list's result is
-    /// being brought up to date before it is published.
-    working: Portfolio,
     inspections: Inspections,
     /// The engine describing itself, alongside the session's other work.
     describing: Option<BoxFuture<'static, ()>>,
@@ -146,7 +164,6 @@ pub(super) struct SyncLoop {
 impl SyncLoop {
     pub(super) fn new(shared: Arc<Shared>) -> Self {
         SyncLoop {
-            working: (*shared.portfolio.load_full()).clone(),
             inspections: Inspections::new(
                 shared.engine.clone(),
                 shared.max_concurrent_inspects,
@@ -257,7 +274,10 @@ impl SyncLoop {
         self.shared.report(Transition::Synced {
             took: began.elapsed(),
         });
-        info!(containers = self.working.len(), "synchronized");
+        info!(
+            containers = lock(&self.shared.current).len(),
+            "synchronized"
+        );
         let (interrupt, proven) = self.follow(events, stop).await;
         (
             interrupt,
@@ -312,19 +332,20 @@ impl SyncLoop {
             tokio::select! {
                 biased;
                 _ = stop.stopped() => return (Interrupt::Stopped, proven),
-                item = events.next() => match item {
-                    Some(Ok(event)) => {
-                        proven = true;
-                        let changes = self.apply_event(event);
-                        self.publish(changes);
+                item = events.next() => {
+                    let batch = self.apply_ready(Ready::Event(item), &mut events);
+                    proven |= batch.delivered > 0;
+                    if let Some(interrupt) = batch.ended {
+                        return (interrupt, proven);
                     }
-                    Some(Err(error)) => return (Interrupt::Lost(error, Call::Events), proven),
-                    None => return (Interrupt::Lost(self.stream_ended(), Call::Events), proven),
-                },
-                Some(done) = self.inspections.next_done() => match self.apply_inspection(done) {
-                    Ok(changes) => self.publish(changes),
-                    Err(interrupt) => return (interrupt, proven),
-                },
+                }
+                Some(done) = self.inspections.next_done() => {
+                    let batch = self.apply_ready(Ready::Inspected(done), &mut events);
+                    proven |= batch.delivered > 0;
+                    if let Some(interrupt) = batch.ended {
+                        return (interrupt, proven);
+                    }
+                }
                 _ = tick(&mut safety_relist) => {
                     if let Err(interrupt) = self.relist(&mut events, stop).await {
                         return (interrupt, proven);
@@ -333,6 +354,83 @@ impl SyncLoop {
                 () = &mut proving, if !proven => proven = true,
             }
         }
+    }
+
+    /// Applies `first` and whatever is ready right after it — engine
+    /// events and finished inspects, taking turns, up to [`MAX_BATCH`] —
+    /// and publishes their changes as one revision: a burst costs one
+    /// publication per batch rather than one per change, and a lone event
+    /// is still published at once. The changes are those of applying each
+    /// in turn, so the batch is what the follow loop would have published
+    /// one by one, in fewer revisions.
+    fn apply_ready(&mut self, first: Ready, events: &mut EngineEvents) -> Batch {
+        let shared = self.shared.clone();
+        let mut current = lock(&shared.current);
+        let mut changes = Vec::new();
+        let batch = self.apply_batch(&mut current, &mut changes, first, events);
+        self.publish(&mut current, changes);
+        batch
+    }
+
+    /// The body of [`apply_ready`](Self::apply_ready): applies to
+    /// `working`, collecting the changes.
+    fn apply_batch(
+        &mut self,
+        working: &mut Portfolio,
+        changes: &mut Vec<Event>,
+        first: Ready,
+        events: &mut EngineEvents,
+    ) -> Batch {
+        let mut batch = Batch::default();
+        let mut next = Some(first);
+        let mut applied = 0;
+        while let Some(ready) = next.take() {
+            let event_first = match ready {
+                Ready::Event(Some(Ok(event))) => {
+                    batch.delivered += 1;
+                    changes.extend(self.apply_event(working, event));
+                    false
+                }
+                Ready::Event(Some(Err(error))) => {
+                    batch.ended = Some(Interrupt::Lost(error, Call::Events));
+                    return batch;
+                }
+                Ready::Event(None) => {
+                    batch.ended = Some(Interrupt::Lost(self.stream_ended(), Call::Events));
+                    return batch;
+                }
+                Ready::Inspected(done) => match self.apply_inspection(working, done) {
+                    Ok(found) => {
+                        changes.extend(found);
+                        true
+                    }
+                    Err(interrupt) => {
+                        batch.ended = Some(interrupt);
+                        return batch;
+                    }
+                },
+            };
+            applied += 1;
+            if applied == MAX_BATCH {
+                break;
+            }
+            // Polled without this task's waker: when nothing is ready, the
+            // follow loop polls both again before it waits.
+            let event = |events: &mut EngineEvents| events.next().now_or_never().map(Ready::Event);
+            let inspected = |inspections: &mut Inspections| {
+                inspections
+                    .next_done()
+                    .now_or_never()
+                    .flatten()
+                    .map(Ready::Inspected)
+            };
+            next = if event_first {
+                event(events).or_else(|| inspected(&mut self.inspections))
+            } else {
+                inspected(&mut self.inspections).or_else(|| event(events))
+            };
+        }
+        batch
     }
 
     fn stream_ended(&self) -> EngineError {
@@ -373,30 +471,33 @@ impl SyncLoop {
                 // Only a safety relist has inspections in flight; their
                 // results go out as usual while the list is pending.
                 Some(done) = self.inspections.next_done() => {
-                    let changes = self.apply_inspection(done)?;
-                    self.publish(changes);
+                    let shared = self.shared.clone();
+                    let mut working = lock(&shared.current);
+                    let changes = self.apply_inspection(&mut working, done)?;
+                    self.publish(&mut working, changes);
                 }
                 () = describing(&mut self.describing) => {}
             }
         };
-        let changes = self.take_in_list(listed, held_back);
-        self.publish(changes);
+        self.take_in_list(listed, held_back);
         Ok(())
     }
 
-    /// Makes the working portfolio the list's result brought up to date
-    /// by the events held back during the list; returns the difference to
-    /// what subscribers saw before.
-    fn take_in_list(&mut self, listed: Vec<Container>, held_back: Vec<EngineEvent>) -> Vec<Event> {
+    /// Publishes the list's result brought up to date by the events held
+    /// back during the list, with the difference to what subscribers saw
+    /// before. The new portfolio is made beside the published one, which
+    /// readers keep seeing until it is complete (make-before-break).
+    fn take_in_list(&mut self, listed: Vec<Container>, held_back: Vec<EngineEvent>) {
         let _span = debug_span!("take_in_list").entered();
-        let seen = self.working.clone();
+        let seen = lock(&self.shared.current).clone();
+        let mut working = seen.clone();
         let listed = listed
             .into_iter()
             .map(|container| container.with_shared_strings(&mut self.strings))
             .collect();
-        let mut touched: HashSet<Arc<str>> = self.working.replace_all(listed).into_iter().collect();
+        let mut touched: HashSet<Arc<str>> = working.replace_all(listed).into_iter().collect();
         debug!(
-            listed = self.working.len(),
+            listed = working.len(),
             held_back = held_back.len(),
             "list complete"
         );
@@ -407,11 +508,11 @@ impl SyncLoop {
         // difference below.
         for event in &held_back {
             touched.insert(Arc::from(event.id.as_str()));
-            self.apply_event(event.clone());
+            self.apply_event(&mut working, event.clone());
         }
         let mut difference = Difference::default();
         for id in &touched {
-            difference.add(seen.container(id), self.working.container(id));
+            difference.add(seen.container(id), working.container(id));
         }
         // A change the engine reported while the list was in flight keeps
         // its source and time (of the last such report).
@@ -419,7 +520,7 @@ impl SyncLoop {
             .iter()
             .map(|event| ((event.id.as_str(), event.kind), event))
             .collect();
-        difference
+        let changes = difference
             .into_events()
             .into_iter()
             .map(|(kind, container)| {
@@ -434,17 +535,24 @@ impl SyncLoop {
                     None => event_of(kind, container, EventSource::Sync, None),
                 }
             })
-            .collect()
+            .collect();
+        let shared = self.shared.clone();
+        let mut current = lock(&shared.current);
+        // Only this loop changes it: it is still `seen`.
+        let replaced = std::mem::replace(&mut *current, working);
+        self.publish(&mut current, changes);
+        drop(current);
+        // What only the old portfolio held is freed outside the lock.
+        drop((replaced, seen));
     }
 
     /// Applies one engine event to the working portfolio; returns the
     /// changes it made.
-    fn apply_event(&mut self, event: EngineEvent) -> Vec<Event> {
+    fn apply_event(&mut self, working: &mut Portfolio, event: EngineEvent) -> Vec<Event> {
         let _span = debug_span!("apply_event", kind = ?event.kind, id = %event.id).entered();
         match event.kind {
             EventKind::Started => {
-                if self.working.container(&event.id).is_some()
-                    || self.inspections.is_tracking(&event.id)
+                if working.container(&event.id).is_some() || self.inspections.is_tracking(&event.id)
                 {
                     debug!("already known; a replayed or duplicate start");
                 } else {
@@ -456,7 +564,7 @@ impl SyncLoop {
                 // A die wins over an inspect of its start still in flight.
                 self.inspections.forget(&event.id);
                 // By id only: exit events may lack labels and project.
-                match self.working.remove(&event.id) {
+                match working.remove(&event.id) {
                     Some(gone) => {
                         let mut exited = event_of(
                             EventKind::Exited,
@@ -477,10 +585,10 @@ impl SyncLoop {
                     return Vec::new();
                 }
                 let paused = event.kind == EventKind::Paused;
-                match self.working.container(&event.id) {
+                match working.container(&event.id) {
                     Some(container) => {
                         let changed = Arc::new((**container).clone().with_paused(paused));
-                        self.put(changed, event.timestamp)
+                        self.put(working, changed, event.timestamp)
                     }
                     None => Vec::new(),
                 }
@@ -492,7 +600,11 @@ impl SyncLoop {
 
     /// Applies a finished inspect; an error other than "container gone"
     /// means the engine is in trouble and ends the session.
-    fn apply_inspection(&mut self, done: Inspected) -> Result<Vec<Event>, Interrupt> {
+    fn apply_inspection(
+        &mut self,
+        working: &mut Portfolio,
+        done: Inspected,
+    ) -> Result<Vec<Event>, Interrupt> {
         let _span = debug_span!("apply_inspection", id = %done.id).entered();
         let Some(tracked) = self.inspections.finish(&done) else {
             debug!("inspect result dropped: the container died meanwhile");
@@ -521,27 +633,32 @@ impl SyncLoop {
         // Present already when a (safety) relist listed it meanwhile: then
         // the inspect tells what changed since. The start event's time is
         // that of the start only.
-        let mut changes = self.put(container, tracked.timestamp);
+        let mut changes = self.put(working, container, tracked.timestamp);
         for change in &mut changes {
             if change.kind != EventKind::Started {
                 change.timestamp = None;
             }
         }
         for event in tracked.held_back {
-            changes.extend(self.apply_event(event));
+            changes.extend(self.apply_event(working, event));
         }
         Ok(changes)
     }
 
     /// Puts a container's new record into the working portfolio, unless
     /// it equals the one there; returns what changed, as live engine events.
-    fn put(&mut self, container: Arc<Container>, timestamp: Option<SystemTime>) -> Vec<Event> {
+    fn put(
+        &self,
+        working: &mut Portfolio,
+        container: Arc<Container>,
+        timestamp: Option<SystemTime>,
+    ) -> Vec<Event> {
         let mut difference = Difference::default();
-        difference.add(self.working.container(container.id()), Some(&container));
+        difference.add(working.container(container.id()), Some(&container));
         if difference.is_empty() {
             return Vec::new();
         }
-        self.working.insert(container);
+        working.insert(container);
         difference
             .into_events()
             .into_iter()
@@ -549,19 +666,22 @@ impl SyncLoop {
             .collect()
     }
 
-    /// Makes the working portfolio the one readers see and sends the
-    /// changes that led to it, as one revision for subscribers.
-    fn publish(&mut self, mut changes: Vec<Event>) {
+    /// Publishes the changes made to `current` (the guarded portfolio,
+    /// under its lock) as its next revision: readers see it from now on,
+    /// subscribers get the changes as one revision.
+    fn publish(&self, current: &mut Portfolio, mut changes: Vec<Event>) {
         if changes.is_empty() {
             return;
         }
-        let revision = self.working.revision() + 1;
-        self.working.set_revision(revision);
+        let revision = current.revision() + 1;
+        current.set_revision(revision);
         for change in &mut changes {
             change.revision = revision;
         }
-        let _pairing = lock(&self.shared.publishing);
-        self.shared.portfolio.store(Arc::new(self.working.clone()));
+        if self.shared.snapshot.load().is_some() {
+            // Made before the change: the next reader makes a new one.
+            self.shared.snapshot.store(None);
+        }
         // No subscribers is fine; a lagging one is its own problem.
         let _ = self.shared.events.send(changes.into());
     }

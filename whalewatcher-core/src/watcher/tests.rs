@@ -520,24 +520,110 @@ async fn safety_relist_heals_what_the_engine_failed_to_report() {
 // ---- subscribers ----
 
 #[tokio::test(start_paused = true)]
+async fn a_snapshot_is_handed_out_again_until_a_change_and_stays_as_it_was() {
+    let engine = ScriptedEngine::new();
+    engine.add([container("a"), container("b")]);
+    let h = Harness::start(&engine);
+    h.watcher.ready().await.unwrap();
+    let first = h.watcher.portfolio();
+    assert!(Arc::ptr_eq(&first, &h.watcher.portfolio()));
+    assert!(Arc::ptr_eq(&first, &h.watcher.subscribe().0));
+
+    engine.pause("a");
+    eventually("the pause", || {
+        h.watcher
+            .portfolio()
+            .container("a")
+            .is_some_and(|a| a.is_paused())
+    })
+    .await;
+    let after = h.watcher.portfolio();
+    assert!(!Arc::ptr_eq(&first, &after));
+    assert_eq!(after.revision(), first.revision() + 1);
+    assert!(
+        !first.container("a").unwrap().is_paused(),
+        "the old one is as it was"
+    );
+    assert!(Arc::ptr_eq(&after, &h.watcher.subscribe().0));
+    h.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn what_is_ready_at_once_is_one_revision_in_engine_order_and_a_lone_event_its_own() {
+    let engine = ScriptedEngine::new();
+    engine.add((0..10).map(|i| container(&format!("c{i}"))));
+    let h = Harness::start(&engine);
+    h.watcher.ready().await.unwrap();
+    let mut log = EventLog::subscribe(&h.watcher);
+    let synced = log.snapshot.revision();
+
+    // Ten changes ready before the watcher runs again: pause, unpause and
+    // pause again, exits, and starts whose inspects answer at once.
+    for i in 0..3 {
+        engine.pause(&format!("c{i}"));
+    }
+    engine.unpause("c0");
+    engine.pause("c0");
+    engine.die("c8");
+    engine.die("c9");
+    engine.start(container("n1"));
+    engine.start(container("n2"));
+    log.wait_until("all nine changes", |items| items.len() == 9)
+        .await;
+    assert_eq!(
+        log.summary(),
+        [
+            ev(EventKind::Paused, "c0", true),
+            ev(EventKind::Paused, "c1", true),
+            ev(EventKind::Paused, "c2", true),
+            ev(EventKind::Unpaused, "c0", false),
+            ev(EventKind::Paused, "c0", true),
+            ev(EventKind::Exited, "c8", false),
+            ev(EventKind::Exited, "c9", false),
+            ev(EventKind::Started, "n1", false),
+            ev(EventKind::Started, "n2", false),
+        ]
+    );
+    let revisions: Vec<u64> = log.events().iter().map(|e| e.revision).collect();
+    assert_eq!(
+        revisions,
+        [synced + 1; 9],
+        "one revision for what was ready"
+    );
+    assert_eq!(h.watcher.portfolio().revision(), synced + 1);
+
+    // One event on its own is a revision of its own.
+    engine.unpause("c1");
+    log.wait_until("the unpause", |items| items.len() == 10)
+        .await;
+    assert_eq!(log.events()[9].revision, synced + 2);
+    let replayed = replay(&log.snapshot, &log.events());
+    assert_eq!(replayed, *h.watcher.portfolio());
+    h.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
 async fn slow_subscriber_is_told_it_lagged_while_the_portfolio_stays_current() {
     let engine = ScriptedEngine::new();
     let h = Harness::start_with(&engine, |b| b.retry(fixed_retries(1000)).event_capacity(16));
     h.watcher.ready().await.unwrap();
-    let (_, mut slow) = h.watcher.subscribe();
+    let (snapshot, mut slow) = h.watcher.subscribe();
 
+    // One at a time, so each start is a revision of its own (what is
+    // ready at once would be one).
     for i in 0..100 {
         engine.start(container(&format!("c{i:03}")));
+        eventually("the start in the portfolio", || {
+            h.watcher.portfolio().len() == i + 1
+        })
+        .await;
     }
-    eventually("all 100 in the portfolio", || {
-        h.watcher.portfolio().len() == 100
-    })
-    .await;
+    assert_eq!(h.watcher.portfolio().revision(), snapshot.revision() + 100);
 
     let first = slow.next().await.expect("stream open");
     assert!(
-        matches!(first, Err(Lagged { missed }) if missed >= 84),
-        "expected a lag signal, got {first:?}"
+        matches!(first, Err(Lagged { missed: 84 })),
+        "expected a lag signal for the 84 revisions beyond the 16 buffered, got {first:?}"
     );
     // It goes on with the newest buffered events and can start over.
     assert!(matches!(slow.next().await, Some(Ok(_))));
