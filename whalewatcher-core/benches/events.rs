@@ -3,11 +3,12 @@
 //!
 //! Run with `cargo bench -p whalewatcher-core --bench events`
 //! (`WW_EVENTS_N` containers, default 50,000; `WW_EVENTS_M` events per
-//! phase, default 80,000, at most twice the containers; `WW_EVENTS_RATE`
-//! events per second of the paced phases, default 200,000;
-//! `WW_EVENTS_ROUNDS`, default 5). Each round has a burst (the events as
-//! fast as the emitter makes them: events applied per second) and a paced
-//! phase (at the rate: each event's latency to the subscribers).
+//! phase, default 80,000, at most twice the containers;
+//! `WW_EVENTS_RATES`, events per second of the paced phases, default
+//! `20000,100000,200000`; `WW_EVENTS_ROUNDS`, default 5). Each round has a
+//! burst (the events as fast as the emitter makes them: events applied
+//! per second) and a paced phase per rate (half a second's worth: each
+//! event's latency to the subscribers).
 //!
 //! The scripted engine emits a mix of pauses, unpauses, exits and starts
 //! (a start is inspected, from the engine's memory) from a thread of its
@@ -348,10 +349,20 @@ fn median(values: &[f64]) -> f64 {
     percentile(values, 50.0)
 }
 
+/// One consumer's figures, a value per round.
 #[derive(Default)]
 struct Figures {
+    /// Events applied per second in the bursts.
     per_second: Vec<f64>,
+    /// Events the emitter made per second in the bursts.
     emitter_per_second: Vec<f64>,
+    /// Per paced rate: the latencies' p50, p99 and maximum (µs), and the
+    /// rate reached.
+    paced: Vec<Latencies>,
+}
+
+#[derive(Default, Clone)]
+struct Latencies {
     p50_us: Vec<f64>,
     p99_us: Vec<f64>,
     max_us: Vec<f64>,
@@ -361,9 +372,13 @@ struct Figures {
 fn main() {
     let n: usize = env_or("WW_EVENTS_N", 50_000);
     let m: usize = env_or("WW_EVENTS_M", 80_000);
-    let rate: u64 = env_or("WW_EVENTS_RATE", 200_000);
+    let rates: Vec<u64> = env_or("WW_EVENTS_RATES", "20000,100000,200000".to_owned())
+        .split(',')
+        .map(|rate| rate.trim().parse().expect("WW_EVENTS_RATES: numbers"))
+        .collect();
     let rounds: usize = env_or("WW_EVENTS_ROUNDS", 5);
-    let paced = (rate as usize).min(m); // one second's worth
+    // Half a second's worth per paced phase, within a phase's limit.
+    let paced = |rate: u64| ((rate / 2) as usize).clamp(1000, m);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -394,7 +409,10 @@ fn main() {
     let mut floored = Emitter::new(n);
     let floor = Floor::start(&runtime, floored.engine.clone(), cancel.clone());
 
-    let mut figures = [Figures::default(), Figures::default()];
+    let mut figures: [Figures; 2] = Default::default();
+    for f in &mut figures {
+        f.paced = vec![Latencies::default(); rates.len()];
+    }
     for round in 0..rounds {
         // Who goes first alternates, so slow phases of the machine hit both.
         let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
@@ -404,15 +422,19 @@ fn main() {
                 _ => (&floor, &mut floored),
             };
             let burst = phase(&runtime, consumer, emitter, m, None);
-            let steady = phase(&runtime, consumer, emitter, paced, Some(rate));
             let f = &mut figures[which];
             f.per_second.push(m as f64 / burst.wall.as_secs_f64());
             f.emitter_per_second
                 .push(m as f64 / burst.emitting.as_secs_f64());
-            f.p50_us.push(percentile(&steady.latencies_us, 50.0));
-            f.p99_us.push(percentile(&steady.latencies_us, 99.0));
-            f.max_us.push(percentile(&steady.latencies_us, 100.0));
-            f.rate.push(paced as f64 / steady.emitting.as_secs_f64());
+            for (at, &rate) in rates.iter().enumerate() {
+                let count = paced(rate);
+                let steady = phase(&runtime, consumer, emitter, count, Some(rate));
+                let l = &mut f.paced[at];
+                l.p50_us.push(percentile(&steady.latencies_us, 50.0));
+                l.p99_us.push(percentile(&steady.latencies_us, 99.0));
+                l.max_us.push(percentile(&steady.latencies_us, 100.0));
+                l.rate.push(count as f64 / steady.emitting.as_secs_f64());
+            }
         }
     }
     assert_eq!(
@@ -423,36 +445,41 @@ fn main() {
     cancel.cancel();
     let _ = runtime.block_on(watching);
 
-    println!(
-        "events, {n} containers, two subscribers, one runtime worker; medians of {rounds} rounds"
-    );
-    println!(
-        "  {:<9} {:>12} {:>14} {:>12} {:>9} {:>9} {:>9}",
-        "", "applied/s", "emitter max/s", "paced at/s", "p50 µs", "p99 µs", "max µs"
-    );
-    for (name, f) in [("watcher", &figures[0]), ("floor", &figures[1])] {
-        println!(
-            "  {name:<9} {:>12.0} {:>14.0} {:>12.0} {:>9.1} {:>9.1} {:>9.1}",
-            median(&f.per_second),
-            median(&f.emitter_per_second),
-            median(&f.rate),
-            median(&f.p50_us),
-            median(&f.p99_us),
-            median(&f.max_us),
-        );
-    }
-    let ratios = |get: fn(&Figures) -> &Vec<f64>| -> f64 {
-        let per_round: Vec<f64> = get(&figures[0])
-            .iter()
-            .zip(get(&figures[1]))
-            .map(|(w, f)| w / f)
-            .collect();
+    let ratio = |w: &[f64], f: &[f64]| -> f64 {
+        let per_round: Vec<f64> = w.iter().zip(f).map(|(w, f)| w / f).collect();
         median(&per_round)
     };
+    let [w, f] = &figures;
     println!(
-        "  watcher / floor: applied/s {:.2}x, p50 {:.2}x, p99 {:.2}x",
-        ratios(|f| &f.per_second),
-        ratios(|f| &f.p50_us),
-        ratios(|f| &f.p99_us)
+        "events, {n} containers, two subscribers, one runtime worker; medians of {rounds} rounds\n"
     );
+    println!("| burst of {m} | applied/s | emitter max/s |");
+    println!("|---|---|---|");
+    for (name, x) in [("watcher", w), ("floor", f)] {
+        println!(
+            "| {name} | {:.0} | {:.0} |",
+            median(&x.per_second),
+            median(&x.emitter_per_second)
+        );
+    }
+    println!(
+        "| watcher / floor | {:.2}x | |\n",
+        ratio(&w.per_second, &f.per_second)
+    );
+    println!("| paced at | reached/s | watcher p50 µs | p99 µs | max µs | floor p50 µs | p99 µs | max µs | p99 watcher / floor |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (at, rate) in rates.iter().enumerate() {
+        let (lw, lf) = (&w.paced[at], &f.paced[at]);
+        println!(
+            "| {rate}/s | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2}x |",
+            median(&lw.rate),
+            median(&lw.p50_us),
+            median(&lw.p99_us),
+            median(&lw.max_us),
+            median(&lf.p50_us),
+            median(&lf.p99_us),
+            median(&lf.max_us),
+            ratio(&lw.p99_us, &lf.p99_us),
+        );
+    }
 }

@@ -346,17 +346,37 @@ impl Serialize for Container {
 
 /// A container's labels: key-value pairs, unique by key, sorted by key.
 ///
-/// Stored as one compact sorted slice rather than a map: containers carry a
+/// Stored as all keys and values in one string plus where each ends,
+/// rather than a map or a string per key and value: containers carry a
 /// handful of labels, are built once and never change, so a binary search
-/// beats a tree's per-node overhead.
+/// over one buffer beats a tree's per-node overhead and costs two
+/// allocations, not two per label.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct Labels(Box<[(Box<str>, Box<str>)]>);
+pub struct Labels {
+    /// Key, value, key, value, … one after the other.
+    text: Box<str>,
+    /// Where each key and each value ends in `text`.
+    ends: Box<[u32]>,
+}
 
 impl Labels {
     /// The value of `key`, if present.
     pub fn get(&self, key: &str) -> Option<&str> {
-        let index = self.0.binary_search_by(|(k, _)| (**k).cmp(key)).ok()?;
-        Some(&self.0[index].1)
+        let mut found = None;
+        let (mut low, mut high) = (0, self.len());
+        while low < high {
+            let middle = (low + high) / 2;
+            let (k, v) = self.pair(middle);
+            match k.cmp(key) {
+                std::cmp::Ordering::Less => low = middle + 1,
+                std::cmp::Ordering::Greater => high = middle,
+                std::cmp::Ordering::Equal => {
+                    found = Some(v);
+                    break;
+                }
+            }
+        }
+        found
     }
 
     /// Whether `key` is present.
@@ -366,60 +386,80 @@ impl Labels {
 
     /// The number of labels.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.ends.len() / 2
     }
 
     /// Whether there are no labels.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.ends.is_empty()
     }
 
     /// The labels as `(key, value)` pairs, sorted by key.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (&**k, &**v))
+        (0..self.len()).map(|index| self.pair(index))
+    }
+
+    /// The `index`th pair.
+    fn pair(&self, index: usize) -> (&str, &str) {
+        let start = match index {
+            0 => 0,
+            _ => self.ends[2 * index - 1] as usize,
+        };
+        let key_end = self.ends[2 * index] as usize;
+        let value_end = self.ends[2 * index + 1] as usize;
+        (&self.text[start..key_end], &self.text[key_end..value_end])
     }
 }
 
-impl<K: Into<Box<str>>, V: Into<Box<str>>> FromIterator<(K, V)> for Labels {
+impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for Labels {
     /// Collects labels; when a key repeats, the last value wins.
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        let mut pairs: Vec<(Box<str>, Box<str>)> = iter
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect();
+        let mut pairs: Vec<(K, V)> = iter.into_iter().collect();
         // A stable sort keeps repeated keys in input order, so keeping the
         // last of each run makes the last value win.
-        pairs.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut unique: Vec<(Box<str>, Box<str>)> = Vec::with_capacity(pairs.len());
-        for pair in pairs {
+        pairs.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+        let mut unique: Vec<(&str, &str)> = Vec::with_capacity(pairs.len());
+        for (key, value) in &pairs {
+            let pair = (key.as_ref(), value.as_ref());
             match unique.last_mut() {
                 Some(last) if last.0 == pair.0 => *last = pair,
                 _ => unique.push(pair),
             }
         }
-        Labels(unique.into_boxed_slice())
+        let mut text = String::with_capacity(unique.iter().map(|(k, v)| k.len() + v.len()).sum());
+        let mut ends = Vec::with_capacity(2 * unique.len());
+        for (key, value) in unique {
+            for part in [key, value] {
+                text.push_str(part);
+                ends.push(u32::try_from(text.len()).expect("labels of less than 4 GiB"));
+            }
+        }
+        Labels {
+            text: text.into_boxed_str(),
+            ends: ends.into_boxed_slice(),
+        }
     }
 }
 
-impl<K: Into<Box<str>>, V: Into<Box<str>>> From<std::collections::HashMap<K, V>> for Labels {
+impl<K: AsRef<str>, V: AsRef<str>> From<std::collections::HashMap<K, V>> for Labels {
     fn from(map: std::collections::HashMap<K, V>) -> Self {
         map.into_iter().collect()
     }
 }
 
-impl<K: Into<Box<str>>, V: Into<Box<str>>> From<std::collections::BTreeMap<K, V>> for Labels {
+impl<K: AsRef<str>, V: AsRef<str>> From<std::collections::BTreeMap<K, V>> for Labels {
     fn from(map: std::collections::BTreeMap<K, V>) -> Self {
         map.into_iter().collect()
     }
 }
 
-impl<K: Into<Box<str>>, V: Into<Box<str>>, const N: usize> From<[(K, V); N]> for Labels {
+impl<K: AsRef<str>, V: AsRef<str>, const N: usize> From<[(K, V); N]> for Labels {
     fn from(pairs: [(K, V); N]) -> Self {
         pairs.into_iter().collect()
     }
 }
 
-impl<K: Into<Box<str>>, V: Into<Box<str>>> From<Vec<(K, V)>> for Labels {
+impl<K: AsRef<str>, V: AsRef<str>> From<Vec<(K, V)>> for Labels {
     fn from(pairs: Vec<(K, V)>) -> Self {
         pairs.into_iter().collect()
     }
@@ -452,6 +492,26 @@ mod tests {
         assert_eq!(labels.get("b"), Some("3"));
         assert_eq!(labels.get("c"), None);
         assert!(labels.contains_key("a"));
+        assert_eq!(labels.len(), 2);
+    }
+
+    #[test]
+    fn labels_find_every_key_empty_keys_and_values_included() {
+        let pairs: Vec<(String, String)> = (0..37)
+            .map(|i| (format!("key-{i:02}"), "v".repeat(i % 4)))
+            .chain([(String::new(), "empty key".to_owned())])
+            .collect();
+        let labels: Labels = pairs.iter().map(|(k, v)| (k, v)).collect();
+        assert_eq!(labels.len(), 38);
+        for (key, value) in &pairs {
+            assert_eq!(labels.get(key), Some(value.as_str()), "{key:?}");
+        }
+        assert_eq!(labels.get("key-37"), None);
+        assert_eq!(labels.get("zzz"), None);
+        let empty = Labels::default();
+        assert!(empty.is_empty() && empty.get("").is_none());
+        assert_eq!(empty.iter().count(), 0);
+        assert_eq!(Labels::from(Vec::<(&str, &str)>::new()), empty);
     }
 
     #[test]
