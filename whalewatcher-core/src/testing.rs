@@ -116,10 +116,13 @@ impl ScriptedEngine {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Changes the state and wakes up waiters.
+    /// Changes the state and wakes up waiters, if any: a waiter
+    /// subscribes before it checks the state, so none misses a change.
     fn update<R>(&self, change: impl FnOnce(&mut State) -> R) -> R {
         let result = change(&mut self.state());
-        self.shared.changed.send_modify(|n| *n += 1);
+        if self.shared.changed.receiver_count() > 0 {
+            self.shared.changed.send_modify(|n| *n += 1);
+        }
         result
     }
 
