@@ -3,14 +3,16 @@
 //! out of the picture. It answers what a sync asks — ping, info, the list,
 //! each inspect, an event stream that stays quiet — with inspect bodies
 //! made from a captured one (`tests/fixtures/inspect-dockerd-26.json`),
-//! each with its own id and name.
+//! each with its own id and name. [`LoopbackDocker::restart`] stands for
+//! an engine restart: other containers from then on, every event stream
+//! ended.
 //!
 //! It runs in a thread of its own, on a runtime of its own, so that its CPU
 //! time ([`LoopbackDocker::cpu`]) can be told apart from the client's.
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -35,10 +37,19 @@ struct Served {
     inspects: std::collections::HashMap<String, Bytes>,
 }
 
+/// What the endpoint serves now, and the restarts so far: an event stream
+/// ends at the next.
+struct Engine {
+    template: serde_json::Value,
+    served: Mutex<Arc<Served>>,
+    restarts: tokio::sync::watch::Sender<u64>,
+}
+
 /// A running endpoint; stops when dropped.
 #[derive(Debug)]
 pub struct LoopbackDocker {
     socket: PathBuf,
+    engine: Arc<Engine>,
     /// The server thread's id, for its CPU time.
     tid: u32,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -49,13 +60,18 @@ impl LoopbackDocker {
     /// Serves `n` running containers at a fresh socket in `dir`, each
     /// inspect body made from `template` with its own id and name.
     pub fn start(dir: &Path, template: &str, n: usize) -> Self {
-        let served = Arc::new(serve(template, n));
+        let template: serde_json::Value = serde_json::from_str(template).expect("a JSON template");
+        let engine = Arc::new(Engine {
+            served: Mutex::new(Arc::new(serve(&template, 0..n))),
+            template,
+            restarts: tokio::sync::watch::channel(0).0,
+        });
         let socket = dir.join(format!("{}.sock", crate::test_label_value("loopback")));
         let _ = std::fs::remove_file(&socket);
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let (ready, is_ready) = std::sync::mpsc::channel();
         let thread = std::thread::spawn({
-            let socket = socket.clone();
+            let (socket, engine) = (socket.clone(), engine.clone());
             move || {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -69,10 +85,10 @@ impl LoopbackDocker {
                         .expect("the starter waits");
                     let accepting = async {
                         while let Ok((stream, _)) = listener.accept().await {
-                            let served = served.clone();
+                            let engine = engine.clone();
                             let service = hyper::service::service_fn(move |request| {
-                                let served = served.clone();
-                                async move { Ok::<_, Infallible>(answer(&served, &request)) }
+                                let engine = engine.clone();
+                                async move { Ok::<_, Infallible>(answer(&engine, &request)) }
                             });
                             tokio::spawn(
                                 hyper::server::conn::http1::Builder::new()
@@ -90,6 +106,7 @@ impl LoopbackDocker {
         let tid = is_ready.recv().expect("the endpoint listens");
         LoopbackDocker {
             socket,
+            engine,
             tid,
             stop: Some(stop),
             thread: Some(thread),
@@ -110,6 +127,22 @@ impl LoopbackDocker {
     pub fn cpu(&self) -> Duration {
         thread_cpu(self.tid)
     }
+
+    /// As an engine restart: from now on the containers `containers` (by
+    /// [`container_id`] number) run, and every open event stream ends.
+    pub fn restart(&self, containers: impl IntoIterator<Item = usize>) {
+        let served = Arc::new(serve(&self.engine.template, containers));
+        *self.engine.served.lock().expect("served") = served;
+        self.engine.restarts.send_modify(|n| *n += 1);
+    }
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("restarts", &*self.restarts.borrow())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for LoopbackDocker {
@@ -129,12 +162,11 @@ pub fn container_id(i: usize) -> String {
     format!("{:064x}", 0x5eed_0000_0000_u64 + i as u64)
 }
 
-/// The list and the inspect bodies of `n` containers.
-fn serve(template: &str, n: usize) -> Served {
-    let template: serde_json::Value = serde_json::from_str(template).expect("a JSON template");
-    let mut inspects = std::collections::HashMap::with_capacity(n);
-    let mut list = Vec::with_capacity(n);
-    for i in 0..n {
+/// The list and the inspect bodies of containers `containers`.
+fn serve(template: &serde_json::Value, containers: impl IntoIterator<Item = usize>) -> Served {
+    let mut inspects = std::collections::HashMap::new();
+    let mut list = Vec::new();
+    for i in containers {
         let id = container_id(i);
         let mut body = template.clone();
         body["Id"] = id.clone().into();
@@ -152,7 +184,8 @@ fn serve(template: &str, n: usize) -> Served {
     }
 }
 
-fn answer(served: &Served, request: &Request<Incoming>) -> Response<Body> {
+fn answer(engine: &Engine, request: &Request<Incoming>) -> Response<Body> {
+    let served = engine.served.lock().expect("served").clone();
     let path = request.uri().path();
     let full = |status: u16, body: Bytes| {
         Response::builder()
@@ -180,8 +213,12 @@ fn answer(served: &Served, request: &Request<Incoming>) -> Response<Body> {
         );
     }
     if path == "/events" || path.ends_with("/events") {
-        // Quiet, and open until the client goes.
-        let quiet = futures::stream::pending::<Result<Frame<Bytes>, Infallible>>();
+        // Quiet, and open until the client goes or the engine restarts.
+        let mut restarts = engine.restarts.subscribe();
+        let quiet = futures::stream::once(async move {
+            let _ = restarts.changed().await;
+        })
+        .filter_map(|()| futures::future::ready(None::<Result<Frame<Bytes>, Infallible>>));
         return Response::builder()
             .header("Content-Type", "application/json")
             .body(StreamBody::new(quiet.boxed()).boxed_unsync())
