@@ -53,7 +53,7 @@ use std::sync::Arc;
 use bollard::models::{ContainerInspectResponse, SystemInfo};
 use bollard::query_parameters::EventsOptionsBuilder;
 use bollard::Docker;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use whalewatcher_core::support::Protocol;
 use whalewatcher_core::{async_trait, Container, Engine, EngineError, EngineEvents, EngineInfo};
 
@@ -452,21 +452,22 @@ impl Engine for MobyEngine {
         } else {
             HashMap::new()
         };
-        futures::stream::iter(ids)
+        let mut listed = Vec::with_capacity(ids.len());
+        let mut inspected = futures::stream::iter(ids)
             .map(|id| {
                 let pods = &pods;
                 async move { self.inspect_with(&id, Some(pods)).await }
             })
-            .buffer_unordered(self.max_concurrent_inspects)
-            // Gone since the list: not alive, so not ours.
-            .filter_map(|inspected| async move {
-                match inspected {
-                    Err(error) if error.is_container_gone() => None,
-                    other => Some(other),
-                }
-            })
-            .try_collect()
-            .await
+            .buffer_unordered(self.max_concurrent_inspects);
+        while let Some(container) = inspected.next().await {
+            match container {
+                Ok(container) => listed.push(container),
+                // Gone since the list: not alive, so not ours.
+                Err(error) if error.is_container_gone() => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(listed)
     }
 
     async fn inspect(&self, id_or_name: &str) -> Result<Container, EngineError> {
