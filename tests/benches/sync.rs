@@ -32,7 +32,7 @@ use whalewatcher_moby::MobyEngine;
 use whalewatcher_tests::containerd::ContainerdTest;
 use whalewatcher_tests::cri::CriTest;
 use whalewatcher_tests::docker::DockerTest;
-use whalewatcher_tests::measure::{cpu_time, env_or, host_dockerd_pid, median, ms, percentile};
+use whalewatcher_tests::measure::{env_or, host_dockerd_pid, median, ms, percentile, threads_cpu};
 use whalewatcher_tests::rig::Rig;
 
 #[global_allocator]
@@ -122,7 +122,14 @@ struct DockerSamples {
     sequential: Vec<f64>,
     cli: Vec<f64>,
     python: Vec<f64>,
+    /// dockerd's CPU per container during whalewatcher's sync, and during
+    /// the floor's (ms, from every thread's schedstat).
     cpu_per_container: Vec<f64>,
+    floor_cpu_per_container: Vec<f64>,
+    /// This process's CPU per container during whalewatcher's sync (ms),
+    /// and its ratio to dockerd's in the same sync.
+    client_cpu_per_container: Vec<f64>,
+    ratio_client_dockerd: Vec<f64>,
     ratio_floor: Vec<f64>,
     ratio_sequential: Vec<f64>,
     ratio_cli: Vec<f64>,
@@ -151,21 +158,26 @@ async fn docker_sync(rig: &Rig, n: usize, rounds: usize, python: Option<&str>) {
         // on a dockerd its predecessor just warmed (or tired).
         let (mut ww, mut cpu, mut floor, mut sequential, mut cli, mut py) =
             (None, None, None, None, None, None);
+        let (mut floor_cpu, mut client_cpu) = (None, None);
+        let me = std::process::id();
         let methods = if python.is_some() { 5 } else { 4 };
         for step in 0..methods {
             match (round + step) % methods {
                 0 => {
-                    let before = cpu_time(dockerd);
+                    let (before, mine) = (threads_cpu(dockerd), threads_cpu(me));
                     let (took, alive) = initial_sync(docker_client(endpoint)).await;
-                    cpu = Some(cpu_time(dockerd) - before);
+                    cpu = Some(threads_cpu(dockerd) - before);
+                    client_cpu = Some(threads_cpu(me) - mine);
                     assert_eq!(alive, total, "whalewatcher saw them all");
                     ww = Some(took);
                 }
                 1 => {
                     let client = docker_client(endpoint);
+                    let before = threads_cpu(dockerd);
                     let started = Instant::now();
                     assert_eq!(list_and_inspect(client.docker(), CONCURRENCY).await, total);
                     floor = Some(started.elapsed());
+                    floor_cpu = Some(threads_cpu(dockerd) - before);
                 }
                 2 => {
                     let client = docker_client(endpoint);
@@ -189,6 +201,12 @@ async fn docker_sync(rig: &Rig, n: usize, rounds: usize, python: Option<&str>) {
         s.sequential.push(ms(sequential));
         s.cli.push(ms(cli));
         s.cpu_per_container.push(ms(cpu) / total as f64);
+        s.floor_cpu_per_container
+            .push(ms(floor_cpu.unwrap()) / total as f64);
+        let client_cpu = client_cpu.unwrap();
+        s.client_cpu_per_container
+            .push(ms(client_cpu) / total as f64);
+        s.ratio_client_dockerd.push(ms(client_cpu) / ms(cpu));
         s.ratio_floor.push(ms(ww) / ms(floor));
         s.ratio_sequential.push(ms(sequential) / ms(ww));
         s.ratio_cli.push(ms(cli) / ms(ww));
@@ -235,8 +253,14 @@ async fn docker_sync(rig: &Rig, n: usize, rounds: usize, python: Option<&str>) {
     }
     println!();
     println!(
-        "dockerd CPU per synced container (whalewatcher's sync): {:.3} ms (median; /proc ticks of 10 ms)",
-        median(&s.cpu_per_container)
+        "dockerd CPU per synced container: {:.3} ms in whalewatcher's sync, {:.3} ms in the floor's (medians; every thread's schedstat)",
+        median(&s.cpu_per_container),
+        median(&s.floor_cpu_per_container)
+    );
+    println!(
+        "whalewatcher's own CPU per synced container (this process): {:.3} ms, {:.3}x dockerd's in the same sync (median of the rounds' ratios)",
+        median(&s.client_cpu_per_container),
+        median(&s.ratio_client_dockerd)
     );
     let (bytes, count) = portfolio_memory(endpoint).await;
     println!(
@@ -373,7 +397,7 @@ async fn event_latency(rig: &Rig) {
         started(&mut events, &ids),
         futures::future::join_all(ids.iter().cloned().map(start))
     );
-    let (raw, raw_inspected, raw_lost) = raw.await.unwrap();
+    let (raw, raw_inspected, raw_lost, slowest) = raw.await.unwrap();
     let alive = watcher
         .portfolio()
         .containers()
@@ -413,6 +437,10 @@ async fn event_latency(rig: &Rig) {
         percentile(&raw_inspected, 99.0)
     );
     println!("(after the burst the portfolio holds {alive} of its {BURST} containers)");
+    println!(
+        "the slowest raw event + inspect: its event came {:.1} ms after its timeNano (event {} of {BURST}), its inspect took {:.1} ms with {} inspects in flight",
+        slowest.arrived, slowest.events_by_then, slowest.inspect, slowest.in_flight
+    );
     watching.stop().await.expect("watch ended cleanly");
     drop(t);
 }
@@ -420,11 +448,25 @@ async fn event_latency(rig: &Rig) {
 /// Marks the containers of the burst.
 const BURST_LABEL: &str = "whalewatcher-bench.burst";
 
+/// Where the time of the slowest raw event + inspect went (ms).
+#[derive(Clone, Copy, Debug, Default)]
+struct SlowestInspect {
+    /// From the engine's timeNano to the event's arrival.
+    arrived: f64,
+    /// The inspect's own round trip.
+    inspect: f64,
+    /// Inspects in flight when it was sent (itself included).
+    in_flight: usize,
+    /// Of the burst's starts, how many had their event by then.
+    events_by_then: usize,
+}
+
 /// The floors of event latency: dockerd's own event stream, read with
 /// bollard, for the starts of the burst's containers — as the event
 /// arrives, and once one inspect of each (started at once, unbounded)
-/// is back; latencies in ms, and how many events never came.
-async fn raw_event_latency(endpoint: String) -> (Vec<f64>, Vec<f64>, usize) {
+/// is back; latencies in ms, how many events never came, and where the
+/// slowest one's time went.
+async fn raw_event_latency(endpoint: String) -> (Vec<f64>, Vec<f64>, usize, SlowestInspect) {
     let client = std::sync::Arc::new(docker_client(&endpoint));
     let label = format!("{BURST_LABEL}=1");
     let filters = std::collections::HashMap::from([
@@ -437,6 +479,7 @@ async fn raw_event_latency(endpoint: String) -> (Vec<f64>, Vec<f64>, usize) {
         .build();
     let mut stream = client.docker().events(Some(options));
     let (mut arrived, mut inspects) = (Vec::new(), Vec::new());
+    let in_flight = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while arrived.len() < BURST {
         let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, stream.next()).await else {
@@ -448,23 +491,44 @@ async fn raw_event_latency(endpoint: String) -> (Vec<f64>, Vec<f64>, usize) {
             .duration_since(stamp)
             .unwrap_or_default()));
         let id = message.actor.and_then(|a| a.id).unwrap_or_default();
-        let client = client.clone();
+        let (client, in_flight) = (client.clone(), in_flight.clone());
+        let trace = SlowestInspect {
+            arrived: *arrived.last().expect("just pushed"),
+            in_flight: in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1,
+            events_by_then: arrived.len(),
+            inspect: 0.0,
+        };
         inspects.push(tokio::spawn(async move {
+            let sent = Instant::now();
             client
                 .docker()
                 .inspect_container(&id, None::<InspectContainerOptions>)
                 .await
                 .expect("inspect");
-            ms(SystemTime::now().duration_since(stamp).unwrap_or_default())
+            in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            let total = ms(SystemTime::now().duration_since(stamp).unwrap_or_default());
+            (
+                total,
+                SlowestInspect {
+                    inspect: ms(sent.elapsed()),
+                    ..trace
+                },
+            )
         }));
     }
     let lost = BURST - arrived.len();
-    let inspected = futures::future::join_all(inspects)
+    let done: Vec<(f64, SlowestInspect)> = futures::future::join_all(inspects)
         .await
         .into_iter()
         .map(Result::unwrap)
         .collect();
-    (arrived, inspected, lost)
+    let slowest = done
+        .iter()
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, trace)| *trace)
+        .unwrap_or_default();
+    let inspected = done.into_iter().map(|(total, _)| total).collect();
+    (arrived, inspected, lost, slowest)
 }
 
 /// containerd's native API at 100 tasks: the watcher's initial sync
