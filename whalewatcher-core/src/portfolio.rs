@@ -23,12 +23,124 @@ type IdMap = imbl::GenericHashMap<
     imbl::shared_ptr::DefaultSharedPtr,
 >;
 
-/// A project's or a pod's containers by id. A B-tree, not a hash trie:
+/// A project's or a pod's containers, by id. A B-tree, not a hash trie:
 /// its nodes are at least half full, where a hash trie's fixed-width
 /// nodes stand mostly empty once a level overflows (at 50,000 containers
-/// in one project, the B-tree took 148 bytes less per container); a group
-/// is iterated far more than it is searched.
-type GroupMap = imbl::OrdMap<Arc<str>, Arc<Container>>;
+/// in one project, the B-tree took 148 bytes less per container). Keyed
+/// by the id's hash first, so that its comparisons read a number in the
+/// node, not the id behind a pointer; the id decides between equal
+/// hashes.
+#[derive(Clone, Default)]
+struct GroupMap(imbl::OrdMap<GroupKey, Arc<Container>>);
+
+/// An id and its hash, ordered by the hash, then the id.
+#[derive(Clone)]
+struct GroupKey {
+    hash: u64,
+    id: Arc<str>,
+}
+
+/// The hash groups are ordered by: the same in every portfolio.
+fn group_hash(id: &str) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x5eed).hash_one(id)
+}
+
+/// What a group's keys are compared as: a [`GroupKey`], or an id and its
+/// hash to look one up without making a key.
+trait GroupQuery {
+    fn parts(&self) -> (u64, &str);
+}
+
+impl GroupQuery for GroupKey {
+    fn parts(&self) -> (u64, &str) {
+        (self.hash, &self.id)
+    }
+}
+
+impl GroupQuery for (u64, &str) {
+    fn parts(&self) -> (u64, &str) {
+        *self
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn GroupQuery + 'a> for GroupKey {
+    fn borrow(&self) -> &(dyn GroupQuery + 'a) {
+        self
+    }
+}
+
+impl PartialEq for dyn GroupQuery + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn GroupQuery + '_ {}
+
+impl PartialOrd for dyn GroupQuery + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for dyn GroupQuery + '_ {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.parts().cmp(&other.parts())
+    }
+}
+
+impl PartialEq for GroupKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for GroupKey {}
+
+impl PartialOrd for GroupKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for GroupKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.parts().cmp(&other.parts())
+    }
+}
+
+impl GroupMap {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn get(&self, id: &str) -> Option<&Arc<Container>> {
+        let query: &dyn GroupQuery = &(group_hash(id), id);
+        self.0.get(query)
+    }
+
+    fn insert(&mut self, container: Arc<Container>) {
+        let key = GroupKey {
+            hash: group_hash(container.id()),
+            id: container.shared_id().clone(),
+        };
+        self.0.insert(key, container);
+    }
+
+    fn remove(&mut self, id: &str) {
+        let query: &dyn GroupQuery = &(group_hash(id), id);
+        self.0.remove(query);
+    }
+
+    fn values(&self) -> impl ExactSizeIterator<Item = &Arc<Container>> {
+        self.0.values()
+    }
+}
 
 /// A (compose) project and its alive containers.
 ///
@@ -45,7 +157,7 @@ impl Project {
     fn new(name: Arc<str>) -> Self {
         Project {
             name,
-            containers: GroupMap::new(),
+            containers: GroupMap::default(),
         }
     }
 
@@ -264,26 +376,26 @@ impl Portfolio {
         if let Some(info) = container.pod() {
             match self.pods.get_mut(&*info.uid) {
                 Some(pod) => {
-                    pod.containers.insert(id.clone(), container.clone());
+                    pod.containers.insert(container.clone());
                 }
                 None => {
                     let mut pod = Pod {
                         info: info.clone(),
-                        containers: GroupMap::new(),
+                        containers: GroupMap::default(),
                     };
-                    pod.containers.insert(id.clone(), container.clone());
+                    pod.containers.insert(container.clone());
                     self.pods.insert(info.uid.clone(), pod);
                 }
             }
         }
         match self.projects.get_mut(container.project()) {
             Some(project) => {
-                project.containers.insert(id, container);
+                project.containers.insert(container);
             }
             None => {
                 let name: Arc<str> = Arc::from(container.project());
                 let mut project = Project::new(name.clone());
-                project.containers.insert(id, container);
+                project.containers.insert(container);
                 self.projects.insert(name, project);
             }
         }
