@@ -329,29 +329,26 @@ impl SyncLoop {
         let proving = tokio::time::sleep(self.shared.stable_after);
         tokio::pin!(proving);
         loop {
-            tokio::select! {
+            let first = tokio::select! {
                 biased;
                 _ = stop.stopped() => return (Interrupt::Stopped, proven),
-                item = events.next() => {
-                    let batch = self.apply_ready(Ready::Event(item), &mut events);
-                    proven |= batch.delivered > 0;
-                    if let Some(interrupt) = batch.ended {
-                        return (interrupt, proven);
-                    }
-                }
-                Some(done) = self.inspections.next_done() => {
-                    let batch = self.apply_ready(Ready::Inspected(done), &mut events);
-                    proven |= batch.delivered > 0;
-                    if let Some(interrupt) = batch.ended {
-                        return (interrupt, proven);
-                    }
-                }
+                item = events.next() => Ready::Event(item),
+                Some(done) = self.inspections.next_done() => Ready::Inspected(done),
                 _ = tick(&mut safety_relist) => {
                     if let Err(interrupt) = self.relist(&mut events, stop).await {
                         return (interrupt, proven);
                     }
+                    continue;
                 }
-                () = &mut proving, if !proven => proven = true,
+                () = &mut proving, if !proven => {
+                    proven = true;
+                    continue;
+                }
+            };
+            let batch = self.apply_ready(first, &mut events);
+            proven |= batch.delivered > 0;
+            if let Some(interrupt) = batch.ended {
+                return (interrupt, proven);
             }
         }
     }
