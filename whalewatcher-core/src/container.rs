@@ -362,7 +362,6 @@ pub struct Labels {
 impl Labels {
     /// The value of `key`, if present.
     pub fn get(&self, key: &str) -> Option<&str> {
-        let mut found = None;
         let (mut low, mut high) = (0, self.len());
         while low < high {
             let middle = (low + high) / 2;
@@ -370,13 +369,10 @@ impl Labels {
             match k.cmp(key) {
                 std::cmp::Ordering::Less => low = middle + 1,
                 std::cmp::Ordering::Greater => high = middle,
-                std::cmp::Ordering::Equal => {
-                    found = Some(v);
-                    break;
-                }
+                std::cmp::Ordering::Equal => return Some(v),
             }
         }
-        found
+        None
     }
 
     /// Whether `key` is present.

@@ -33,8 +33,9 @@ type IdMap = imbl::GenericHashMap<
 #[derive(Clone, Default)]
 struct GroupMap(imbl::OrdMap<GroupKey, Arc<Container>>);
 
-/// An id and its hash, ordered by the hash, then the id.
-#[derive(Clone)]
+/// An id and its hash, ordered by the hash, then the id (the fields'
+/// order), as a [`GroupQuery`] is.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct GroupKey {
     hash: u64,
     id: Arc<str>,
@@ -85,26 +86,6 @@ impl PartialOrd for dyn GroupQuery + '_ {
 }
 
 impl Ord for dyn GroupQuery + '_ {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.parts().cmp(&other.parts())
-    }
-}
-
-impl PartialEq for GroupKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.parts() == other.parts()
-    }
-}
-
-impl Eq for GroupKey {}
-
-impl PartialOrd for GroupKey {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for GroupKey {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.parts().cmp(&other.parts())
     }
