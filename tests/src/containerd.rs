@@ -102,6 +102,36 @@ impl ContainerdTest {
         }
     }
 
+    /// Creates `count` containers (no task) named `prefix-N` in `namespace`,
+    /// each with the test label and 40 labels of 4,000 bytes (containerd
+    /// takes up to 4,096 per label): records of about 160 KB, to make a
+    /// list large in bytes with few containers.
+    pub fn create_heavy(&self, namespace: &str, prefix: &str, count: usize) {
+        self.ensure_image(namespace);
+        self.namespaces.lock().unwrap().insert(namespace.to_owned());
+        let script = format!(
+            "v=$(printf '%04000d' 0); labels=''; \
+             for l in $(seq 40); do labels=\"$labels --label heavy$l=$v\"; done; \
+             for i in $(seq {count}); do \
+               ctr -n {namespace} containers create --label {TEST_LABEL}={label} $labels \
+                 {image} {prefix}-$i >/dev/null || exit 1; done",
+            label = self.label,
+            image = self.engine.image(),
+        );
+        run_command(
+            "docker",
+            &[
+                "-H",
+                &self.host_docker,
+                "exec",
+                self.engine.container(),
+                "sh",
+                "-c",
+                &script,
+            ],
+        );
+    }
+
     /// Runs `ctr -n namespace args…` in the engine's container: its output,
     /// or its error output when it fails.
     fn try_ctr(&self, namespace: &str, args: &[&str]) -> Result<String, String> {

@@ -14,6 +14,7 @@ use whalewatcher_tests::containerd::{wait_for_event, ContainerdTest};
 use whalewatcher_tests::eventually;
 use whalewatcher_tests::http_proxy::{HttpProxy, Rules};
 use whalewatcher_tests::rig::Rig;
+use whalewatcher_tests::scripted_grpc::{Answer, ScriptedGrpc};
 use whalewatcher_tests::watching::Watching;
 
 /// Shared by the tests that only use the engine; taken alone by the one
@@ -285,6 +286,85 @@ async fn an_engine_restart_is_resynchronized_and_subscribers_see_the_difference(
     wait_for_truth(&w, &t, &["default"]).await;
     assert_eq!(w.mine(&t.label).keys().collect::<Vec<_>>(), [&after]);
     w.stop().await;
+}
+
+/// tonic refuses a message above 4 MiB unless told otherwise, and
+/// containerd sends a namespace's records in one message unless asked for
+/// a stream: 32 records of about 160 KB (few containers with large
+/// labels, or a few thousand with ordinary specs) made the sync fail with
+/// "decoded message length too large".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_larger_than_4_mib_in_all_sync() {
+    // Alone: every list of this engine is that large while they exist.
+    let _alone = ENGINE.write().await;
+    let rig = Rig::load();
+    let t = ContainerdTest::connect(&rig.containerd, "cd-heavy").await;
+    let namespace = "whalewatcher-heavy";
+    t.create_heavy(namespace, &format!("heavy-{}", t.label), 32);
+    let light = format!("light-{}", t.label);
+    t.run(namespace, &light, &[]);
+
+    let w = Watching::synced(engine(&rig)).await;
+    assert_eq!(portfolio_view(&w, &t), t.truth(&[namespace]));
+    assert!(w
+        .watcher
+        .portfolio()
+        .container(&format!("{namespace}/{light}"))
+        .is_some());
+    w.stop().await;
+}
+
+/// An engine without the record stream (`Unimplemented`) is asked for
+/// the one-message list, and its records are not lost.
+#[tokio::test]
+async fn an_engine_without_the_record_stream_is_listed_in_one_message() {
+    use containerd_client::services::v1::{
+        Container, ListContainersResponse, ListNamespacesResponse, ListTasksResponse, Namespace,
+    };
+    use containerd_client::types::v1::{Process, Status};
+    let record = Container {
+        id: "old".to_owned(),
+        ..Default::default()
+    };
+    let task = Process {
+        id: "old".to_owned(),
+        pid: 4242,
+        status: Status::Running as i32,
+        ..Default::default()
+    };
+    let stream = "/containerd.services.containers.v1.Containers/ListStream";
+    let engine = ScriptedGrpc::start(
+        &std::env::temp_dir(),
+        [
+            (
+                "/containerd.services.namespaces.v1.Namespaces/List",
+                Answer::message(&ListNamespacesResponse {
+                    namespaces: vec![Namespace {
+                        name: "default".to_owned(),
+                        ..Default::default()
+                    }],
+                }),
+            ),
+            (
+                "/containerd.services.containers.v1.Containers/List",
+                Answer::message(&ListContainersResponse {
+                    containers: vec![record],
+                }),
+            ),
+            (
+                "/containerd.services.tasks.v1.Tasks/List",
+                Answer::message(&ListTasksResponse { tasks: vec![task] }),
+            ),
+        ],
+    );
+    let listed = ContainerdEngine::new(engine.socket())
+        .expect("engine")
+        .list()
+        .await
+        .expect("the list");
+    assert_eq!(engine.calls(stream), 1, "the stream was asked for first");
+    let pids: Vec<_> = listed.iter().map(|c| (c.id(), c.pid())).collect();
+    assert_eq!(pids, [("old", 4242)]);
 }
 
 #[tokio::test]

@@ -49,9 +49,9 @@ use containerd_client::services::v1::{
 };
 use containerd_client::tonic::metadata::MetadataValue;
 use containerd_client::tonic::transport::Channel;
-use containerd_client::tonic::{Request, Status, Streaming};
+use containerd_client::tonic::{Code, Request, Status, Streaming};
 use containerd_client::types::Envelope;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use whalewatcher_core::support::{readable, status_error, Protocol};
 use whalewatcher_core::{async_trait, Container, Engine, EngineError, EngineEvents, EngineInfo};
 
@@ -273,22 +273,18 @@ impl ContainerdEngine {
         Ok(request)
     }
 
-    /// The alive containers of one namespace: two round trips.
+    /// The alive containers of one namespace: two calls, at once.
     async fn list_namespace(
         &self,
         channel: &Channel,
         namespace: &str,
     ) -> Result<Vec<Container>, EngineError> {
-        let mut records = ContainersClient::new(channel.clone());
-        let mut tasks = TasksClient::new(channel.clone());
+        let mut tasks = TasksClient::new(channel.clone()).max_decoding_message_size(usize::MAX);
         let (records, tasks) = futures::join!(
-            records.list(self.namespaced(ListContainersRequest::default(), namespace)?),
+            self.records(channel, namespace),
             tasks.list(self.namespaced(ListTasksRequest::default(), namespace)?),
         );
-        let records = records
-            .map_err(|s| self.error(s, None))?
-            .into_inner()
-            .containers;
+        let records = records?;
         let tasks: HashMap<String, _> = tasks
             .map_err(|s| self.error(s, None))?
             .into_inner()
@@ -300,6 +296,41 @@ impl ContainerdEngine {
             .iter()
             .filter_map(|record| self.container(namespace, record, tasks.get(&record.id)?))
             .collect())
+    }
+
+    /// The container records of one namespace, one message each, as
+    /// containerd's own client asks for them: in one message, they stop
+    /// at containerd's send limit (16 MiB), a few thousand ordinary
+    /// records. An engine without the stream is asked for the one message.
+    async fn records(
+        &self,
+        channel: &Channel,
+        namespace: &str,
+    ) -> Result<Vec<containerd_client::services::v1::Container>, EngineError> {
+        let mut client =
+            ContainersClient::new(channel.clone()).max_decoding_message_size(usize::MAX);
+        let streamed = client
+            .list_stream(self.namespaced(ListContainersRequest::default(), namespace)?)
+            .await;
+        let streamed = match streamed {
+            Ok(stream) => {
+                stream
+                    .into_inner()
+                    .filter_map(|message| async move { message.map(|m| m.container).transpose() })
+                    .try_collect()
+                    .await
+            }
+            Err(status) => Err(status),
+        };
+        // Refused in the headers or as the stream's only item.
+        let records = match streamed {
+            Err(status) if status.code() == Code::Unimplemented => client
+                .list(self.namespaced(ListContainersRequest::default(), namespace)?)
+                .await
+                .map(|response| response.into_inner().containers),
+            other => other,
+        };
+        records.map_err(|s| self.error(s, None))
     }
 }
 
@@ -432,6 +463,7 @@ impl Engine for ContainerdEngine {
         }
         let channel = self.channel().await?;
         let record = ContainersClient::new(channel.clone())
+            .max_decoding_message_size(usize::MAX)
             .get(self.namespaced(
                 GetContainerRequest {
                     id: container_id.to_owned(),
