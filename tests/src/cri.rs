@@ -55,7 +55,8 @@ impl CriTest {
             .await
             .unwrap_or_else(|e| panic!("CRI at {} does not answer: {e}", engine.endpoint));
         CriTest {
-            client: RuntimeServiceClient::new(channel),
+            // Lists and statuses as large as the engine sends them.
+            client: RuntimeServiceClient::new(channel).max_decoding_message_size(usize::MAX),
             engine,
             label: test_label_value(test),
             pods: Mutex::default(),
@@ -125,6 +126,30 @@ impl CriTest {
     /// Like [`run_container`](Self::run_container), running `command`
     /// instead of sleeping.
     pub async fn run_container_command(&self, pod: &Pod, name: &str, command: &[&str]) -> String {
+        self.run_container_with(pod, name, command, HashMap::new())
+            .await
+    }
+
+    /// Like [`run_container`](Self::run_container), with `annotations`
+    /// besides the test's own.
+    pub async fn run_annotated_container(
+        &self,
+        pod: &Pod,
+        name: &str,
+        annotations: HashMap<String, String>,
+    ) -> String {
+        self.run_container_with(pod, name, &["sleep", "2147483647"], annotations)
+            .await
+    }
+
+    async fn run_container_with(
+        &self,
+        pod: &Pod,
+        name: &str,
+        command: &[&str],
+        mut annotations: HashMap<String, String>,
+    ) -> String {
+        annotations.insert(ANNOTATION.to_owned(), format!("container {name}"));
         let config = ContainerConfig {
             metadata: Some(ContainerMetadata {
                 name: name.to_owned(),
@@ -136,7 +161,7 @@ impl CriTest {
             }),
             command: command.iter().map(|arg| (*arg).to_owned()).collect(),
             labels: HashMap::from([(TEST_LABEL.to_owned(), self.label.clone())]),
-            annotations: HashMap::from([(ANNOTATION.to_owned(), format!("container {name}"))]),
+            annotations,
             ..Default::default()
         };
         let create_and_start = || async {

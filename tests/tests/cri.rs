@@ -172,6 +172,32 @@ async fn two_pods_of_two_containers_equal_the_truth_with_labels_and_pids() {
     w.stop().await;
 }
 
+/// tonic refuses a message above 4 MiB unless told otherwise: the list of
+/// six containers with an annotation of 800 KB each (or of a few thousand
+/// ordinary ones) made the sync fail with "decoded message length too
+/// large".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_larger_than_4_mib_syncs() {
+    let _alone = ENGINE.lock().await;
+    let rig = Rig::load();
+    let t = CriTest::connect(&rig.containerd, "cri-heavy").await;
+    let pod = t.run_pod("heavy", "rig").await;
+    let heavy = HashMap::from([("heavy".to_owned(), "x".repeat(800_000))]);
+    for i in 0..6 {
+        t.run_annotated_container(&pod, &format!("heavy-{i}"), heavy.clone())
+            .await;
+    }
+
+    let w = Watching::synced(engine(&rig)).await;
+    assert_eq!(
+        w.mine(&t.label).len(),
+        7,
+        "the sandbox and its six containers"
+    );
+    wait_for_truth(&w, &t).await;
+    w.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_container_and_a_stopped_pod_are_removed() {
     let _alone = ENGINE.lock().await;

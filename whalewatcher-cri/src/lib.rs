@@ -288,7 +288,9 @@ impl CriEngine {
             .get_or_try_init(|| connection::connect(self.socket.clone()))
             .await
             .cloned()
-            .map(RuntimeServiceClient::new)
+            // Lists as large as the engine sends them (tonic's default
+            // stops at 4 MiB, a few thousand containers).
+            .map(|channel| RuntimeServiceClient::new(channel).max_decoding_message_size(usize::MAX))
             .map_err(|e| EngineError::unreachable(self.api.clone(), e))
     }
 
