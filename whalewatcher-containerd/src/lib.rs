@@ -273,18 +273,27 @@ impl ContainerdEngine {
         Ok(request)
     }
 
-    /// The alive containers of one namespace: two calls, at once.
+    /// The alive containers of one namespace: the task list and the
+    /// container records, asked for at once.
+    ///
+    /// The records come one message each, as containerd's own client asks
+    /// for them: in one message they stop at containerd's send limit (16
+    /// MiB), a few thousand ordinary records. Each is made a container as
+    /// it comes, so the full records (about 3 KB each, the OCI spec
+    /// included) are never all held at once. An engine without the stream
+    /// is asked for the one message.
     async fn list_namespace(
         &self,
         channel: &Channel,
         namespace: &str,
     ) -> Result<Vec<Container>, EngineError> {
         let mut tasks = TasksClient::new(channel.clone()).max_decoding_message_size(usize::MAX);
-        let (records, tasks) = futures::join!(
-            self.records(channel, namespace),
+        let mut records =
+            ContainersClient::new(channel.clone()).max_decoding_message_size(usize::MAX);
+        let (tasks, streamed) = futures::join!(
             tasks.list(self.namespaced(ListTasksRequest::default(), namespace)?),
+            records.list_stream(self.namespaced(ListContainersRequest::default(), namespace)?),
         );
-        let records = records?;
         let tasks: HashMap<String, _> = tasks
             .map_err(|s| self.error(s, None))?
             .into_inner()
@@ -292,45 +301,37 @@ impl ContainerdEngine {
             .into_iter()
             .map(|task| (convert::task_container_id(&task).to_owned(), task))
             .collect();
-        Ok(records
-            .iter()
-            .filter_map(|record| self.container(namespace, record, tasks.get(&record.id)?))
-            .collect())
-    }
-
-    /// The container records of one namespace, one message each, as
-    /// containerd's own client asks for them: in one message, they stop
-    /// at containerd's send limit (16 MiB), a few thousand ordinary
-    /// records. An engine without the stream is asked for the one message.
-    async fn records(
-        &self,
-        channel: &Channel,
-        namespace: &str,
-    ) -> Result<Vec<containerd_client::services::v1::Container>, EngineError> {
-        let mut client =
-            ContainersClient::new(channel.clone()).max_decoding_message_size(usize::MAX);
-        let streamed = client
-            .list_stream(self.namespaced(ListContainersRequest::default(), namespace)?)
-            .await;
+        let alive = |record: &containerd_client::services::v1::Container| {
+            self.container(namespace, record, tasks.get(&record.id)?)
+        };
         let streamed = match streamed {
             Ok(stream) => {
                 stream
                     .into_inner()
-                    .filter_map(|message| async move { message.map(|m| m.container).transpose() })
+                    .try_filter_map(|message| {
+                        futures::future::ready(Ok(message.container.as_ref().and_then(alive)))
+                    })
                     .try_collect()
                     .await
             }
             Err(status) => Err(status),
         };
         // Refused in the headers or as the stream's only item.
-        let records = match streamed {
-            Err(status) if status.code() == Code::Unimplemented => client
+        let listed = match streamed {
+            Err(status) if status.code() == Code::Unimplemented => records
                 .list(self.namespaced(ListContainersRequest::default(), namespace)?)
                 .await
-                .map(|response| response.into_inner().containers),
+                .map(|response| {
+                    response
+                        .into_inner()
+                        .containers
+                        .iter()
+                        .filter_map(alive)
+                        .collect()
+                }),
             other => other,
         };
-        records.map_err(|s| self.error(s, None))
+        listed.map_err(|s| self.error(s, None))
     }
 }
 
