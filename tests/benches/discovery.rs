@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use whalewatcher_core::PidTranslation;
 use whalewatcher_discovery::{Api, Discovery, PidTranslator};
 use whalewatcher_tests::docker::DockerTest;
-use whalewatcher_tests::loopback_docker::process_cpu;
+use whalewatcher_tests::loopback::process_cpu;
 use whalewatcher_tests::measure::{env_or, median, ms};
 use whalewatcher_tests::rig::Rig;
 

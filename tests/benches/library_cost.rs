@@ -1,101 +1,47 @@
 //! The library's own CPU per container, with the engine taken out of the
-//! picture: a loopback Docker endpoint (`whalewatcher_tests::loopback_docker`,
-//! in a thread of its own) serves N running containers from memory, each
-//! inspect body made from one captured on the rig's dockerd 26.
+//! picture: a loopback endpoint (`whalewatcher_tests::loopback`, in a
+//! thread of its own) serves N running containers from memory, made from
+//! records captured on the rig's engines — dockerd 26's inspect bodies,
+//! containerd 1.7's records and tasks, its CRI plugin's verbose statuses.
 //!
-//! For each N of `WW_COST_N` (default `1000,10000`) in `WW_COST_ROUNDS`
-//! (default 5) rounds:
-//! - the parse floor: the N bodies deserialized into just the fields the
-//!   record keeps (one thread; its CPU time);
+//! For each engine kind of `WW_COST_KINDS` (default
+//! `docker,containerd,cri`), each N of `WW_COST_N` (default `1000,10000`),
+//! in `WW_COST_ROUNDS` (default 5) rounds:
+//! - the parse floor: the messages a sync receives, decoded into just the
+//!   fields the record keeps (`whalewatcher_tests::kept`; one thread, its
+//!   CPU time);
 //! - whalewatcher's initial sync against the endpoint: wall time, and the
 //!   client's CPU (every thread of this process but the endpoint's);
 //! - the ratio of the client's CPU to the floor, per round;
-//! - for comparison, the same bodies parsed into bollard's full model
-//!   (what every inspect cost before the engine parsed only what it keeps).
+//! - for Docker, the same bodies parsed into bollard's full model (what
+//!   every inspect cost before the engine parsed only what it keeps).
 //!
 //! Medians; no goal is asserted here. Run: `cargo bench -p
 //! whalewatcher-tests --bench library_cost`.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-use whalewatcher_core::{RetryPolicy, Watcher};
-use whalewatcher_moby::MobyEngine;
-use whalewatcher_tests::loopback_docker::{
-    container_id, process_cpu, thread_cpu, LoopbackDocker, DOCKERD_26_INSPECT,
-};
+use bytes::Bytes;
+use whalewatcher_core::RetryPolicy;
+use whalewatcher_tests::kept;
+use whalewatcher_tests::loopback::{process_cpu, thread_cpu, Kind, Loopback};
 use whalewatcher_tests::measure::{env_or, median, ms, this_thread_id};
 
-/// The fields of an inspect body that the record keeps, and nothing else.
-#[allow(dead_code)]
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Kept {
-    id: String,
-    name: String,
-    image: String,
-    created: String,
-    restart_count: i64,
-    state: KeptState,
-    config: KeptConfig,
-    host_config: KeptHostConfig,
-}
-
-#[allow(dead_code)]
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct KeptState {
-    running: bool,
-    paused: bool,
-    pid: i64,
-    started_at: String,
-}
-
-#[allow(dead_code)]
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct KeptConfig {
-    image: String,
-    labels: HashMap<String, String>,
-}
-
-#[allow(dead_code)]
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct KeptHostConfig {
-    privileged: bool,
-}
-
-/// The N bodies the endpoint serves, as the client receives them.
-fn bodies(n: usize) -> Vec<Vec<u8>> {
-    let template: serde_json::Value = serde_json::from_str(DOCKERD_26_INSPECT).unwrap();
-    (0..n)
-        .map(|i| {
-            let mut body = template.clone();
-            body["Id"] = container_id(i).into();
-            body["Name"] = format!("/loopback-{i}").into();
-            serde_json::to_vec(&body).unwrap()
-        })
-        .collect()
-}
-
-/// The floor: the CPU to deserialize every body into [`Kept`].
-fn parse_floor(bodies: &[Vec<u8>]) -> Duration {
+/// The floor: the CPU to decode every message into the kept fields.
+fn parse_floor(kind: Kind, messages: &[(&str, Bytes)]) -> Duration {
     let before = thread_cpu(this_thread_id());
-    for body in bodies {
-        let kept: Kept = serde_json::from_slice(body).expect("a body");
-        std::hint::black_box(kept);
+    for (what, message) in messages {
+        kept::parse(kind, what, message);
     }
     thread_cpu(this_thread_id()) - before
 }
 
-/// The CPU to deserialize every body into bollard's full model, as the
-/// moby engine did for every inspect before it parsed only the kept
+/// The CPU to deserialize every Docker body into bollard's full model, as
+/// the moby engine did for every inspect before it parsed only the kept
 /// fields (it still does for a packer).
-fn parse_bollard(bodies: &[Vec<u8>]) -> Duration {
+fn parse_bollard(messages: &[(&str, Bytes)]) -> Duration {
     let before = thread_cpu(this_thread_id());
-    for body in bodies {
+    for (_, body) in messages {
         let full: bollard::models::ContainerInspectResponse =
             serde_json::from_slice(body).expect("a body");
         std::hint::black_box(full);
@@ -104,13 +50,13 @@ fn parse_bollard(bodies: &[Vec<u8>]) -> Duration {
 }
 
 /// One initial sync against `endpoint`: wall time, the client's CPU.
-async fn sync(endpoint: &LoopbackDocker, n: usize) -> (Duration, Duration) {
+async fn sync(kind: Kind, endpoint: &dyn Loopback, n: usize) -> (Duration, Duration) {
     let (process_before, server_before) = (process_cpu(), endpoint.cpu());
     let started = Instant::now();
-    let watcher = Watcher::new(
-        MobyEngine::new(endpoint.endpoint()).expect("engine"),
-        RetryPolicy::none(),
-    );
+    let watcher = kind
+        .watcher(&endpoint.endpoint())
+        .retry(RetryPolicy::none())
+        .build();
     let watching = watcher.spawn();
     watcher.ready().await.expect("synced");
     let wall = started.elapsed();
@@ -121,6 +67,7 @@ async fn sync(endpoint: &LoopbackDocker, n: usize) -> (Duration, Duration) {
 }
 
 fn main() {
+    let kinds = Kind::parse_list(&env_or("WW_COST_KINDS", "docker,containerd,cri".to_owned()));
     let sizes: Vec<usize> = env_or("WW_COST_N", "1000,10000".to_owned())
         .split(',')
         .map(|n| n.trim().parse().expect("WW_COST_N: numbers"))
@@ -133,7 +80,8 @@ fn main() {
         .unwrap();
     let dir = std::env::temp_dir();
     println!(
-        "{:>7} {:>10} {:>10} {:>10} {:>12} {:>12} {:>8} {:>13} {:>13}",
+        "{:>10} {:>7} {:>10} {:>10} {:>10} {:>12} {:>12} {:>8} {:>13} {:>13}",
+        "engine",
         "N",
         "sync ms",
         "client ms",
@@ -144,37 +92,48 @@ fn main() {
         "bollard µs/c",
         "bollard/floor"
     );
-    for n in sizes {
-        let endpoint = LoopbackDocker::start(&dir, DOCKERD_26_INSPECT, n);
-        let bodies = bodies(n);
-        let (mut walls, mut clients, mut floors, mut ratios) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut fulls, mut full_ratios) = (Vec::new(), Vec::new());
-        for round in 0..rounds {
-            // Alternating which goes first.
-            let floor_first = round % 2 == 0;
-            let floor = floor_first.then(|| parse_floor(&bodies));
-            let (wall, client) = runtime.block_on(sync(&endpoint, n));
-            let floor = floor.unwrap_or_else(|| parse_floor(&bodies));
-            walls.push(ms(wall));
-            clients.push(ms(client));
-            floors.push(ms(floor));
-            ratios.push(client.as_secs_f64() / floor.as_secs_f64());
-            let full = parse_bollard(&bodies);
-            fulls.push(ms(full));
-            full_ratios.push(full.as_secs_f64() / floor.as_secs_f64());
+    for kind in kinds {
+        for &n in &sizes {
+            let endpoint = kind.start(&dir, n);
+            let messages = kind.sync_messages(n);
+            let (mut walls, mut clients, mut floors, mut ratios) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut fulls, mut full_ratios) = (Vec::new(), Vec::new());
+            for round in 0..rounds {
+                // Alternating which goes first.
+                let floor_first = round % 2 == 0;
+                let floor = floor_first.then(|| parse_floor(kind, &messages));
+                let (wall, client) = runtime.block_on(sync(kind, endpoint.as_ref(), n));
+                let floor = floor.unwrap_or_else(|| parse_floor(kind, &messages));
+                walls.push(ms(wall));
+                clients.push(ms(client));
+                floors.push(ms(floor));
+                ratios.push(client.as_secs_f64() / floor.as_secs_f64());
+                if kind == Kind::Docker {
+                    let full = parse_bollard(&messages);
+                    fulls.push(ms(full));
+                    full_ratios.push(full.as_secs_f64() / floor.as_secs_f64());
+                }
+            }
+            let per = |total: f64| total * 1e3 / n as f64;
+            let (bollard, bollard_ratio) = if fulls.is_empty() {
+                ("-".to_owned(), "-".to_owned())
+            } else {
+                (
+                    format!("{:.1}", per(median(&fulls))),
+                    format!("{:.2}", median(&full_ratios)),
+                )
+            };
+            println!(
+                "{:>10} {n:>7} {:>10.1} {:>10.1} {:>10.1} {:>12.1} {:>12.1} {:>8.2} {bollard:>13} {bollard_ratio:>13}",
+                kind.name(),
+                median(&walls),
+                median(&clients),
+                median(&floors),
+                per(median(&clients)),
+                per(median(&floors)),
+                median(&ratios),
+            );
         }
-        let per = |total: f64| total * 1e3 / n as f64;
-        println!(
-            "{n:>7} {:>10.1} {:>10.1} {:>10.1} {:>12.1} {:>12.1} {:>8.2} {:>13.1} {:>13.2}",
-            median(&walls),
-            median(&clients),
-            median(&floors),
-            per(median(&clients)),
-            per(median(&floors)),
-            median(&ratios),
-            per(median(&fulls)),
-            median(&full_ratios),
-        );
     }
 }

@@ -1,10 +1,11 @@
 //! What a process that holds the portfolio costs at N = 1,000, 10,000 and
 //! 50,000 containers, with the engine taken out of the picture: a loopback
-//! Docker endpoint (`whalewatcher_tests::loopback_docker`) in this process
-//! serves the containers, and the watcher runs in a child process of its
-//! own (this binary again), so that its CPU and memory are its alone.
+//! endpoint (`whalewatcher_tests::loopback`) in this process serves the
+//! containers, and the watcher runs in a child process of its own (this
+//! binary again), so that its CPU and memory are its alone.
 //!
-//! Per N (`WW_SCALE_N`, default `1000,10000,50000`) and round
+//! Per engine kind (`WW_SCALE_KINDS`, default `docker,containerd,cri`), N
+//! (`WW_SCALE_N`, default `1000,10000,50000`) and round
 //! (`WW_SCALE_ROUNDS`, default 3), the child:
 //! - syncs: wall time, its CPU per container;
 //! - holds the portfolio: resident memory (`VmRSS` after the sync minus
@@ -27,9 +28,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
-use whalewatcher_core::{RetryPolicy, SyncState, Watcher};
-use whalewatcher_moby::MobyEngine;
-use whalewatcher_tests::loopback_docker::{LoopbackDocker, DOCKERD_26_INSPECT};
+use whalewatcher_core::{RetryPolicy, SyncState};
+use whalewatcher_tests::loopback::{Kind, Loopback};
 use whalewatcher_tests::measure::{env_or, median, ms, status_kib, threads_cpu};
 
 #[global_allocator]
@@ -37,6 +37,8 @@ static ALLOCATOR: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 
 /// The child's role: set to the endpoint it watches.
 const CHILD_ENDPOINT: &str = "WW_SCALE_CHILD_ENDPOINT";
+/// The kind of engine the child watches.
+const CHILD_KIND: &str = "WW_SCALE_CHILD_KIND";
 const CHILD_N: &str = "WW_SCALE_CHILD_N";
 /// How many events the restart makes: exits and starts.
 const CHILD_EXPECTED: &str = "WW_SCALE_CHILD_EXPECTED";
@@ -65,7 +67,7 @@ fn heap(region: &Region<'_, std::alloc::System>) -> i64 {
     change.bytes_allocated as i64 - change.bytes_deallocated as i64
 }
 
-fn child(endpoint: String, n: usize, expected: u64) {
+fn child(kind: Kind, endpoint: String, n: usize, expected: u64) {
     let pid = std::process::id();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -77,7 +79,8 @@ fn child(endpoint: String, n: usize, expected: u64) {
     let measured = runtime.block_on(async {
         let cpu_before = threads_cpu(pid);
         let started = Instant::now();
-        let watcher = Watcher::builder(MobyEngine::new(&endpoint).expect("engine"))
+        let watcher = kind
+            .watcher(&endpoint)
             .retry(RetryPolicy::from_delays(|| {
                 std::iter::repeat(Duration::from_millis(10))
             }))
@@ -150,8 +153,15 @@ fn child(endpoint: String, n: usize, expected: u64) {
 
 /// Runs one child against `endpoint`: restarts the endpoint (`restart`)
 /// once the child has synced; returns what the child measured.
-fn round(endpoint: &LoopbackDocker, n: usize, expected: u64, restart: impl FnOnce()) -> Measured {
+fn round(
+    kind: Kind,
+    endpoint: &dyn Loopback,
+    n: usize,
+    expected: u64,
+    restart: impl FnOnce(),
+) -> Measured {
     let mut child = Command::new(std::env::current_exe().expect("this binary"))
+        .env(CHILD_KIND, kind.name())
         .env(CHILD_ENDPOINT, endpoint.endpoint())
         .env(CHILD_N, n.to_string())
         .env(CHILD_EXPECTED, expected.to_string())
@@ -174,17 +184,30 @@ fn round(endpoint: &LoopbackDocker, n: usize, expected: u64, restart: impl FnOnc
 
 fn main() {
     if let Ok(endpoint) = std::env::var(CHILD_ENDPOINT) {
-        return child(endpoint, env_or(CHILD_N, 0), env_or(CHILD_EXPECTED, 0));
+        let kind = Kind::parse_list(&env_or(CHILD_KIND, String::new()))[0];
+        return child(
+            kind,
+            endpoint,
+            env_or(CHILD_N, 0),
+            env_or(CHILD_EXPECTED, 0),
+        );
     }
+    let kinds = Kind::parse_list(&env_or(
+        "WW_SCALE_KINDS",
+        "docker,containerd,cri".to_owned(),
+    ));
     let sizes: Vec<usize> = env_or("WW_SCALE_N", "1000,10000,50000".to_owned())
         .split(',')
         .map(|n| n.trim().parse().expect("WW_SCALE_N: numbers"))
         .collect();
     let rounds: usize = env_or("WW_SCALE_ROUNDS", 3);
-    println!("| N | sync | sync CPU per container | RSS per container | heap per container | sync peak RSS / steady | resync | resync peak RSS / steady | events after the restart | lagged |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    for n in sizes {
-        let endpoint = LoopbackDocker::start(&std::env::temp_dir(), DOCKERD_26_INSPECT, n);
+    println!("| engine | N | sync | sync CPU per container | RSS per container | heap per container | sync peak RSS / steady | resync | resync peak RSS / steady | events after the restart | lagged |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for (kind, n) in kinds
+        .iter()
+        .flat_map(|kind| sizes.iter().map(move |n| (*kind, *n)))
+    {
+        let endpoint = kind.start(&std::env::temp_dir(), n);
         // Containers first..first + n run; each restart exits the oldest
         // tenth and starts as many new ones.
         let mut first = 0;
@@ -192,7 +215,7 @@ fn main() {
         let mut all = Vec::new();
         for _ in 0..rounds {
             let expected = 2 * tenth as u64;
-            let measured = round(&endpoint, n, expected, || {
+            let measured = round(kind, endpoint.as_ref(), n, expected, || {
                 first += tenth;
                 endpoint.restart(first..first + n);
             });
@@ -204,7 +227,8 @@ fn main() {
         }
         let med = |f: fn(&Measured) -> f64| median(&all.iter().map(f).collect::<Vec<_>>());
         println!(
-            "| {n} | {:.1} ms | {:.1} µs | {:.0} B | {:.0} B | {:.2}x | {:.1} ms | {:.2}x | {:.0} | {:.0} |",
+            "| {} | {n} | {:.1} ms | {:.1} µs | {:.0} B | {:.0} B | {:.2}x | {:.1} ms | {:.2}x | {:.0} | {:.0} |",
+            kind.name(),
             med(|m| m.sync_ms),
             med(|m| m.sync_cpu_ms) * 1e3 / n as f64,
             med(|m| m.rss_kib as f64) * 1024.0 / n as f64,

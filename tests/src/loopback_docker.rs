@@ -7,11 +7,11 @@
 //! an engine restart: other containers from then on, every event stream
 //! ended.
 //!
-//! It runs in a thread of its own, on a runtime of its own, so that its CPU
-//! time ([`LoopbackDocker::cpu`]) can be told apart from the client's.
+//! It runs in a thread of its own (see [`crate::loopback`]).
 
 use std::convert::Infallible;
-use std::path::{Path, PathBuf};
+use std::ops::Range;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +21,8 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+
+use crate::loopback::{container_id, Loopback, ServerThread};
 
 /// The captured inspect body of a running container on the rig's dockerd
 /// 26: compose labels, `sleep`, no network.
@@ -48,12 +50,8 @@ struct Engine {
 /// A running endpoint; stops when dropped.
 #[derive(Debug)]
 pub struct LoopbackDocker {
-    socket: PathBuf,
     engine: Arc<Engine>,
-    /// The server thread's id, for its CPU time.
-    tid: u32,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: ServerThread,
 }
 
 impl LoopbackDocker {
@@ -66,66 +64,37 @@ impl LoopbackDocker {
             template,
             restarts: tokio::sync::watch::channel(0).0,
         });
-        let socket = dir.join(format!("{}.sock", crate::test_label_value("loopback")));
-        let _ = std::fs::remove_file(&socket);
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        let (ready, is_ready) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn({
-            let (socket, engine) = (socket.clone(), engine.clone());
-            move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a runtime");
-                runtime.block_on(async move {
-                    let listener = tokio::net::UnixListener::bind(&socket)
-                        .unwrap_or_else(|e| panic!("cannot listen at {}: {e}", socket.display()));
-                    ready
-                        .send(crate::measure::this_thread_id())
-                        .expect("the starter waits");
-                    let accepting = async {
-                        while let Ok((stream, _)) = listener.accept().await {
-                            let engine = engine.clone();
-                            let service = hyper::service::service_fn(move |request| {
-                                let engine = engine.clone();
-                                async move { Ok::<_, Infallible>(answer(&engine, &request)) }
-                            });
-                            tokio::spawn(
-                                hyper::server::conn::http1::Builder::new()
-                                    .serve_connection(TokioIo::new(stream), service),
-                            );
-                        }
-                    };
-                    tokio::select! {
-                        _ = stopped => {}
-                        () = accepting => {}
-                    }
-                });
+        let server = ServerThread::start(dir, "loopback-docker", {
+            let engine = engine.clone();
+            move |stream| {
+                let engine = engine.clone();
+                async move {
+                    let service = hyper::service::service_fn(move |request| {
+                        let engine = engine.clone();
+                        async move { Ok::<_, Infallible>(answer(&engine, &request)) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                }
             }
         });
-        let tid = is_ready.recv().expect("the endpoint listens");
-        LoopbackDocker {
-            socket,
-            engine,
-            tid,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
+        LoopbackDocker { engine, server }
     }
 
     /// The endpoint as `unix://` URL.
     pub fn endpoint(&self) -> String {
-        format!("unix://{}", self.socket.display())
+        format!("unix://{}", self.server.socket().display())
     }
 
     /// The id of the endpoint's thread, to leave it out of the client's.
     pub fn thread_id(&self) -> u32 {
-        self.tid
+        self.server.thread_id()
     }
 
     /// The CPU time the endpoint's thread has used so far.
     pub fn cpu(&self) -> Duration {
-        thread_cpu(self.tid)
+        self.server.cpu()
     }
 
     /// As an engine restart: from now on the containers `containers` (by
@@ -137,6 +106,20 @@ impl LoopbackDocker {
     }
 }
 
+impl Loopback for LoopbackDocker {
+    fn endpoint(&self) -> String {
+        LoopbackDocker::endpoint(self)
+    }
+
+    fn cpu(&self) -> Duration {
+        LoopbackDocker::cpu(self)
+    }
+
+    fn restart(&self, containers: Range<usize>) {
+        LoopbackDocker::restart(self, containers);
+    }
+}
+
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
@@ -145,43 +128,35 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-impl Drop for LoopbackDocker {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-        let _ = std::fs::remove_file(&self.socket);
-    }
-}
-
-/// The id of container `i`: 64 hex digits, as Docker's.
-pub fn container_id(i: usize) -> String {
-    format!("{:064x}", 0x5eed_0000_0000_u64 + i as u64)
-}
-
 /// The list and the inspect bodies of containers `containers`.
 fn serve(template: &serde_json::Value, containers: impl IntoIterator<Item = usize>) -> Served {
     let mut inspects = std::collections::HashMap::new();
     let mut list = Vec::new();
     for i in containers {
         let id = container_id(i);
-        let mut body = template.clone();
-        body["Id"] = id.clone().into();
-        body["Name"] = format!("/loopback-{i}").into();
-        body["State"]["Pid"] = (10_000 + i).into();
-        inspects.insert(
-            id.clone(),
-            Bytes::from(serde_json::to_vec(&body).expect("JSON")),
-        );
+        inspects.insert(id.clone(), inspect_body(template, i));
         list.push(serde_json::json!({ "Id": id }));
     }
     Served {
         list: Bytes::from(serde_json::to_vec(&list).expect("JSON")),
         inspects,
     }
+}
+
+/// The inspect body of container `i`: `template` with its own id, name
+/// and PID.
+fn inspect_body(template: &serde_json::Value, i: usize) -> Bytes {
+    let mut body = template.clone();
+    body["Id"] = container_id(i).into();
+    body["Name"] = format!("/loopback-{i}").into();
+    body["State"]["Pid"] = (10_000 + i).into();
+    Bytes::from(serde_json::to_vec(&body).expect("JSON"))
+}
+
+/// The inspect bodies of `containers`, as the endpoint serves them.
+pub fn inspect_bodies(template: &str, containers: Range<usize>) -> Vec<Bytes> {
+    let template: serde_json::Value = serde_json::from_str(template).expect("a JSON template");
+    containers.map(|i| inspect_body(&template, i)).collect()
 }
 
 fn answer(engine: &Engine, request: &Request<Incoming>) -> Response<Body> {
@@ -240,24 +215,4 @@ fn answer(engine: &Engine, request: &Request<Incoming>) -> Response<Body> {
         };
     }
     full(404, Bytes::from_static(br#"{"message":"page not found"}"#))
-}
-
-/// The CPU time thread `tid` of this process has used, from its
-/// schedstat (nanoseconds on the CPU).
-pub fn thread_cpu(tid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
-        .unwrap_or_else(|e| panic!("cannot read the schedstat of thread {tid}: {e}"));
-    let nanos = stat
-        .split_whitespace()
-        .next()
-        .and_then(|ns| ns.parse().ok())
-        .expect("a schedstat line");
-    Duration::from_nanos(nanos)
-}
-
-/// The CPU time the live threads of this process have used, summed from
-/// their schedstat. A benchmark's runtime keeps its threads, so nothing it
-/// spent is missed.
-pub fn process_cpu() -> Duration {
-    crate::measure::threads_cpu(std::process::id())
 }
