@@ -13,8 +13,9 @@
 //! - whalewatcher's initial sync against the endpoint: wall time, and the
 //!   client's CPU (every thread of this process but the endpoint's);
 //! - the ratio of the client's CPU to the floor, per round;
-//! - for Docker, the same bodies parsed into bollard's full model (what
-//!   every inspect cost before the engine parsed only what it keeps).
+//! - the same messages decoded into the full model of the engine crate's
+//!   dependency (bollard, containerd-client, k8s-cri): for Docker, what
+//!   every inspect cost before the engine parsed only what it keeps.
 //!
 //! Medians; no goal is asserted here. Run: `cargo bench -p
 //! whalewatcher-tests --bench library_cost`.
@@ -36,15 +37,11 @@ fn parse_floor(kind: Kind, messages: &[(&str, Bytes)]) -> Duration {
     thread_cpu(this_thread_id()) - before
 }
 
-/// The CPU to deserialize every Docker body into bollard's full model, as
-/// the moby engine did for every inspect before it parsed only the kept
-/// fields (it still does for a packer).
-fn parse_bollard(messages: &[(&str, Bytes)]) -> Duration {
+/// The CPU to decode every message into the full model.
+fn parse_full(kind: Kind, messages: &[(&str, Bytes)]) -> Duration {
     let before = thread_cpu(this_thread_id());
-    for (_, body) in messages {
-        let full: bollard::models::ContainerInspectResponse =
-            serde_json::from_slice(body).expect("a body");
-        std::hint::black_box(full);
+    for (what, message) in messages {
+        kept::parse_full(kind, what, message);
     }
     thread_cpu(this_thread_id()) - before
 }
@@ -80,7 +77,7 @@ fn main() {
         .unwrap();
     let dir = std::env::temp_dir();
     println!(
-        "{:>10} {:>7} {:>10} {:>10} {:>10} {:>12} {:>12} {:>8} {:>13} {:>13}",
+        "{:>10} {:>7} {:>10} {:>10} {:>10} {:>12} {:>12} {:>8} {:>12} {:>12}",
         "engine",
         "N",
         "sync ms",
@@ -89,8 +86,8 @@ fn main() {
         "client µs/c",
         "floor µs/c",
         "ratio",
-        "bollard µs/c",
-        "bollard/floor"
+        "full µs/c",
+        "full/floor"
     );
     for kind in kinds {
         for &n in &sizes {
@@ -109,23 +106,13 @@ fn main() {
                 clients.push(ms(client));
                 floors.push(ms(floor));
                 ratios.push(client.as_secs_f64() / floor.as_secs_f64());
-                if kind == Kind::Docker {
-                    let full = parse_bollard(&messages);
-                    fulls.push(ms(full));
-                    full_ratios.push(full.as_secs_f64() / floor.as_secs_f64());
-                }
+                let full = parse_full(kind, &messages);
+                fulls.push(ms(full));
+                full_ratios.push(full.as_secs_f64() / floor.as_secs_f64());
             }
             let per = |total: f64| total * 1e3 / n as f64;
-            let (bollard, bollard_ratio) = if fulls.is_empty() {
-                ("-".to_owned(), "-".to_owned())
-            } else {
-                (
-                    format!("{:.1}", per(median(&fulls))),
-                    format!("{:.2}", median(&full_ratios)),
-                )
-            };
             println!(
-                "{:>10} {n:>7} {:>10.1} {:>10.1} {:>10.1} {:>12.1} {:>12.1} {:>8.2} {bollard:>13} {bollard_ratio:>13}",
+                "{:>10} {n:>7} {:>10.1} {:>10.1} {:>10.1} {:>12.1} {:>12.1} {:>8.2} {:>12.1} {:>12.2}",
                 kind.name(),
                 median(&walls),
                 median(&clients),
@@ -133,6 +120,8 @@ fn main() {
                 per(median(&clients)),
                 per(median(&floors)),
                 median(&ratios),
+                per(median(&fulls)),
+                median(&full_ratios),
             );
         }
     }

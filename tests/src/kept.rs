@@ -222,7 +222,7 @@ pub fn parse(kind: Kind, what: &str, message: &Bytes) {
         (Kind::Containerd, "tasks") => {
             std::hint::black_box(ContainerdTasks::decode(message.as_ref()).expect("tasks"));
         }
-        (Kind::Cri, "list") => {
+        (Kind::Cri, "sandboxes" | "containers") => {
             std::hint::black_box(CriList::decode(message.as_ref()).expect("a list"));
         }
         (Kind::Cri, "container") => {
@@ -236,5 +236,52 @@ pub fn parse(kind: Kind, what: &str, message: &Bytes) {
             std::hint::black_box(verbose);
         }
         _ => panic!("no floor for {kind:?} {what}"),
+    }
+}
+
+/// Decodes one message as [`parse`] does, into the full model the engine
+/// crates' dependencies define (bollard's inspect, containerd-client's
+/// record and tasks, k8s-cri's statuses): what the decode costs when
+/// nothing is skipped.
+pub fn parse_full(kind: Kind, what: &str, message: &Bytes) {
+    use prost::Message;
+    match (kind, what) {
+        (Kind::Docker, _) => {
+            let full: bollard::models::ContainerInspectResponse =
+                serde_json::from_slice(message).expect("a body");
+            std::hint::black_box(full);
+        }
+        (Kind::Containerd, "record") => {
+            let full =
+                containerd_client::services::v1::ListContainerMessage::decode(message.as_ref());
+            std::hint::black_box(full.expect("a record"));
+        }
+        (Kind::Containerd, "tasks") => {
+            let full = containerd_client::services::v1::ListTasksResponse::decode(message.as_ref());
+            std::hint::black_box(full.expect("tasks"));
+        }
+        (Kind::Cri, "sandboxes") => {
+            let full = k8s_cri::v1::ListPodSandboxResponse::decode(message.as_ref());
+            std::hint::black_box(full.expect("a list"));
+        }
+        (Kind::Cri, "containers") => {
+            let full = k8s_cri::v1::ListContainersResponse::decode(message.as_ref());
+            std::hint::black_box(full.expect("a list"));
+        }
+        (Kind::Cri, "container") => {
+            let full =
+                k8s_cri::v1::ContainerStatusResponse::decode(message.as_ref()).expect("a status");
+            let info: serde_json::Value =
+                serde_json::from_str(&full.info["info"]).expect("info JSON");
+            std::hint::black_box((full, info));
+        }
+        (Kind::Cri, "sandbox") => {
+            let full =
+                k8s_cri::v1::PodSandboxStatusResponse::decode(message.as_ref()).expect("a status");
+            let info: serde_json::Value =
+                serde_json::from_str(&full.info["info"]).expect("info JSON");
+            std::hint::black_box((full, info));
+        }
+        _ => panic!("no full model for {kind:?} {what}"),
     }
 }

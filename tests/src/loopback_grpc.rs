@@ -151,7 +151,8 @@ impl Loopback for LoopbackGrpc {
 
 /// The messages a sync of `n` containers receives from the endpoint of
 /// `kind`, each with what it is: `record` and `tasks` from containerd;
-/// `list`, `container` and `sandbox` statuses from the CRI.
+/// the lists of `sandboxes` and `containers`, and each `container`'s and
+/// `sandbox`'s status from the CRI.
 pub fn sync_messages(kind: Kind, n: usize) -> Vec<(&'static str, Bytes)> {
     let served = serve(kind, 0..n);
     let mut messages: Vec<(&'static str, Bytes)> = Vec::new();
@@ -164,9 +165,12 @@ pub fn sync_messages(kind: Kind, n: usize) -> Vec<(&'static str, Bytes)> {
             ));
         }
         Kind::Cri => {
-            for list in ["ListPodSandbox", "ListContainers"] {
+            for (what, list) in [
+                ("sandboxes", "ListPodSandbox"),
+                ("containers", "ListContainers"),
+            ] {
                 let method = format!("/runtime.v1.RuntimeService/{list}");
-                messages.push(("list", served.fixed[method.as_str()].clone()));
+                messages.push((what, served.fixed[method.as_str()].clone()));
             }
             for ((method, _), status) in &served.by_id {
                 let what = if *method == CONTAINER_STATUS {
