@@ -1,6 +1,7 @@
 //! What a watcher costs while nothing happens: a watcher of N loopback
-//! containers (`WW_IDLE_N`, default 10,000; `tests/src/loopback_docker.rs`,
-//! an endpoint whose event stream stays quiet) is left alone for
+//! containers (`WW_IDLE_N`, default 10,000; `tests/src/loopback.rs`, an
+//! endpoint whose event stream stays quiet) of each engine kind of
+//! `WW_IDLE_KINDS` (default `docker,containerd,cri`) is left alone for
 //! `WW_IDLE_SECS` (default 20) seconds. Measured from every thread's
 //! `/proc/self/task/TID/schedstat` (CPU time, times scheduled), the
 //! endpoint's thread and the main thread left out:
@@ -8,17 +9,17 @@
 //! - the baseline: the same runtime, no watcher, for the same time;
 //! - the watcher: wake-ups per minute and CPU per minute, over the
 //!   first period after its sync and over the next;
-//! - the resident memory it holds: `VmRSS` after the sync minus before
-//!   (the endpoint's bodies were made before), per container; `VmHWM`.
+//!
+//! The memory a watcher holds is the scale bench's (`scale.rs`): there
+//! each watcher has a process of its own.
 //!
 //! Nothing is asserted. Run: `cargo bench -p whalewatcher-tests --bench idle`.
 
 use std::time::Duration;
 
-use whalewatcher_core::{RetryPolicy, Watcher};
-use whalewatcher_moby::MobyEngine;
-use whalewatcher_tests::loopback_docker::{LoopbackDocker, DOCKERD_26_INSPECT};
-use whalewatcher_tests::measure::{env_or, status_kib, this_thread_id};
+use whalewatcher_core::RetryPolicy;
+use whalewatcher_tests::loopback::Kind;
+use whalewatcher_tests::measure::{env_or, this_thread_id};
 
 /// CPU time and times scheduled of every thread but `left_out`.
 fn threads(left_out: &[u32]) -> (Duration, u64) {
@@ -65,49 +66,41 @@ fn per_minute(left_out: &[u32], secs: u64) -> (f64, f64) {
 fn main() {
     let n: usize = env_or("WW_IDLE_N", 10_000);
     let secs: u64 = env_or("WW_IDLE_SECS", 20);
+    let kinds = Kind::parse_list(&env_or("WW_IDLE_KINDS", "docker,containerd,cri".to_owned()));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("a runtime");
-    let endpoint = LoopbackDocker::start(&std::env::temp_dir(), DOCKERD_26_INSPECT, n);
-    let left_out = [endpoint.thread_id(), this_thread_id()];
     // Let the runtime's threads start and settle.
     runtime.block_on(async { tokio::time::sleep(Duration::from_millis(100)).await });
-    let (base_wakeups, base_cpu) = per_minute(&left_out, secs);
-
-    let rss_before = status_kib(std::process::id(), "VmRSS:");
-    let watcher = Watcher::new(
-        MobyEngine::new(endpoint.endpoint()).expect("engine"),
-        RetryPolicy::none(),
-    );
-    let watching = runtime.block_on(async {
-        let watching = watcher.spawn();
-        watcher.ready().await.expect("synced");
-        watching
-    });
-    assert_eq!(watcher.portfolio().len(), n, "every container synced");
-    let rss_after = status_kib(std::process::id(), "VmRSS:");
-    let (first_wakeups, first_cpu) = per_minute(&left_out, secs);
-    // Then again: the one-shot timers of a new session (its stability
-    // mark) are behind it.
-    let (wakeups, cpu) = per_minute(&left_out, secs);
-    let hwm = status_kib(std::process::id(), "VmHWM:");
-    runtime.block_on(async { watching.stop().await.expect("stopped") });
-
+    let (base_wakeups, base_cpu) = per_minute(&[this_thread_id()], secs);
     println!("# A watcher left alone, {n} containers, {secs} s\n");
     println!("| | wake-ups per minute | CPU per minute |");
     println!("|---|---|---|");
     println!("| baseline: the runtime, no watcher | {base_wakeups:.1} | {base_cpu:.3} ms |");
-    println!(
-        "| the watcher, the first {secs} s after its sync | {first_wakeups:.1} | {first_cpu:.3} ms |"
-    );
-    println!("| the watcher, the {secs} s after those | {wakeups:.1} | {cpu:.3} ms |");
-    println!();
-    println!(
-        "RSS held after the sync: {} KiB, {:.0} bytes per container; VmHWM {} KiB",
-        rss_after.saturating_sub(rss_before),
-        rss_after.saturating_sub(rss_before) as f64 * 1024.0 / n as f64,
-        hwm
-    );
+    for kind in kinds {
+        let endpoint = kind.start(&std::env::temp_dir(), n);
+        let left_out = [endpoint.thread_id(), this_thread_id()];
+        let watcher = kind
+            .watcher(&endpoint.endpoint())
+            .retry(RetryPolicy::none())
+            .build();
+        let watching = runtime.block_on(async {
+            let watching = watcher.spawn();
+            watcher.ready().await.expect("synced");
+            watching
+        });
+        assert_eq!(watcher.portfolio().len(), n, "every container synced");
+        let (first_wakeups, first_cpu) = per_minute(&left_out, secs);
+        // Then again: the one-shot timers of a new session (its stability
+        // mark) are behind it.
+        let (wakeups, cpu) = per_minute(&left_out, secs);
+        runtime.block_on(async { watching.stop().await.expect("stopped") });
+        let name = kind.name();
+        println!(
+            "| {name}: the first {secs} s after its sync | {first_wakeups:.1} | {first_cpu:.3} ms |"
+        );
+        println!("| {name}: the {secs} s after those | {wakeups:.1} | {cpu:.3} ms |");
+    }
 }

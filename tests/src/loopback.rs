@@ -102,6 +102,9 @@ pub trait Loopback: std::fmt::Debug {
     /// The CPU time the endpoint's thread has used so far.
     fn cpu(&self) -> Duration;
 
+    /// The id of the endpoint's thread, to leave it out of the client's.
+    fn thread_id(&self) -> u32;
+
     /// As an engine restart: from now on the containers `containers` (by
     /// [`container_id`] number) run, and every open event stream ends.
     fn restart(&self, containers: Range<usize>);

@@ -115,6 +115,10 @@ impl Loopback for LoopbackDocker {
         LoopbackDocker::cpu(self)
     }
 
+    fn thread_id(&self) -> u32 {
+        LoopbackDocker::thread_id(self)
+    }
+
     fn restart(&self, containers: Range<usize>) {
         LoopbackDocker::restart(self, containers);
     }

@@ -142,6 +142,10 @@ impl Loopback for LoopbackGrpc {
         self.server.cpu()
     }
 
+    fn thread_id(&self) -> u32 {
+        self.server.thread_id()
+    }
+
     fn restart(&self, containers: Range<usize>) {
         let served = Arc::new(serve(self.engine.kind, containers));
         *self.engine.served.lock().expect("served") = served;
