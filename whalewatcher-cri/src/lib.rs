@@ -22,6 +22,9 @@
 //!   costs one container list and one sandbox list plus exactly one status
 //!   round trip per container and per sandbox. A started event costs one
 //!   status round trip: the event carries its pod, which is remembered.
+//! - The lists are taken at any size the runtime sends: a gRPC client's
+//!   usual 4 MiB limit is a few thousand containers; containerd itself
+//!   sends at most 16 MiB.
 //! - Events come from `GetContainerEvents`. containerd 1.7 serves all its
 //!   event streams from one queue: events emitted while nobody listens are
 //!   replayed to the next stream, and two streams split the events. So:
