@@ -4,9 +4,9 @@
 //! of its own, on a runtime of its own, so that its CPU time can be told
 //! apart from the client's.
 //!
-//! - [`LoopbackDocker`](crate::loopback_docker::LoopbackDocker): the Docker
+//! - [`LoopbackDocker`]: the Docker
 //!   API, inspect bodies of dockerd 26 or podman 5;
-//! - [`LoopbackGrpc`](crate::loopback_grpc::LoopbackGrpc): containerd's
+//! - [`LoopbackGrpc`]: containerd's
 //!   native API or the CRI, records of containerd 1.7.
 
 use std::future::Future;
