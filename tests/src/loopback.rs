@@ -4,10 +4,10 @@
 //! of its own, on a runtime of its own, so that its CPU time can be told
 //! apart from the client's.
 //!
-//! - [`LoopbackDocker`]: the Docker
-//!   API, inspect bodies of dockerd 26 or podman 5;
-//! - [`LoopbackGrpc`]: containerd's
-//!   native API or the CRI, records of containerd 1.7.
+//! - the Docker API, inspect bodies of dockerd 26 or podman 5:
+//!   [`LoopbackDocker`];
+//! - containerd's native API or the CRI, records of containerd 1.7:
+//!   [`LoopbackGrpc`].
 
 use std::future::Future;
 use std::ops::Range;
