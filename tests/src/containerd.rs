@@ -118,6 +118,12 @@ impl ContainerdTest {
             label = self.label,
             image = self.engine.image(),
         );
+        self.sh(&script);
+    }
+
+    /// Runs the shell `script` in the engine's container; fails the test
+    /// if it fails.
+    fn sh(&self, script: &str) {
         run_command(
             "docker",
             &[
@@ -127,7 +133,7 @@ impl ContainerdTest {
                 self.engine.container(),
                 "sh",
                 "-c",
-                &script,
+                script,
             ],
         );
     }
@@ -214,18 +220,7 @@ impl Drop for ContainerdTest {
                    ctr -n {namespace} tasks rm -f $c >/dev/null 2>&1; \
                    ctr -n {namespace} containers rm $c; done"
             );
-            run_command(
-                "docker",
-                &[
-                    "-H",
-                    &self.host_docker,
-                    "exec",
-                    self.engine.container(),
-                    "sh",
-                    "-c",
-                    &script,
-                ],
-            );
+            self.sh(&script);
         }
     }
 }
