@@ -8,7 +8,9 @@ use containerd_client::services::v1::Container as Record;
 use containerd_client::types::v1::{Process, Status};
 use containerd_client::types::Envelope;
 use prost::Message;
-use whalewatcher_core::{Container, EngineEvent, EventKind, Exit, COMPOSE_PROJECT_LABEL};
+use whalewatcher_core::{Container, EngineEvent, EventKind, Exit, Labels, COMPOSE_PROJECT_LABEL};
+
+use crate::kept::KeptRecord;
 
 /// The label nerdctl stores a container's name in.
 pub const NERDCTL_NAME_LABEL: &str = "nerdctl/name";
@@ -40,9 +42,60 @@ pub(crate) fn task_container_id(task: &Process) -> &str {
     }
 }
 
+/// What a container record gives its container: containerd-client's full
+/// record (for a packer, and a single inspect), or the kept fields alone
+/// (a sync's stream).
+pub(crate) trait RecordFields {
+    fn id(&self) -> &str;
+    fn label(&self, key: &str) -> Option<&str>;
+    fn labels(&self) -> Labels;
+    fn image(&self) -> &str;
+    fn created_at(&self) -> Option<&prost_types::Timestamp>;
+}
+
+impl RecordFields for Record {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels.get(key).map(String::as_str)
+    }
+    fn labels(&self) -> Labels {
+        self.labels.iter().collect()
+    }
+    fn image(&self) -> &str {
+        &self.image
+    }
+    fn created_at(&self) -> Option<&prost_types::Timestamp> {
+        self.created_at.as_ref()
+    }
+}
+
+impl RecordFields for KeptRecord {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels.get(key).map(String::as_str)
+    }
+    fn labels(&self) -> Labels {
+        self.labels.iter().collect()
+    }
+    fn image(&self) -> &str {
+        &self.image
+    }
+    fn created_at(&self) -> Option<&prost_types::Timestamp> {
+        self.created_at.as_ref()
+    }
+}
+
 /// The container of a record and its task, if the task is alive: running,
 /// or pausing/paused.
-pub(crate) fn container(namespace: &str, record: &Record, task: &Process) -> Option<Container> {
+pub(crate) fn container(
+    namespace: &str,
+    record: &impl RecordFields,
+    task: &Process,
+) -> Option<Container> {
     let paused = match Status::try_from(task.status).ok()? {
         Status::Running => false,
         Status::Paused | Status::Pausing => true,
@@ -56,24 +109,20 @@ pub(crate) fn container(namespace: &str, record: &Record, task: &Process) -> Opt
     // namespaces.
     let name = display_id(
         namespace,
-        record.labels.get(NERDCTL_NAME_LABEL).unwrap_or(&record.id),
+        record.label(NERDCTL_NAME_LABEL).unwrap_or(record.id()),
     );
-    let project = record
-        .labels
-        .get(COMPOSE_PROJECT_LABEL)
-        .cloned()
-        .unwrap_or_default();
-    let mut container = Container::new(display_id(namespace, &record.id), name, task.pid)
-        .with_labels(record.labels.clone())
+    let project = record.label(COMPOSE_PROJECT_LABEL).unwrap_or_default();
+    let mut container = Container::new(display_id(namespace, record.id()), name, task.pid)
+        .with_labels(record.labels())
         .with_project(project)
         .with_paused(paused);
     // containerd tells the image as named and the creation time; neither
     // an image id (that would take an image service call) nor a start
     // time nor restarts.
-    if !record.image.is_empty() {
-        container = container.with_image(record.image.as_str());
+    if !record.image().is_empty() {
+        container = container.with_image(record.image());
     }
-    if let Some(created) = record.created_at.as_ref().and_then(time) {
+    if let Some(created) = record.created_at().and_then(time) {
         container = container.with_created(created);
     }
     Some(container)

@@ -35,6 +35,7 @@
 //! - A `/tasks/exit` of an exec'd process is not the container dying.
 
 mod convert;
+mod kept;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -47,6 +48,7 @@ use containerd_client::services::v1::introspection_client::IntrospectionClient;
 use containerd_client::services::v1::namespaces_client::NamespacesClient;
 use containerd_client::services::v1::tasks_client::TasksClient;
 use containerd_client::services::v1::version_client::VersionClient;
+use containerd_client::services::v1::ListContainerMessage;
 use containerd_client::services::v1::{
     GetContainerRequest, GetRequest, ListContainersRequest, ListNamespacesRequest,
     ListTasksRequest, PublishRequest, SubscribeRequest,
@@ -54,8 +56,11 @@ use containerd_client::services::v1::{
 use containerd_client::tonic::metadata::MetadataValue;
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Code, Request, Status, Streaming};
+use containerd_client::types::v1::Process;
 use containerd_client::types::Envelope;
+use convert::RecordFields;
 use futures::{StreamExt, TryStreamExt};
+use kept::{KeptRecord, KeptRecordMessage};
 use whalewatcher_core::support::{readable, status_error, Protocol};
 use whalewatcher_core::{async_trait, Container, Engine, EngineError, EngineEvents, EngineInfo};
 
@@ -282,21 +287,44 @@ impl ContainerdEngine {
     ///
     /// The records come one message each, as containerd's own client asks
     /// for them: in one message they stop at containerd's send limit (16
-    /// MiB), about 5,000 records of 3.3 KB. Each is made a container as
-    /// it comes, so the full records (about 3 KB each, the OCI spec
-    /// included) are never all held at once. An engine without the stream
-    /// is asked for the one message.
+    /// MiB), about 5,000 records of 3.3 KB. Each is made a container as it
+    /// comes, so the records are never all held at once, and without a
+    /// packer only the fields the container keeps are decoded (a packer is
+    /// handed the full record). An engine without the stream is asked for
+    /// the one message.
     async fn list_namespace(
         &self,
         channel: &Channel,
         namespace: &str,
     ) -> Result<Vec<Container>, EngineError> {
+        if self.packer.is_some() {
+            self.list_namespace_as(channel, namespace, |m: ListContainerMessage| m.container)
+                .await
+        } else {
+            self.list_namespace_as(channel, namespace, |m: KeptRecordMessage| m.container)
+                .await
+        }
+    }
+
+    /// [`list_namespace`](Self::list_namespace), with each streamed
+    /// message decoded as `M` and its record taken by `record_of`.
+    async fn list_namespace_as<M, R>(
+        &self,
+        channel: &Channel,
+        namespace: &str,
+        record_of: impl Fn(M) -> Option<R>,
+    ) -> Result<Vec<Container>, EngineError>
+    where
+        M: prost::Message + Default + Send + 'static,
+        R: Record,
+    {
         let mut tasks = TasksClient::new(channel.clone()).max_decoding_message_size(usize::MAX);
-        let mut records =
-            ContainersClient::new(channel.clone()).max_decoding_message_size(usize::MAX);
         let (tasks, streamed) = futures::join!(
             tasks.list(self.namespaced(ListTasksRequest::default(), namespace)?),
-            records.list_stream(self.namespaced(ListContainersRequest::default(), namespace)?),
+            record_stream::<M>(
+                channel,
+                self.namespaced(ListContainersRequest::default(), namespace)?
+            ),
         );
         let tasks: HashMap<String, _> = tasks
             .map_err(|s| self.error(s, None))?
@@ -305,15 +333,14 @@ impl ContainerdEngine {
             .into_iter()
             .map(|task| (convert::task_container_id(&task).to_owned(), task))
             .collect();
-        let alive = |record: &containerd_client::services::v1::Container| {
-            self.container(namespace, record, tasks.get(&record.id)?)
-        };
         let streamed = match streamed {
             Ok(stream) => {
                 stream
-                    .into_inner()
                     .try_filter_map(|message| {
-                        futures::future::ready(Ok(message.container.as_ref().and_then(alive)))
+                        let alive = record_of(message).and_then(|record| {
+                            record.container(self, namespace, tasks.get(record.id())?)
+                        });
+                        futures::future::ready(Ok(alive))
                     })
                     .try_collect()
                     .await
@@ -322,21 +349,82 @@ impl ContainerdEngine {
         };
         // Refused in the headers or as the stream's only item.
         let listed = match streamed {
-            Err(status) if status.code() == Code::Unimplemented => records
-                .list(self.namespaced(ListContainersRequest::default(), namespace)?)
-                .await
-                .map(|response| {
-                    response
-                        .into_inner()
-                        .containers
-                        .iter()
-                        .filter_map(alive)
-                        .collect()
-                }),
+            Err(status) if status.code() == Code::Unimplemented => {
+                ContainersClient::new(channel.clone())
+                    .max_decoding_message_size(usize::MAX)
+                    .list(self.namespaced(ListContainersRequest::default(), namespace)?)
+                    .await
+                    .map(|response| {
+                        let records = response.into_inner().containers;
+                        records
+                            .iter()
+                            .filter_map(|record| {
+                                self.container(namespace, record, tasks.get(&record.id)?)
+                            })
+                            .collect()
+                    })
+            }
             other => other,
         };
         listed.map_err(|s| self.error(s, None))
     }
+}
+
+/// A streamed record: the full one, or only the kept fields.
+trait Record: RecordFields {
+    /// Its container, if `task` is alive.
+    fn container(
+        &self,
+        engine: &ContainerdEngine,
+        namespace: &str,
+        task: &Process,
+    ) -> Option<Container>;
+}
+
+impl Record for containerd_client::services::v1::Container {
+    fn container(
+        &self,
+        engine: &ContainerdEngine,
+        namespace: &str,
+        task: &Process,
+    ) -> Option<Container> {
+        engine.container(namespace, self, task)
+    }
+}
+
+impl Record for KeptRecord {
+    fn container(
+        &self,
+        _: &ContainerdEngine,
+        namespace: &str,
+        task: &Process,
+    ) -> Option<Container> {
+        convert::container(namespace, self, task)
+    }
+}
+
+/// containerd's record stream of the namespace `request` names, each
+/// message decoded as `M`.
+async fn record_stream<M>(
+    channel: &Channel,
+    request: Request<ListContainersRequest>,
+) -> Result<Streaming<M>, Status>
+where
+    M: prost::Message + Default + Send + 'static,
+{
+    let mut grpc = containerd_client::tonic::client::Grpc::new(channel.clone())
+        .max_decoding_message_size(usize::MAX);
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unknown(format!("the channel was not ready: {e}")))?;
+    let path = containerd_client::tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/containerd.services.containers.v1.Containers/ListStream",
+    );
+    let codec = tonic_prost::ProstCodec::<ListContainersRequest, M>::default();
+    Ok(grpc
+        .server_streaming(request, path, codec)
+        .await?
+        .into_inner())
 }
 
 // Hidden from the docs: support for this workspace's tests and
