@@ -53,41 +53,31 @@ pub(crate) trait RecordFields {
     fn created_at(&self) -> Option<&prost_types::Timestamp>;
 }
 
-impl RecordFields for Record {
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn label(&self, key: &str) -> Option<&str> {
-        self.labels.get(key).map(String::as_str)
-    }
-    fn labels(&self) -> Labels {
-        self.labels.iter().collect()
-    }
-    fn image(&self) -> &str {
-        &self.image
-    }
-    fn created_at(&self) -> Option<&prost_types::Timestamp> {
-        self.created_at.as_ref()
-    }
+/// The same fields, by the same names, in both: a map of labels (hashed
+/// in the full record, sorted in the kept one).
+macro_rules! record_fields {
+    ($($record:ty),*) => {$(
+        impl RecordFields for $record {
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn label(&self, key: &str) -> Option<&str> {
+                self.labels.get(key).map(String::as_str)
+            }
+            fn labels(&self) -> Labels {
+                self.labels.iter().collect()
+            }
+            fn image(&self) -> &str {
+                &self.image
+            }
+            fn created_at(&self) -> Option<&prost_types::Timestamp> {
+                self.created_at.as_ref()
+            }
+        }
+    )*};
 }
 
-impl RecordFields for KeptRecord {
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn label(&self, key: &str) -> Option<&str> {
-        self.labels.get(key).map(String::as_str)
-    }
-    fn labels(&self) -> Labels {
-        self.labels.iter().collect()
-    }
-    fn image(&self) -> &str {
-        &self.image
-    }
-    fn created_at(&self) -> Option<&prost_types::Timestamp> {
-        self.created_at.as_ref()
-    }
-}
+record_fields!(Record, KeptRecord);
 
 /// The container of a record and its task, if the task is alive: running,
 /// or pausing/paused.
