@@ -81,46 +81,26 @@ impl LoopbackDocker {
         });
         LoopbackDocker { engine, server }
     }
-
-    /// The endpoint as `unix://` URL.
-    pub fn endpoint(&self) -> String {
-        format!("unix://{}", self.server.socket().display())
-    }
-
-    /// The id of the endpoint's thread, to leave it out of the client's.
-    pub fn thread_id(&self) -> u32 {
-        self.server.thread_id()
-    }
-
-    /// The CPU time the endpoint's thread has used so far.
-    pub fn cpu(&self) -> Duration {
-        self.server.cpu()
-    }
-
-    /// As an engine restart: from now on the containers `containers` (by
-    /// [`container_id`] number) run, and every open event stream ends.
-    pub fn restart(&self, containers: impl IntoIterator<Item = usize>) {
-        let served = Arc::new(serve(&self.engine.template, containers));
-        *self.engine.served.lock().expect("served") = served;
-        self.engine.restarts.send_modify(|n| *n += 1);
-    }
 }
 
 impl Loopback for LoopbackDocker {
+    /// A `unix://` URL.
     fn endpoint(&self) -> String {
-        LoopbackDocker::endpoint(self)
+        format!("unix://{}", self.server.socket().display())
     }
 
     fn cpu(&self) -> Duration {
-        LoopbackDocker::cpu(self)
+        self.server.cpu()
     }
 
     fn thread_id(&self) -> u32 {
-        LoopbackDocker::thread_id(self)
+        self.server.thread_id()
     }
 
     fn restart(&self, containers: Range<usize>) {
-        LoopbackDocker::restart(self, containers);
+        let served = Arc::new(serve(&self.engine.template, containers));
+        *self.engine.served.lock().expect("served") = served;
+        self.engine.restarts.send_modify(|n| *n += 1);
     }
 }
 

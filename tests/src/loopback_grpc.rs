@@ -126,16 +126,12 @@ impl LoopbackGrpc {
         });
         LoopbackGrpc { engine, server }
     }
-
-    /// The socket path, as the containerd and CRI engines take it.
-    pub fn endpoint(&self) -> String {
-        self.server.socket().display().to_string()
-    }
 }
 
 impl Loopback for LoopbackGrpc {
+    /// The socket path, as the containerd and CRI engines take it.
     fn endpoint(&self) -> String {
-        LoopbackGrpc::endpoint(self)
+        self.server.socket().display().to_string()
     }
 
     fn cpu(&self) -> Duration {
@@ -442,7 +438,7 @@ async fn answer(engine: &Engine, request: Request<Incoming>) -> Response<Body> {
             reply(futures::stream::iter([Bytes::new()]), 0)
         }
         "/containerd.services.events.v1.Events/Subscribe" => {
-            let published = tokio_stream_of(engine.published.subscribe());
+            let published = published_messages(engine.published.subscribe());
             reply(until_restart(engine, published), UNAVAILABLE)
         }
         "/runtime.v1.RuntimeService/GetContainerEvents" => reply(
@@ -455,7 +451,7 @@ async fn answer(engine: &Engine, request: Request<Incoming>) -> Response<Body> {
 
 /// What is published, as a stream; a subscriber that falls behind misses
 /// what it missed.
-fn tokio_stream_of(
+fn published_messages(
     receiver: tokio::sync::broadcast::Receiver<Bytes>,
 ) -> impl Stream<Item = Bytes> + Send {
     futures::stream::unfold(receiver, |mut receiver| async move {
