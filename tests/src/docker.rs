@@ -148,6 +148,11 @@ impl DockerTest {
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => None,
+            // podman's answer to an inspect that lost the race to a removal.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 500,
+                message,
+            }) if message.ends_with("no such container") => None,
             Err(error) => panic!("cannot inspect {id} on {}: {error}", self.engine.endpoint),
         }
     }

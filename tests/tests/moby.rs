@@ -377,6 +377,54 @@ async fn unknown_id_is_not_found(engine: &rig::Engine) {
     }
 }
 
+/// Inspects racing a container's removal: each answer is the container,
+/// or that it has no process or is gone, never an error. (podman 5 answers
+/// an inspect that loses the race with HTTP 500 "no such container".)
+async fn inspects_racing_a_removal_end_as_gone_never_as_an_error(engine: &rig::Engine) {
+    use whalewatcher_core::Engine;
+    const REMOVALS: usize = 5;
+    const INSPECTORS: usize = 4;
+    let t = DockerTest::connect(engine, "moby-race").await;
+    let moby = Arc::new(moby(engine));
+    let mut answers = BTreeMap::<&str, usize>::new();
+    for i in 0..REMOVALS {
+        let id = t.run(&format!("raced{i}"), &[]).await;
+        let inspectors: Vec<_> = (0..INSPECTORS)
+            .map(|_| {
+                let (moby, id) = (moby.clone(), id.clone());
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    loop {
+                        let answer = moby.inspect(&id).await;
+                        let gone = matches!(answer, Err(EngineError::NotFound { .. }));
+                        seen.push(answer.map(|_| ()));
+                        if gone {
+                            return seen;
+                        }
+                    }
+                })
+            })
+            .collect();
+        t.kill(&id).await;
+        t.remove(&id).await;
+        for inspector in inspectors {
+            let seen = within("the inspects to see the removal", inspector)
+                .await
+                .expect("an inspector");
+            for answer in seen {
+                let kind = match answer {
+                    Ok(()) => "alive",
+                    Err(EngineError::Processless { .. }) => "processless",
+                    Err(EngineError::NotFound { .. }) => "gone",
+                    Err(error) => panic!("an inspect racing the removal of {id}: {error:?}"),
+                };
+                *answers.entry(kind).or_default() += 1;
+            }
+        }
+    }
+    println!("{}: {answers:?}", engine.endpoint);
+}
+
 /// A packer completes each record from the raw inspect response; the
 /// engine's own client is reachable through the watcher; a named engine
 /// type holds before and after the first connect.
@@ -451,6 +499,11 @@ macro_rules! on_every_engine {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn unknown_id_is_not_found() {
                 super::unknown_id_is_not_found(&engine()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn inspects_racing_a_removal_end_as_gone_never_as_an_error() {
+                super::inspects_racing_a_removal_end_as_gone_never_as_an_error(&engine()).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

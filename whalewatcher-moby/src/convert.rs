@@ -355,6 +355,22 @@ pub(crate) fn could_name_a_container(id_or_name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
+/// Whether an inspect's error answer says the container is gone: HTTP
+/// 404, or podman's HTTP 500 with the cause "no such container", its
+/// answer to an inspect that found the container and lost it to a removal
+/// before reading it.
+pub(crate) fn says_no_such_container(status: u16, body: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Failure<'a> {
+        #[serde(borrow)]
+        cause: Option<Cow<'a, str>>,
+    }
+    status == 404
+        || status == 500
+            && serde_json::from_slice::<Failure<'_>>(body)
+                .is_ok_and(|failure| failure.cause.as_deref() == Some("no such container"))
+}
+
 /// The ids in a container list response, without parsing anything else
 /// (the list's typed state is as strict as the inspect's).
 pub(crate) fn listed_ids(body: &[u8]) -> Result<Vec<String>, serde_json::Error> {
@@ -391,6 +407,27 @@ fn at(nanos: u64) -> std::time::SystemTime {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_inspect_that_lost_the_race_to_a_removal_says_no_such_container() {
+        // As podman 5.4 answers an inspect racing `podman rm`.
+        let lost = br#"{"cause":"no such container","message":"no container with ID 3a84bc602895 found in database: no such container","response":500}"#;
+        assert!(says_no_such_container(500, lost));
+        assert!(says_no_such_container(
+            404,
+            br#"{"message":"No such container: x"}"#
+        ));
+        assert!(!says_no_such_container(
+            500,
+            br#"{"message":"engine on fire"}"#
+        ));
+        assert!(!says_no_such_container(
+            500,
+            br#"{"cause":"database is locked"}"#
+        ));
+        assert!(!says_no_such_container(500, b"no such container"));
+        assert!(!says_no_such_container(200, lost));
+    }
+
     #[test]
     fn a_ping_tells_flavor_version_and_clock() {
         let date = Some("Mon, 23 Nov 2026 16:04:46 GMT");

@@ -371,7 +371,9 @@ impl MobyEngine {
         let Answer { status, body, .. } = self.get(&format!("/containers/{id}/json")).await?;
         match status {
             200 => Ok(body),
-            404 => Err(EngineError::NotFound { id: id.to_owned() }),
+            _ if convert::says_no_such_container(status, &body) => {
+                Err(EngineError::NotFound { id: id.to_owned() })
+            }
             _ => Err(self.unexpected(&format!("the inspect of {id}"), status, &body)),
         }
     }
