@@ -506,22 +506,31 @@ pub enum What<'a> {
     },
 }
 
-/// Prints one `--follow` line and flushes it; awaits a full pipe
-/// without blocking the runtime, so a signal is still heard.
-pub async fn print_line(
+/// Appends one `--follow` line to `out`.
+pub fn push_line(
     engine: &FleetEngine,
     snapshot: &FleetSnapshot,
     what: What<'_>,
+    out: &mut Vec<u8>,
 ) -> std::io::Result<()> {
-    use tokio::io::AsyncWriteExt;
     let line = Line {
         schema: SCHEMA,
         engine: EngineRecord::of(engine, snapshot),
         what,
     };
-    let mut bytes = serde_json::to_vec(&line)?;
-    bytes.push(b'\n');
+    serde_json::to_writer(&mut *out, &line)?;
+    out.push(b'\n');
+    Ok(())
+}
+
+/// Writes `--follow` lines and flushes them; awaits a full pipe without
+/// blocking the runtime, so a signal is still heard.
+pub async fn write_lines(lines: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    if lines.is_empty() {
+        return Ok(());
+    }
     let mut out = tokio::io::stdout();
-    out.write_all(&bytes).await?;
+    out.write_all(lines).await?;
     out.flush().await
 }
