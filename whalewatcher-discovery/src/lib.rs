@@ -371,9 +371,8 @@ impl Discovery {
         let began = tokio::time::Instant::now();
         let inner = &self.inner;
         let mut tracked = inner.tracked.lock().await;
-        let table = inner
-            .procfs
-            .processes()
+        let table = read_processes(inner.procfs.clone())
+            .await
             .map_err(|source| DiscoveryError::Processes {
                 path: inner.procfs.root().to_owned(),
                 source,
@@ -741,6 +740,17 @@ enum Watched {
 fn socket_path(endpoint: &str) -> Option<&std::path::Path> {
     let path = endpoint.strip_prefix("unix://").unwrap_or(endpoint);
     path.starts_with('/').then(|| std::path::Path::new(path))
+}
+
+/// Every process, read on a blocking thread: at 2,000 processes the reads
+/// take some 30 ms, which would stall every other task of a
+/// current-thread runtime (the watchers' events among them).
+async fn read_processes(procfs: Procfs) -> std::io::Result<ProcessTable> {
+    match tokio::task::spawn_blocking(move || procfs.processes()).await {
+        Ok(read) => read,
+        Err(failed) if failed.is_panic() => std::panic::resume_unwind(failed.into_panic()),
+        Err(_) => Err(std::io::Error::other("the runtime is shutting down")),
+    }
 }
 
 /// A discovery running in a task of its own, from [`Discovery::spawn`].
