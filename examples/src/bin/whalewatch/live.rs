@@ -3,7 +3,6 @@
 //! an engine that is lost or resynchronizing said so in its heading, an
 //! engine in a container of another under it.
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -11,7 +10,7 @@ use whalewatcher::{
     Container, EventKind, Fleet, FleetChange, FleetEvents, MemberId, SyncState, SyncStatus,
 };
 
-use crate::output::{align, in_tree_order, Printing, TABLE_HEADER};
+use crate::output::{align, in_tree_order, write_out, Printing, TABLE_HEADER};
 
 /// How long an exited container stays on screen, marked.
 const EXIT_MARK: Duration = Duration::from_secs(3);
@@ -39,11 +38,9 @@ pub async fn run<F: std::future::Future>(
     until: F,
 ) -> std::io::Result<F::Output> {
     let (_, mut changes) = fleet.subscribe();
-    let mut out = std::io::stdout();
-    write!(out, "{ENTER}")?;
+    write_out(ENTER.as_bytes()).await?;
     let shown = follow(fleet, printing, &mut changes, until).await;
-    write!(out, "{LEAVE}")?;
-    out.flush()?;
+    write_out(LEAVE.as_bytes()).await?;
     shown
 }
 
@@ -61,7 +58,7 @@ async fn follow<F: std::future::Future>(
         exited.retain(|e| e.at.elapsed() < EXIT_MARK);
         let now = Instant::now();
         if dirty && now - last_draw >= REDRAW_EVERY {
-            draw(fleet, printing, &exited)?;
+            write_out(screen(fleet, printing, &exited).as_bytes()).await?;
             last_draw = now;
             dirty = false;
         }
@@ -110,8 +107,8 @@ async fn follow<F: std::future::Future>(
     }
 }
 
-/// Draws the whole screen in one write.
-fn draw(fleet: &Fleet, printing: &Printing<'_>, exited: &[Exited]) -> std::io::Result<()> {
+/// The whole screen, to be drawn in one write.
+fn screen(fleet: &Fleet, printing: &Printing<'_>, exited: &[Exited]) -> String {
     let snapshot = fleet.snapshot();
     let pictures = in_tree_order(&snapshot, printing.named);
     let mut lines = vec![format!(
@@ -178,9 +175,7 @@ fn draw(fleet: &Fleet, printing: &Printing<'_>, exited: &[Exited]) -> std::io::R
         screen.push_str("\x1b[K\r\n");
     }
     screen.push_str("\x1b[J");
-    let mut out = std::io::stdout().lock();
-    out.write_all(screen.as_bytes())?;
-    out.flush()
+    screen
 }
 
 /// An engine's connection, as its heading tells it.

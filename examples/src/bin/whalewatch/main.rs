@@ -515,7 +515,7 @@ async fn follow(
             }
         }
     }
-    if let Err(error) = output::write_lines(&alive).await {
+    if let Err(error) = output::write_out(&alive).await {
         return exit_after_writing(Err(error));
     }
     let mut connections: HashMap<MemberId, Connection> = snapshot
@@ -574,7 +574,7 @@ async fn follow(
         if let Err(error) = pushed {
             return exit_after_writing(Err(error));
         }
-        if let Err(error) = output::write_lines(&bytes).await {
+        if let Err(error) = output::write_out(&bytes).await {
             return exit_after_writing(Err(error));
         }
     }

@@ -523,14 +523,14 @@ pub fn push_line(
     Ok(())
 }
 
-/// Writes `--follow` lines and flushes them; awaits a full pipe without
-/// blocking the runtime, so a signal is still heard.
-pub async fn write_lines(lines: &[u8]) -> std::io::Result<()> {
+/// Writes `bytes` to stdout and flushes them; awaits a full pipe or a
+/// paused terminal off the runtime's threads, so that the watchers go on.
+pub async fn write_out(bytes: &[u8]) -> std::io::Result<()> {
     use tokio::io::AsyncWriteExt;
-    if lines.is_empty() {
+    if bytes.is_empty() {
         return Ok(());
     }
     let mut out = tokio::io::stdout();
-    out.write_all(lines).await?;
+    out.write_all(bytes).await?;
     out.flush().await
 }
