@@ -126,7 +126,14 @@ struct Watched {
 }
 
 fn main() -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
+    // One thread: the watchers mostly wait on their engines, and a second
+    // worker cost more in wake-ups than it won (with 500 containers on
+    // dockerd, half the CPU for the same wall time; BENCHMARKS.md).
+    // Output and /proc reads wait on blocking threads, not on this one.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("whalewatch: cannot start: {error}");
