@@ -13,6 +13,9 @@
 //! - whalewatcher's initial sync against the endpoint: wall time, and the
 //!   client's CPU (every thread of this process but the endpoint's);
 //! - the ratio of the client's CPU to the floor, per round;
+//! - each of that on a runtime of `WW_COST_RUNTIMES` (default
+//!   `multi,current`): tokio's multi-thread runtime with two workers, or
+//!   its current-thread runtime, where no task wakes another thread;
 //! - the same messages decoded into the full model of the engine crate's
 //!   dependency (bollard, containerd-client, k8s-cri): for Docker, what
 //!   every inspect cost before the engine parsed only what it keeps.
@@ -25,25 +28,25 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use whalewatcher_core::RetryPolicy;
 use whalewatcher_tests::kept;
-use whalewatcher_tests::loopback::{process_cpu, thread_cpu, Kind, Loopback};
-use whalewatcher_tests::measure::{env_or, median, ms, this_thread_id};
+use whalewatcher_tests::loopback::{process_cpu, Kind, Loopback};
+use whalewatcher_tests::measure::{env_or, median, ms, this_thread_cpu};
 
 /// The floor: the CPU to decode every message into the kept fields.
 fn parse_floor(kind: Kind, messages: &[(&str, Bytes)]) -> Duration {
-    let before = thread_cpu(this_thread_id());
+    let before = this_thread_cpu();
     for (what, message) in messages {
         kept::parse(kind, what, message);
     }
-    thread_cpu(this_thread_id()) - before
+    this_thread_cpu() - before
 }
 
 /// The CPU to decode every message into the full model.
 fn parse_full(kind: Kind, messages: &[(&str, Bytes)]) -> Duration {
-    let before = thread_cpu(this_thread_id());
+    let before = this_thread_cpu();
     for (what, message) in messages {
         kept::parse_full(kind, what, message);
     }
-    thread_cpu(this_thread_id()) - before
+    this_thread_cpu() - before
 }
 
 /// One initial sync against `endpoint`: wall time, the client's CPU.
@@ -70,16 +73,17 @@ fn main() {
         .map(|n| n.trim().parse().expect("WW_COST_N: numbers"))
         .collect();
     let rounds: usize = env_or("WW_COST_ROUNDS", 5);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtimes: Vec<(String, tokio::runtime::Runtime)> =
+        env_or("WW_COST_RUNTIMES", "multi,current".to_owned())
+            .split(',')
+            .map(|name| (name.trim().to_owned(), runtime(name.trim())))
+            .collect();
     let dir = std::env::temp_dir();
     println!(
-        "{:>10} {:>7} {:>10} {:>10} {:>10} {:>12} {:>12} {:>8} {:>12} {:>12}",
+        "{:>10} {:>7} {:>8} {:>10} {:>10} {:>10} {:>12} {:>12} {:>8} {:>12} {:>12}",
         "engine",
         "N",
+        "runtime",
         "sync ms",
         "client ms",
         "floor ms",
@@ -93,26 +97,27 @@ fn main() {
         for &n in &sizes {
             let endpoint = kind.start(&dir, n);
             let messages = kind.sync_messages(n);
-            let (mut walls, mut clients, mut floors, mut ratios) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            let (mut fulls, mut full_ratios) = (Vec::new(), Vec::new());
-            for round in 0..rounds {
-                // Alternating which goes first.
-                let floor_first = round % 2 == 0;
-                let floor = floor_first.then(|| parse_floor(kind, &messages));
-                let (wall, client) = runtime.block_on(sync(kind, endpoint.as_ref(), n));
-                let floor = floor.unwrap_or_else(|| parse_floor(kind, &messages));
-                walls.push(ms(wall));
-                clients.push(ms(client));
-                floors.push(ms(floor));
-                ratios.push(client.as_secs_f64() / floor.as_secs_f64());
-                let full = parse_full(kind, &messages);
-                fulls.push(ms(full));
-                full_ratios.push(full.as_secs_f64() / floor.as_secs_f64());
-            }
-            let per = |total: f64| total * 1e3 / n as f64;
-            println!(
-                "{:>10} {n:>7} {:>10.1} {:>10.1} {:>10.1} {:>12.1} {:>12.1} {:>8.2} {:>12.1} {:>12.2}",
+            for (runtime_name, runtime) in &runtimes {
+                let (mut walls, mut clients, mut floors, mut ratios) =
+                    (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                let (mut fulls, mut full_ratios) = (Vec::new(), Vec::new());
+                for round in 0..rounds {
+                    // Alternating which goes first.
+                    let floor_first = round % 2 == 0;
+                    let floor = floor_first.then(|| parse_floor(kind, &messages));
+                    let (wall, client) = runtime.block_on(sync(kind, endpoint.as_ref(), n));
+                    let floor = floor.unwrap_or_else(|| parse_floor(kind, &messages));
+                    walls.push(ms(wall));
+                    clients.push(ms(client));
+                    floors.push(ms(floor));
+                    ratios.push(client.as_secs_f64() / floor.as_secs_f64());
+                    let full = parse_full(kind, &messages);
+                    fulls.push(ms(full));
+                    full_ratios.push(full.as_secs_f64() / floor.as_secs_f64());
+                }
+                let per = |total: f64| total * 1e3 / n as f64;
+                println!(
+                "{:>10} {n:>7} {runtime_name:>8} {:>10.1} {:>10.1} {:>10.1} {:>12.1} {:>12.1} {:>8.2} {:>12.1} {:>12.2}",
                 kind.name(),
                 median(&walls),
                 median(&clients),
@@ -123,6 +128,21 @@ fn main() {
                 per(median(&fulls)),
                 median(&full_ratios),
             );
+            }
         }
     }
+}
+
+/// A tokio runtime by name: `multi` (two workers) or `current`.
+fn runtime(name: &str) -> tokio::runtime::Runtime {
+    let mut builder = match name {
+        "multi" => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(2);
+            builder
+        }
+        "current" => tokio::runtime::Builder::new_current_thread(),
+        other => panic!("WW_COST_RUNTIMES: {other:?} is neither multi nor current"),
+    };
+    builder.enable_all().build().expect("a runtime")
 }

@@ -211,9 +211,7 @@ pub fn thread_cpu(tid: u32) -> Duration {
     Duration::from_nanos(nanos)
 }
 
-/// The CPU time the live threads of this process have used, summed from
-/// their schedstat. A benchmark's runtime keeps its threads, so nothing it
-/// spent is missed.
+/// The CPU time this process has used, every thread (ended ones too).
 pub fn process_cpu() -> Duration {
-    crate::measure::threads_cpu(std::process::id())
+    crate::measure::this_process_cpu()
 }
