@@ -5,6 +5,9 @@
 //! process's CPU (every thread's `schedstat`), `VmRSS` and `VmHWM`, and
 //! dockerd's CPU over the same time, the baseline of the same round.
 //!
+//! `WW_CLI_ALSO`, other `whalewatch` binaries (comma-separated paths), are
+//! measured in the same rounds, each after the other: an A/B of a change.
+//!
 //! Medians; nothing asserted. Run (the rig up):
 //! `cargo bench -p whalewatch --bench process`.
 
@@ -35,52 +38,73 @@ async fn main() {
     }
     let dockerd = host_dockerd_pid();
     let filter = format!("label={TEST_LABEL}={}", t.label);
-    let (mut cpu, mut dockerd_cpu, mut ratio, mut rss, mut hwm) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut binaries = vec![WHALEWATCH.to_owned()];
+    binaries.extend(
+        env_or("WW_CLI_ALSO", String::new())
+            .split(',')
+            .filter(|path| !path.is_empty())
+            .map(str::to_owned),
+    );
+    let mut measured: Vec<Vec<Round>> = vec![Vec::new(); binaries.len()];
     for _ in 0..rounds {
-        let engine_before = cpu_time(dockerd);
-        let mut child = tokio::process::Command::new(WHALEWATCH)
-            .args([
-                "--docker",
-                &rig.host_docker.endpoint,
-                "--follow",
-                "--filter",
-                &filter,
-            ])
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("whalewatch runs");
-        let pid = child.id().expect("running");
-        let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
-        within("every container alive", async {
-            for _ in 0..n {
-                lines.next_line().await.expect("output").expect("a line");
-            }
-        })
-        .await;
-        let used = threads_cpu(pid);
-        let engine = cpu_time(dockerd) - engine_before;
-        rss.push(status_kib(pid, "VmRSS:") as f64);
-        hwm.push(status_kib(pid, "VmHWM:") as f64);
-        whalewatcher_tests::run_command("kill", &["-INT", &pid.to_string()]);
-        child.wait().await.expect("whalewatch ends");
-        cpu.push(used.as_secs_f64() * 1e3);
-        dockerd_cpu.push(engine.as_secs_f64() * 1e3);
-        ratio.push(used.as_secs_f64() / engine.as_secs_f64().max(1e-3));
+        for (binary, taken) in binaries.iter().zip(&mut measured) {
+            taken.push(round(binary, &rig.host_docker.endpoint, &filter, n, dockerd).await);
+        }
     }
     let per = |ms: f64| ms * 1e3 / n as f64;
     println!("# whalewatch --follow, {n} containers on the host dockerd, {rounds} rounds\n");
-    println!("| whalewatch CPU | per container | dockerd CPU | per container | whalewatch / dockerd | VmRSS | VmHWM |");
-    println!("|---|---|---|---|---|---|---|");
-    println!(
-        "| {:.1} ms | {:.0} µs | {:.1} ms | {:.0} µs | {:.2}× | {:.1} MiB | {:.1} MiB |",
-        median(&cpu),
-        per(median(&cpu)),
-        median(&dockerd_cpu),
-        per(median(&dockerd_cpu)),
-        median(&ratio),
-        median(&rss) / 1024.0,
-        median(&hwm) / 1024.0,
-    );
+    println!("| binary | whalewatch CPU | per container | dockerd CPU | per container | whalewatch / dockerd | VmRSS | VmHWM |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (binary, taken) in binaries.iter().zip(&measured) {
+        let of = |field: fn(&Round) -> f64| median(&taken.iter().map(field).collect::<Vec<_>>());
+        println!(
+            "| {binary} | {:.1} ms | {:.0} µs | {:.1} ms | {:.0} µs | {:.2}× | {:.1} MiB | {:.1} MiB |",
+            of(|r| r.cpu),
+            per(of(|r| r.cpu)),
+            of(|r| r.dockerd_cpu),
+            per(of(|r| r.dockerd_cpu)),
+            of(|r| r.cpu / r.dockerd_cpu.max(1.0)),
+            of(|r| r.rss) / 1024.0,
+            of(|r| r.hwm) / 1024.0,
+        );
+    }
+}
+
+/// One run of a binary until it printed every container: its CPU and
+/// dockerd's (ms), its memory (KiB).
+#[derive(Clone, Copy, Debug)]
+struct Round {
+    cpu: f64,
+    dockerd_cpu: f64,
+    rss: f64,
+    hwm: f64,
+}
+
+async fn round(binary: &str, endpoint: &str, filter: &str, n: usize, dockerd: u32) -> Round {
+    let engine_before = cpu_time(dockerd);
+    let mut child = tokio::process::Command::new(binary)
+        .args(["--docker", endpoint, "--follow", "--filter", filter])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{binary} runs: {e}"));
+    let pid = child.id().expect("running");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+    within("every container alive", async {
+        for _ in 0..n {
+            lines.next_line().await.expect("output").expect("a line");
+        }
+    })
+    .await;
+    let used = threads_cpu(pid);
+    let engine = cpu_time(dockerd) - engine_before;
+    let measured = Round {
+        cpu: used.as_secs_f64() * 1e3,
+        dockerd_cpu: engine.as_secs_f64() * 1e3,
+        rss: status_kib(pid, "VmRSS:") as f64,
+        hwm: status_kib(pid, "VmHWM:") as f64,
+    };
+    whalewatcher_tests::run_command("kill", &["-INT", &pid.to_string()]);
+    child.wait().await.expect("whalewatch ends");
+    measured
 }
