@@ -9,7 +9,8 @@
 //! (`WW_SCALE_ROUNDS`, default 3), the child:
 //! - syncs: wall time, its CPU per container;
 //! - holds the portfolio: resident memory (`VmRSS` after the sync minus
-//!   before the watcher) and heap (every allocation counted) per
+//!   before the watcher), heap (every allocation counted) and heap
+//!   blocks (allocations alive, each with malloc's own overhead) per
 //!   container;
 //! - resyncs after an engine restart (the endpoint ends its event stream
 //!   and serves a tenth of the containers exited and as many new ones)
@@ -53,6 +54,7 @@ struct Measured {
     rss_kib: u64,
     sync_peak_rss_kib: u64,
     heap_bytes: i64,
+    heap_blocks: i64,
     resync_ms: f64,
     resync_peak_rss_kib: u64,
     rss_after_resync_kib: u64,
@@ -93,6 +95,10 @@ fn child(kind: Kind, endpoint: String, n: usize, expected: u64) {
         let rss = status_kib(pid, "VmRSS:").saturating_sub(rss_before);
         let sync_peak = status_kib(pid, "VmHWM:").saturating_sub(rss_before);
         let heap_bytes = heap(&region);
+        let heap_blocks = {
+            let change = region.change();
+            change.allocations as i64 - change.deallocations as i64
+        };
 
         // A subscriber that reads everything from now on, until the
         // restart's difference is in (or it lagged).
@@ -141,6 +147,7 @@ fn child(kind: Kind, endpoint: String, n: usize, expected: u64) {
             rss_kib: rss,
             sync_peak_rss_kib: sync_peak,
             heap_bytes,
+            heap_blocks,
             resync_ms: ms(resynced.sync_duration.expect("a sync duration")),
             resync_peak_rss_kib: peak.saturating_sub(rss_before),
             rss_after_resync_kib: rss_after.saturating_sub(rss_before),
@@ -201,8 +208,8 @@ fn main() {
         .map(|n| n.trim().parse().expect("WW_SCALE_N: numbers"))
         .collect();
     let rounds: usize = env_or("WW_SCALE_ROUNDS", 3);
-    println!("| engine | N | sync | sync CPU per container | RSS per container | heap per container | sync peak RSS / steady | resync | resync peak RSS / steady | events after the restart | lagged |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| engine | N | sync | sync CPU per container | RSS per container | heap per container | heap blocks per container | sync peak RSS / steady | resync | resync peak RSS / steady | events after the restart | lagged |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (kind, n) in kinds
         .iter()
         .flat_map(|kind| sizes.iter().map(move |n| (*kind, *n)))
@@ -227,12 +234,13 @@ fn main() {
         }
         let med = |f: fn(&Measured) -> f64| median(&all.iter().map(f).collect::<Vec<_>>());
         println!(
-            "| {} | {n} | {:.1} ms | {:.1} µs | {:.0} B | {:.0} B | {:.2}x | {:.1} ms | {:.2}x | {:.0} | {:.0} |",
+            "| {} | {n} | {:.1} ms | {:.1} µs | {:.0} B | {:.0} B | {:.1} | {:.2}x | {:.1} ms | {:.2}x | {:.0} | {:.0} |",
             kind.name(),
             med(|m| m.sync_ms),
             med(|m| m.sync_cpu_ms) * 1e3 / n as f64,
             med(|m| m.rss_kib as f64) * 1024.0 / n as f64,
             med(|m| m.heap_bytes as f64) / n as f64,
+            med(|m| m.heap_blocks as f64) / n as f64,
             med(|m| m.sync_peak_rss_kib as f64 / m.rss_kib as f64),
             med(|m| m.resync_ms),
             med(|m| m.resync_peak_rss_kib as f64 / m.rss_kib as f64),
