@@ -25,8 +25,7 @@ use std::time::{Duration, Instant};
 use whalewatcher_core::PidTranslation;
 use whalewatcher_discovery::{Api, Discovery, PidTranslator};
 use whalewatcher_tests::docker::DockerTest;
-use whalewatcher_tests::loopback::process_cpu;
-use whalewatcher_tests::measure::{env_or, median, ms};
+use whalewatcher_tests::measure::{env_or, median, ms, this_process_cpu};
 use whalewatcher_tests::rig::Rig;
 
 /// Containers on the nested podman, for the PID translation.
@@ -34,9 +33,9 @@ const CONTAINERS: usize = 10;
 
 /// Wall time and this process's CPU of `work`.
 async fn timed<T>(work: impl std::future::Future<Output = T>) -> (T, Duration, Duration) {
-    let (cpu, wall) = (process_cpu(), Instant::now());
+    let (cpu, wall) = (this_process_cpu(), Instant::now());
     let out = work.await;
-    (out, wall.elapsed(), process_cpu() - cpu)
+    (out, wall.elapsed(), this_process_cpu() - cpu)
 }
 
 /// The floor of a search by process: every `/proc/PID/stat` read once.

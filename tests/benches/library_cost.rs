@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use whalewatcher_core::RetryPolicy;
 use whalewatcher_tests::kept;
-use whalewatcher_tests::loopback::{process_cpu, Kind, Loopback};
-use whalewatcher_tests::measure::{env_or, median, ms, this_thread_cpu};
+use whalewatcher_tests::loopback::{Kind, Loopback};
+use whalewatcher_tests::measure::{env_or, median, ms, this_process_cpu, this_thread_cpu};
 
 /// The floor: the CPU to decode every message into the kept fields.
 fn parse_floor(kind: Kind, messages: &[(&str, Bytes)]) -> Duration {
@@ -51,7 +51,7 @@ fn parse_full(kind: Kind, messages: &[(&str, Bytes)]) -> Duration {
 
 /// One initial sync against `endpoint`: wall time, the client's CPU.
 async fn sync(kind: Kind, endpoint: &dyn Loopback, n: usize) -> (Duration, Duration) {
-    let (process_before, server_before) = (process_cpu(), endpoint.cpu());
+    let (process_before, server_before) = (this_process_cpu(), endpoint.cpu());
     let started = Instant::now();
     let watcher = kind
         .watcher(&endpoint.endpoint())
@@ -61,7 +61,8 @@ async fn sync(kind: Kind, endpoint: &dyn Loopback, n: usize) -> (Duration, Durat
     watcher.ready().await.expect("synced");
     let wall = started.elapsed();
     assert_eq!(watcher.portfolio().len(), n, "every container synced");
-    let client = (process_cpu() - process_before).saturating_sub(endpoint.cpu() - server_before);
+    let client =
+        (this_process_cpu() - process_before).saturating_sub(endpoint.cpu() - server_before);
     watching.stop().await.expect("stopped");
     (wall, client)
 }

@@ -210,8 +210,3 @@ pub fn thread_cpu(tid: u32) -> Duration {
         .expect("a schedstat line");
     Duration::from_nanos(nanos)
 }
-
-/// The CPU time this process has used, every thread (ended ones too).
-pub fn process_cpu() -> Duration {
-    crate::measure::this_process_cpu()
-}
