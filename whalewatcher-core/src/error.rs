@@ -76,6 +76,15 @@ pub enum EngineError {
     /// The operation was cancelled.
     #[error("cancelled")]
     Cancelled,
+    /// The engine's client panicked inside the watch (a bug): the watch
+    /// ended, nothing else did.
+    #[error("the watch of the engine at {endpoint} panicked: {message}")]
+    Panicked {
+        /// The engine's API endpoint.
+        endpoint: String,
+        /// The panic's message.
+        message: String,
+    },
     /// The engine answered, but not with what its API promises.
     #[error("the engine at {endpoint} answered unexpectedly: {message}")]
     Protocol {
@@ -198,6 +207,23 @@ pub enum WatchError {
     /// Another `watch` of the same watcher is running.
     #[error("this watcher is already watching")]
     AlreadyWatching,
+    /// The watch panicked (a bug in an engine client, or in the watcher):
+    /// it ended, and took nothing else with it.
+    #[error("the watch panicked: {message}")]
+    Panicked {
+        /// The panic's message.
+        message: String,
+    },
+}
+
+/// The message of a caught panic's payload (a `&str` or a `String`, as
+/// `panic!` makes them).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 #[cfg(test)]

@@ -95,26 +95,58 @@ pub struct ParentContainer {
 }
 
 /// A watcher about to join a fleet, and what the fleet should know of it.
+///
+/// A member either *owns* its watcher's watch — the fleet starts it
+/// ([`new`](Self::new)) or is handed it ([`watching`](Self::watching)),
+/// and stops it when the member leaves — or *follows* a watch that runs
+/// elsewhere ([`following`](Self::following)) and leaves when that watch
+/// ends.
 #[derive(Debug)]
 pub struct FleetMember {
     watcher: Watcher,
     parent: Option<ParentContainer>,
     pids: Option<Arc<dyn PidTranslation>>,
     local_pid: Option<u32>,
-    watching: Option<WatchHandle>,
+    watch: MemberWatch,
     close_on_leave: bool,
 }
 
+/// Who runs a member's watch.
+#[derive(Debug)]
+enum MemberWatch {
+    /// The fleet starts it when the member joins.
+    Start,
+    /// The fleet was handed it.
+    Owned(WatchHandle),
+    /// It runs elsewhere; the member follows it.
+    Follow,
+}
+
 impl FleetMember {
-    /// `watcher` as a member; the fleet runs its watch (unless it runs
-    /// already elsewhere) and stops it when the member leaves.
+    /// `watcher` as a member that owns its watch: the fleet starts it when
+    /// the member joins and stops it when the member leaves. If another
+    /// watch of the watcher runs on, the member leaves at once with
+    /// [`WatchError::AlreadyWatching`] (follow that watch with
+    /// [`following`](Self::following) instead).
     pub fn new(watcher: Watcher) -> Self {
+        Self::with_watch(watcher, MemberWatch::Start)
+    }
+
+    /// `watcher` as a member that follows the watch running now, started
+    /// elsewhere (by [`Watcher::watch`] or [`Watcher::spawn`]): the fleet
+    /// neither starts nor stops it, and the member leaves when it ends
+    /// (at once, if none runs when the member joins).
+    pub fn following(watcher: Watcher) -> Self {
+        Self::with_watch(watcher, MemberWatch::Follow)
+    }
+
+    fn with_watch(watcher: Watcher, watch: MemberWatch) -> Self {
         FleetMember {
             watcher,
             parent: None,
             pids: None,
             local_pid: None,
-            watching: None,
+            watch,
             close_on_leave: false,
         }
     }
@@ -143,7 +175,7 @@ impl FleetMember {
     /// [`Watcher::spawn`]: the fleet owns it from now on, and stops it
     /// when the member leaves.
     pub fn watching(mut self, handle: WatchHandle) -> Self {
-        self.watching = Some(handle);
+        self.watch = MemberWatch::Owned(handle);
         self
     }
 
@@ -386,6 +418,11 @@ impl futures::Stream for FleetEvents {
     }
 }
 
+/// [`Fleet::add`] on a closed fleet: the member it was given, back.
+#[derive(Debug, thiserror::Error)]
+#[error("the fleet is closed: it takes no new member")]
+pub struct FleetClosed(pub Box<FleetMember>);
+
 /// The watchers of several engines as one: one snapshot of all their
 /// containers, one subscription to all their changes, engines added and
 /// removed at run time.
@@ -398,8 +435,8 @@ impl futures::Stream for FleetEvents {
 /// use whalewatcher_core::{Fleet, FleetMember};
 ///
 /// let fleet = Fleet::new();
-/// fleet.add(FleetMember::new(a));
-/// fleet.add(FleetMember::new(b));
+/// fleet.add(FleetMember::new(a)).expect("an open fleet");
+/// fleet.add(FleetMember::new(b)).expect("an open fleet");
 /// let (snapshot, changes) = fleet.subscribe();
 /// for container in snapshot.containers() {
 ///     println!("{} on {}", container.container().name(), container.engine().info().api);
@@ -518,19 +555,28 @@ impl Fleet {
     /// Adds a member: it has joined (with the containers its watcher has
     /// now) when this returns, and is followed by a task of its own until
     /// it leaves. Must be called within a tokio runtime, as the task is
-    /// spawned on it; after [`close`](Self::close), the member leaves at
-    /// once.
-    pub fn add(&self, member: FleetMember) -> MemberId {
+    /// spawned on it. Refused once the fleet is [closed](Self::close) (or
+    /// its last clone dropped): the member comes back untouched, its
+    /// engine not asked anything.
+    pub fn add(&self, member: FleetMember) -> Result<MemberId, FleetClosed> {
         let shared = self.shared();
         let id = MemberId(shared.next_member.fetch_add(1, Ordering::Relaxed));
         let departure = Departure {
             leave: shared.stopping.child_token(),
             left: CancellationToken::new(),
         };
-        lock(&shared.members).insert(id, departure.clone());
+        {
+            // `close` takes the members under this lock after it stops
+            // the fleet: a member is either refused here or seen there.
+            let mut members = lock(&shared.members);
+            if shared.stopping.is_cancelled() {
+                return Err(FleetClosed(Box::new(member)));
+            }
+            members.insert(id, departure.clone());
+        }
         let following = member::Following::join(shared.clone(), id, member);
         tokio::spawn(following.run(departure));
-        id
+        Ok(id)
     }
 
     /// Removes a member and waits until it has left (its containers
@@ -592,7 +638,7 @@ impl Fleet {
     }
 
     /// Makes every member leave, waits until all have, then ends every
-    /// subscriber's stream. Members added later leave at once.
+    /// subscriber's stream. Later [`add`](Self::add)s are refused.
     pub async fn close(&self) {
         let shared = self.shared();
         shared.stopping.cancel();

@@ -52,8 +52,8 @@ pub use engine::{Engine, EngineEvents, EngineInfo};
 pub use error::{describe, io_error_with_causes, Cause, EngineError, WatchError};
 pub use event::{EngineEvent, Event, EventKind, EventSource, EventStream, Exit, Lagged, OomKills};
 pub use fleet::{
-    Fleet, FleetChange, FleetContainer, FleetEngine, FleetEvent, FleetEvents, FleetMember,
-    FleetSnapshot, MemberId, ParentContainer, PidTranslation, SamePidNamespace,
+    Fleet, FleetChange, FleetClosed, FleetContainer, FleetEngine, FleetEvent, FleetEvents,
+    FleetMember, FleetSnapshot, MemberId, ParentContainer, PidTranslation, SamePidNamespace,
 };
 pub use portfolio::{Pod, Portfolio, Project};
 pub use retry::{RetryPolicy, MIN_RETRY_DELAY};

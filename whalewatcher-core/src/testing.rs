@@ -78,6 +78,7 @@ struct State {
     subscribe_error: Option<EngineError>,
     info_error: Option<EngineError>,
     info_latency: Duration,
+    panicking_lists: bool,
     manual_lists: bool,
     manual_inspects: bool,
     inspect_latency: Duration,
@@ -215,6 +216,22 @@ impl ScriptedEngine {
     /// Ends every open event stream without an error, engine still up.
     pub fn end_streams(&self) {
         self.update(|state| state.streams.clear());
+    }
+
+    /// Sends `error` to every open event stream, which then ends; the
+    /// engine stays up.
+    pub fn fail_streams(&self, error: EngineError) {
+        self.update(|state| {
+            for stream in state.streams.drain(..) {
+                let _ = stream.send(Err(error.clone()));
+            }
+        });
+    }
+
+    /// Makes every `list` panic (or answer again with `false`), as an
+    /// engine client with a bug does.
+    pub fn panic_lists(&self, panicking: bool) {
+        self.update(|state| state.panicking_lists = panicking);
     }
 
     /// Makes `subscribe` fail with `error` (or succeed again with `None`).
@@ -375,11 +392,12 @@ impl Engine for ScriptedEngine {
     }
 
     async fn list(&self) -> Result<Vec<Container>, EngineError> {
-        let (down, manual, truth) = self.update(|state| {
+        let (down, manual, truth, panicking) = self.update(|state| {
             state.stats.list_calls += 1;
             let truth: Vec<Container> = state.truth.values().cloned().collect();
-            (state.down, state.manual_lists, truth)
+            (state.down, state.manual_lists, truth, state.panicking_lists)
         });
+        assert!(!panicking, "the scripted engine's list panics, as told");
         if down {
             return Err(unreachable());
         }

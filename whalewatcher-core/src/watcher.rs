@@ -34,12 +34,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use futures::FutureExt;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info_span, Instrument};
 
 use crate::engine::{Engine, EngineInfo};
-use crate::error::{EngineError, WatchError};
+use crate::error::{panic_message, EngineError, WatchError};
 use crate::event::{EventStream, Revision};
 use crate::portfolio::Portfolio;
 use crate::retry::RetryPolicy;
@@ -113,9 +114,10 @@ enum Transition {
         error: EngineError,
         counts_attempt: bool,
     },
-    /// The watch ended: stopped (the error says [`EngineError::Cancelled`])
-    /// or given up (the last error stays).
-    Ended { gave_up: bool },
+    /// The watch ended: stopped ([`EngineError::Cancelled`]), panicked
+    /// ([`EngineError::Panicked`]), or given up (`None`: the last error
+    /// stays).
+    Ended { error: Option<EngineError> },
 }
 
 /// How long the watcher waits for each kind of engine call before it
@@ -254,7 +256,7 @@ impl WatcherBuilder {
                 info: ArcSwap::from_pointee(info),
                 info_failure_logged: AtomicBool::new(false),
                 status: watch::channel(SyncStatus::default()).0,
-                watching: watch::channel(false).0,
+                watching: watch::channel(WatchSlot::default()).0,
                 closing: CancellationToken::new(),
                 closed: CancellationToken::new(),
             }),
@@ -304,8 +306,8 @@ struct Shared {
     /// An engine that refuses to describe itself is told about once.
     info_failure_logged: AtomicBool,
     status: watch::Sender<SyncStatus>,
-    /// Whether a `watch` loop is running.
-    watching: watch::Sender<bool>,
+    /// Who runs the watch, if anyone.
+    watching: watch::Sender<WatchSlot>,
     /// Cancelled by `close`: stops the watch.
     closing: CancellationToken,
     /// Cancelled once closed and nothing more will be published: ends the
@@ -357,12 +359,12 @@ impl Shared {
                 status.last_error = Some(error);
                 true
             }
-            Transition::Ended { gave_up } => {
+            Transition::Ended { error } => {
                 status.state = SyncState::Stopped;
                 // Release whoever waits for readiness.
                 status.attempts = status.attempts.max(1);
-                if !gave_up {
-                    status.last_error = Some(EngineError::Cancelled);
+                if error.is_some() {
+                    status.last_error = error;
                 }
                 true
             }
@@ -426,12 +428,19 @@ impl Watcher {
         )
     }
 
-    /// Resolves once the running watch has finished its first
+    /// Resolves once the current watch has finished its first
     /// synchronization attempt — also when it failed, so nobody waits
     /// forever — with whether the portfolio now follows the engine, or why
-    /// not. When no watch runs, it tells how the last one ended (or waits
-    /// for the first watch to begin).
+    /// not. The current watch is the one last asked for
+    /// ([`spawn`](Self::spawn), [`watch`](Self::watch)) before this call,
+    /// once it has begun (a watch asked for while an earlier one is still
+    /// stopping begins when that one has ended), or the one running if
+    /// that one was refused. When none runs, it tells how the last one
+    /// ended (or waits for the first watch to begin).
     pub async fn ready(&self) -> Result<(), EngineError> {
+        let mut slot = self.shared.watching.subscribe();
+        let asked = slot.borrow_and_update().asked;
+        let _ = slot.wait_for(|slot| slot.settled >= asked).await;
         let mut status = self.shared.status.subscribe();
         let status = status
             .wait_for(|s| s.attempts > 0)
@@ -515,22 +524,49 @@ impl Watcher {
     /// is cancelled, [`close`](Self::close) is called, or the retry policy
     /// gives up. Dropping the future stops it as well.
     ///
-    /// Returns `Ok(())` when stopped; an error when the policy gave up or
-    /// the engine cannot be watched at all (it lacks what the watcher
-    /// needs, found while subscribing or before the first sync).
-    pub async fn watch(&self, cancel: CancellationToken) -> Result<(), WatchError> {
-        let mut running = Running::begin(&self.shared)?;
-        let stop = Stop {
-            cancel,
-            closing: self.shared.closing.clone(),
-        };
-        let api = self.shared.engine.api().to_owned();
-        let ended = SyncLoop::new(self.shared.clone())
-            .run(&stop)
-            .instrument(info_span!("watch", engine = %api))
-            .await;
-        running.gave_up = ended.is_err();
-        ended
+    /// One watch runs at a time. The watch is asked for when this is
+    /// called (not when the future is first polled): it begins at once if
+    /// none runs, after the running one has ended if that one is being
+    /// stopped (its token cancelled, its handle dropped), and is refused
+    /// with [`WatchError::AlreadyWatching`] if another runs on.
+    ///
+    /// Returns `Ok(())` when stopped; an error when the policy gave up, the
+    /// engine cannot be watched at all (it lacks what the watcher needs,
+    /// found while subscribing or before the first sync), or the watch
+    /// panicked (a bug in the engine's client: it ends this watch only).
+    pub fn watch(
+        &self,
+        cancel: CancellationToken,
+    ) -> impl std::future::Future<Output = Result<(), WatchError>> + Send + 'static {
+        let asked = Claim::ask(self.shared.clone(), &cancel);
+        async move {
+            let Some(mut running) = asked.begin(&cancel).await? else {
+                return Ok(());
+            };
+            let shared = running.shared.clone();
+            let stop = Stop {
+                cancel,
+                closing: shared.closing.clone(),
+            };
+            let api = shared.engine.api().to_owned();
+            let syncing = SyncLoop::new(shared.clone())
+                .run(&stop)
+                .instrument(info_span!("watch", engine = %api));
+            let ended = match std::panic::AssertUnwindSafe(syncing).catch_unwind().await {
+                Ok(ended) => ended,
+                Err(payload) => {
+                    let message = panic_message(&*payload);
+                    tracing::error!(%message, "the watch panicked; it ends");
+                    running.error = Some(EngineError::Panicked {
+                        endpoint: api,
+                        message: message.clone(),
+                    });
+                    Err(WatchError::Panicked { message })
+                }
+            };
+            running.ended = Some(ended.clone());
+            ended
+        }
     }
 
     /// Runs [`watch`](Self::watch) in a task of its own on the current
@@ -547,10 +583,8 @@ impl Watcher {
     /// ```
     pub fn spawn(&self) -> WatchHandle {
         let cancel = CancellationToken::new();
-        let task = tokio::spawn({
-            let (watcher, cancel) = (self.clone(), cancel.clone());
-            async move { watcher.watch(cancel).await }
-        });
+        // Asked for here, so that `ready` right after answers for it.
+        let task = tokio::spawn(self.watch(cancel.clone()));
         WatchHandle {
             cancel,
             task: Some(task),
@@ -563,7 +597,7 @@ impl Watcher {
     pub async fn close(&self) {
         self.shared.closing.cancel();
         let mut watching = self.shared.watching.subscribe();
-        let _ = watching.wait_for(|running| !running).await;
+        let _ = watching.wait_for(|slot| slot.running.is_none()).await;
         self.shared.closed.cancel();
         self.shared.engine.close().await;
     }
@@ -617,8 +651,10 @@ impl WatchHandle {
         self.task = None;
         match joined {
             Ok(ended) => ended,
-            // The watch panicked: so does its owner.
-            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // The watch catches its own panics; this is one outside it.
+            Err(error) if error.is_panic() => Err(WatchError::Panicked {
+                message: panic_message(&*error.into_panic()),
+            }),
             // Its runtime shut down.
             Err(_) => Ok(()),
         }
@@ -631,39 +667,187 @@ impl Drop for WatchHandle {
     }
 }
 
-/// A running watch loop, one at a time per watcher; when it ends — also
-/// by being dropped — the status says so.
-struct Running<'a> {
-    shared: &'a Shared,
-    gave_up: bool,
+/// Who runs a watcher's watch: one at a time, and who waits for which.
+#[derive(Debug, Default)]
+struct WatchSlot {
+    /// Watches asked for so far ([`Watcher::watch`] calls, spawns).
+    asked: u64,
+    /// Of those, how many have begun or been refused: [`Watcher::ready`]
+    /// answers once every watch asked for before it has.
+    settled: u64,
+    /// Watches begun so far; the running one is the last.
+    begun: u64,
+    /// The stop token of the running watch: a watch asked for while it is
+    /// cancelled waits for it to end instead of being refused.
+    running: Option<CancellationToken>,
+    /// How the last watch that ended ended, and which one it was.
+    last_end: Option<(u64, Result<(), WatchError>)>,
 }
 
-impl<'a> Running<'a> {
-    fn begin(shared: &'a Shared) -> Result<Self, WatchError> {
-        if !shared
-            .watching
-            .send_if_modified(|running| !std::mem::replace(running, true))
-        {
-            return Err(WatchError::AlreadyWatching);
+impl WatchSlot {
+    /// Begins a watch if none runs: `None` when one does.
+    fn try_begin(&mut self, shared: &Arc<Shared>, cancel: &CancellationToken) -> Option<Running> {
+        if self.running.is_some() {
+            return None;
         }
+        self.running = Some(cancel.clone());
+        self.begun += 1;
+        // Reported before the watch counts as settled: `ready` must not
+        // see the last watch's status after it.
         shared.report(Transition::Began);
-        Ok(Running {
-            shared,
-            gave_up: false,
+        self.settled += 1;
+        Some(Running {
+            shared: shared.clone(),
+            watch: self.begun,
+            ended: None,
+            error: None,
         })
+    }
+
+    /// Whether the running watch is being stopped.
+    fn running_stops(&self, closing: &CancellationToken) -> bool {
+        closing.is_cancelled()
+            || self
+                .running
+                .as_ref()
+                .is_some_and(CancellationToken::is_cancelled)
     }
 }
 
-impl Drop for Running<'_> {
+/// A watch asked for, from the call until it has begun or been refused.
+enum Claim {
+    /// It runs.
+    Begun(Running),
+    /// It waits for the running watch, which is being stopped, to end.
+    Waiting(Waiting),
+    /// Another watch runs on.
+    Refused,
+}
+
+/// A watch waiting for its turn; counted as settled when it is dropped
+/// before it got one, so nobody's `ready` waits for it.
+struct Waiting {
+    shared: Arc<Shared>,
+    settled: bool,
+}
+
+impl Drop for Waiting {
     fn drop(&mut self) {
-        self.shared.report(Transition::Ended {
-            gave_up: self.gave_up,
+        if !self.settled {
+            self.shared.watching.send_modify(|slot| slot.settled += 1);
+        }
+    }
+}
+
+impl Claim {
+    /// Asks for a watch, now: it begins, waits, or is refused.
+    fn ask(shared: Arc<Shared>, cancel: &CancellationToken) -> Claim {
+        let mut claim = Claim::Refused;
+        shared.watching.send_modify(|slot| {
+            slot.asked += 1;
+            claim = match slot.try_begin(&shared, cancel) {
+                Some(running) => Claim::Begun(running),
+                None if slot.running_stops(&shared.closing) => Claim::Waiting(Waiting {
+                    shared: shared.clone(),
+                    settled: false,
+                }),
+                None => {
+                    slot.settled += 1;
+                    Claim::Refused
+                }
+            };
         });
+        claim
+    }
+
+    /// The watch, once it has begun; `None` when stopped while it waited.
+    async fn begin(self, cancel: &CancellationToken) -> Result<Option<Running>, WatchError> {
+        let mut waiting = match self {
+            Claim::Begun(running) => return Ok(Some(running)),
+            Claim::Refused => return Err(WatchError::AlreadyWatching),
+            Claim::Waiting(waiting) => waiting,
+        };
+        let shared = waiting.shared.clone();
+        let mut slot = shared.watching.subscribe();
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(None),
+                _ = slot.wait_for(|slot| slot.running.is_none()) => {}
+            }
+            let mut turn = None;
+            shared.watching.send_modify(|slot| {
+                turn = match slot.try_begin(&shared, cancel) {
+                    Some(running) => Some(Ok(running)),
+                    None if slot.running_stops(&shared.closing) => None,
+                    None => {
+                        slot.settled += 1;
+                        Some(Err(WatchError::AlreadyWatching))
+                    }
+                };
+            });
+            if let Some(turn) = turn {
+                waiting.settled = true;
+                return turn.map(Some);
+            }
+        }
+    }
+}
+
+/// A running watch loop, one at a time per watcher; when it ends — also
+/// by being dropped — the status says so and the next watch may begin.
+struct Running {
+    shared: Arc<Shared>,
+    /// Which watch of the watcher this is.
+    watch: u64,
+    /// How it ended, once it has.
+    ended: Option<Result<(), WatchError>>,
+    /// The status's error for an end the engine did not cause (a panic).
+    error: Option<EngineError>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let ended = self.ended.take().unwrap_or(Ok(()));
+        let error = match (&self.error, &ended) {
+            (Some(error), _) => Some(error.clone()),
+            // Given up: the last error stays.
+            (None, Err(_)) => None,
+            (None, Ok(())) => Some(EngineError::Cancelled),
+        };
+        self.shared.report(Transition::Ended { error });
         if self.shared.closing.is_cancelled() {
             // Nothing will be published any more.
             self.shared.closed.cancel();
         }
-        self.shared.watching.send_replace(false);
+        self.shared.watching.send_modify(|slot| {
+            slot.running = None;
+            slot.last_end = Some((self.watch, ended));
+        });
+    }
+}
+
+impl Watcher {
+    /// The running watch (which one of the watcher's watches it is), if
+    /// one runs and is not being stopped: a fleet member follows it.
+    pub(crate) fn running_watch(&self) -> Option<u64> {
+        let slot = self.shared.watching.borrow();
+        match slot.running_stops(&self.shared.closing) {
+            true => None,
+            false => slot.running.as_ref().map(|_| slot.begun),
+        }
+    }
+
+    /// Waits until watch number `watch` has ended (at once if it has),
+    /// and tells how, where still known.
+    pub(crate) async fn watch_ended(&self, watch: u64) -> Result<(), WatchError> {
+        let mut slot = self.shared.watching.subscribe();
+        let ended = slot
+            .wait_for(|slot| slot.begun != watch || slot.running.is_none())
+            .await;
+        match ended.as_deref().map(|slot| &slot.last_end) {
+            Ok(Some((last, ended))) if *last == watch => ended.clone(),
+            _ => Ok(()),
+        }
     }
 }
 

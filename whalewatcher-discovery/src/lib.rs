@@ -605,13 +605,17 @@ impl Discovery {
             unreachable!("translation is set before probing");
         };
         let endpoint = watcher.api();
-        let member = inner.fleet.add(
-            FleetMember::new(watcher)
-                .watching(watching)
-                .pid_translation(translator)
-                .local_pid(t.pid)
-                .close_on_leave(),
-        );
+        let joining = FleetMember::new(watcher.clone())
+            .watching(watching)
+            .pid_translation(translator)
+            .local_pid(t.pid)
+            .close_on_leave();
+        let Ok(member) = inner.fleet.add(joining) else {
+            // The fleet closed meanwhile: the refused member's watch stops
+            // as it is dropped; nothing of this engine stays open.
+            watcher.close().await;
+            return Err(EngineError::Cancelled);
+        };
         info!(%api, %endpoint, pid = t.pid, "engine found");
         Ok(Watched::Joined(FoundEngine {
             member,

@@ -10,11 +10,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Departure, FleetChange, FleetEngine, FleetEvent, FleetMember, LocalPids, MemberId,
+    Departure, FleetChange, FleetEngine, FleetEvent, FleetMember, LocalPids, MemberId, MemberWatch,
     PidTranslation, Shared,
 };
 use crate::container::Container;
-use crate::error::WatchError;
+use crate::error::{panic_message, WatchError};
 use crate::event::{Event, EventKind, EventSource, EventStream};
 use crate::portfolio::Portfolio;
 use crate::support::lock;
@@ -28,10 +28,48 @@ pub(super) struct Following {
     events: Peekable<EventStream>,
     status: watch::Receiver<SyncStatus>,
     pids: Option<Arc<dyn PidTranslation>>,
-    /// The watch the fleet runs (or adopted); `None` once it turned out
-    /// to run elsewhere.
-    watching: Option<WatchHandle>,
+    watch: Watch,
     close_on_leave: bool,
+}
+
+/// The watch a member follows.
+enum Watch {
+    /// The fleet's own: stopped when the member leaves.
+    Owned(WatchHandle),
+    /// One run elsewhere (which of the watcher's watches; `None`: none ran
+    /// when the member joined): the member leaves when it ends.
+    Followed(Option<u64>),
+    /// Ended, and told.
+    Ended,
+}
+
+impl Watch {
+    /// Ends when the watch ends; never once that was told.
+    async fn ended(&mut self, watcher: &Watcher) -> Result<(), WatchError> {
+        let ended = match self {
+            Watch::Owned(handle) => handle.finished().await,
+            Watch::Followed(Some(watch)) => watcher.watch_ended(*watch).await,
+            Watch::Followed(None) => Ok(()),
+            Watch::Ended => std::future::pending().await,
+        };
+        *self = Watch::Ended;
+        ended
+    }
+}
+
+/// Whatever becomes of a member's task — also a panic in it — the member
+/// is gone from the fleet's list and whoever waits for it is told.
+struct Gone<'a> {
+    shared: &'a Shared,
+    id: MemberId,
+    left: &'a CancellationToken,
+}
+
+impl Drop for Gone<'_> {
+    fn drop(&mut self) {
+        lock(&self.shared.members).remove(&self.id);
+        self.left.cancel();
+    }
 }
 
 impl Following {
@@ -44,7 +82,7 @@ impl Following {
             parent,
             pids,
             local_pid,
-            watching,
+            watch,
             close_on_leave,
         } = member;
         let (snapshot, events) = watcher.subscribe();
@@ -79,7 +117,12 @@ impl Following {
             }));
             changes
         });
-        let watching = watching.unwrap_or_else(|| watcher.spawn());
+        let watch = match watch {
+            // Asked for now: refused at once if another watch runs on.
+            MemberWatch::Start => Watch::Owned(watcher.spawn()),
+            MemberWatch::Owned(handle) => Watch::Owned(handle),
+            MemberWatch::Follow => Watch::Followed(watcher.running_watch()),
+        };
         Following {
             shared,
             id,
@@ -87,25 +130,37 @@ impl Following {
             events: events.peekable(),
             status,
             pids,
-            watching: Some(watching),
+            watch,
             close_on_leave,
         }
     }
 
     /// Follows the member until it is told to leave or its watch ends,
-    /// then leaves: its containers exit, the engine goes.
+    /// then leaves: its containers exit, the engine goes. A panic while
+    /// following (a bug in a [`PidTranslation`], say) ends this member as
+    /// its watch's panic does: it leaves, saying so.
     pub(super) async fn run(mut self, departure: Departure) {
-        let error = self.follow(&departure.leave).await;
+        let shared = self.shared.clone();
+        let _gone = Gone {
+            shared: &shared,
+            id: self.id,
+            left: &departure.left,
+        };
+        let following = std::panic::AssertUnwindSafe(self.follow(&departure.leave));
+        let error = match following.catch_unwind().await {
+            Ok(error) => error,
+            Err(payload) => Some(WatchError::Panicked {
+                message: panic_message(&*payload),
+            }),
+        };
         self.leave(error);
-        if let Some(watching) = self.watching.take() {
+        if let Watch::Owned(handle) = std::mem::replace(&mut self.watch, Watch::Ended) {
             // How it ended was told already, if it ended by itself.
-            let _ = watching.stop().await;
+            let _ = handle.stop().await;
         }
         if self.close_on_leave {
             self.watcher.close().await;
         }
-        lock(&self.shared.members).remove(&self.id);
-        departure.left.cancel();
     }
 
     /// Applies the watcher's revisions and status changes; returns why the
@@ -115,13 +170,7 @@ impl Following {
             tokio::select! {
                 biased;
                 _ = leave.cancelled() => return None,
-                ended = watch_ended(&mut self.watching) => match ended {
-                    // The watch runs elsewhere: follow it all the same.
-                    Err(WatchError::AlreadyWatching) => self.watching = None,
-                    Err(error) => return Some(error),
-                    // Stopped by whoever closed the watcher.
-                    Ok(()) => return None,
-                },
+                ended = self.watch.ended(&self.watcher) => return ended.err(),
                 item = self.events.next() => match item {
                     Some(Ok(event)) => self.apply(event),
                     Some(Err(_lagged)) => self.resubscribe(),
@@ -313,14 +362,6 @@ impl Following {
             });
             changes
         });
-    }
-}
-
-/// Ends when the watch ends; never while there is none to wait for.
-async fn watch_ended(watching: &mut Option<WatchHandle>) -> Result<(), WatchError> {
-    match watching {
-        Some(handle) => handle.finished().await,
-        None => std::future::pending().await,
     }
 }
 

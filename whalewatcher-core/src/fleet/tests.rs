@@ -186,11 +186,13 @@ async fn an_engine_that_joins_shows_its_containers_as_started_and_its_events_fol
     w.ready().await.expect("synced");
     let fleet = Fleet::new();
     let mut log = Log::subscribe(&fleet);
-    let member = fleet.add(
-        FleetMember::new(w.clone())
-            .watching(watching)
-            .pid_translation(Arc::new(Offset)),
-    );
+    let member = fleet
+        .add(
+            FleetMember::new(w.clone())
+                .watching(watching)
+                .pid_translation(Arc::new(Offset)),
+        )
+        .unwrap();
     engine.start(container("c", 3));
     log.until_started("c").await;
     assert_eq!(
@@ -234,7 +236,7 @@ async fn an_engine_added_before_its_first_sync_runs_its_watch_and_its_sync_arriv
     engine.add([container("a", 1)]);
     let fleet = Fleet::new();
     let mut log = Log::subscribe(&fleet);
-    let member = fleet.add(FleetMember::new(watcher(&engine)));
+    let member = fleet.add(FleetMember::new(watcher(&engine))).unwrap();
     log.until_started("a").await;
     eventually("synced", || {
         fleet
@@ -269,7 +271,7 @@ async fn a_removed_engine_shows_its_containers_exited_then_leaves_and_its_watch_
     let engine = ScriptedEngine::new();
     engine.add([container("a", 1), container("b", 2)]);
     let fleet = Fleet::new();
-    let member = fleet.add(FleetMember::new(watcher(&engine)));
+    let member = fleet.add(FleetMember::new(watcher(&engine))).unwrap();
     eventually("synced", || fleet.snapshot().len() == 2).await;
     let mut log = Log::subscribe(&fleet);
     assert!(fleet.remove(member).await);
@@ -304,7 +306,7 @@ async fn an_engine_whose_watch_ends_leaves_saying_why() {
     }));
     let fleet = Fleet::new();
     let mut log = Log::subscribe(&fleet);
-    let member = fleet.add(FleetMember::new(watcher(&engine)));
+    let member = fleet.add(FleetMember::new(watcher(&engine))).unwrap();
     log.until("the leave", |seen| {
         seen.iter()
             .any(|e| matches!(e.change, FleetChange::Left { .. }))
@@ -330,7 +332,7 @@ async fn a_watch_run_elsewhere_is_followed_and_left_running() {
     w.ready().await.expect("synced");
     let fleet = Fleet::new();
     let mut log = Log::subscribe(&fleet);
-    let member = fleet.add(FleetMember::new(w.clone()));
+    let member = fleet.add(FleetMember::following(w.clone())).unwrap();
     engine.start(container("a", 1));
     log.until_started("a").await;
     assert!(fleet.remove(member).await);
@@ -344,7 +346,7 @@ async fn a_lost_engine_is_told_and_its_containers_stay_until_it_is_back() {
     let engine = ScriptedEngine::new();
     engine.add([container("a", 1)]);
     let fleet = Fleet::new();
-    let member = fleet.add(FleetMember::new(watcher(&engine)));
+    let member = fleet.add(FleetMember::new(watcher(&engine))).unwrap();
     eventually("synced", || fleet.snapshot().len() == 1).await;
     let mut log = Log::subscribe(&fleet);
     engine.go_down();
@@ -381,8 +383,12 @@ async fn a_lost_engine_is_told_and_its_containers_stay_until_it_is_back() {
 #[tokio::test(start_paused = true)]
 async fn a_parent_set_later_is_published_once() {
     let fleet = Fleet::new();
-    let host = fleet.add(FleetMember::new(watcher(&ScriptedEngine::new())));
-    let nested = fleet.add(FleetMember::new(watcher(&ScriptedEngine::new())));
+    let host = fleet
+        .add(FleetMember::new(watcher(&ScriptedEngine::new())))
+        .unwrap();
+    let nested = fleet
+        .add(FleetMember::new(watcher(&ScriptedEngine::new())))
+        .unwrap();
     let mut log = Log::subscribe(&fleet);
     let parent = ParentContainer {
         engine: host,
@@ -417,8 +423,8 @@ async fn a_parent_set_later_is_published_once() {
 async fn a_burst_on_two_engines_arrives_once_each_in_each_engines_order() {
     let (one, two) = (ScriptedEngine::new(), ScriptedEngine::new());
     let fleet = Fleet::new();
-    let m1 = fleet.add(FleetMember::new(watcher(&one)));
-    let m2 = fleet.add(FleetMember::new(watcher(&two)));
+    let m1 = fleet.add(FleetMember::new(watcher(&one))).unwrap();
+    let m2 = fleet.add(FleetMember::new(watcher(&two))).unwrap();
     eventually("both synced", || {
         fleet
             .snapshot()
@@ -480,8 +486,8 @@ async fn a_member_whose_subscription_lags_catches_up_with_the_difference() {
     }
     let fleet = Fleet::new();
     let mut log = Log::subscribe(&fleet);
-    // It brings no watch: the one the fleet starts finds this one running.
-    fleet.add(FleetMember::new(w.clone()));
+    // It follows the watch that runs here.
+    fleet.add(FleetMember::following(w.clone())).unwrap();
     // Twenty revisions while the member's task has not run yet.
     for n in 0..20 {
         engine.start(container(&format!("c{n:02}"), n + 1));
@@ -510,8 +516,10 @@ async fn a_member_whose_subscription_lags_catches_up_with_the_difference() {
 async fn closing_ends_every_member_and_stream_and_dropping_stops_the_watches() {
     let (one, two) = (ScriptedEngine::new(), ScriptedEngine::new());
     let fleet = Fleet::new();
-    fleet.add(FleetMember::new(watcher(&one)).close_on_leave());
-    fleet.add(FleetMember::new(watcher(&two)));
+    fleet
+        .add(FleetMember::new(watcher(&one)).close_on_leave())
+        .unwrap();
+    fleet.add(FleetMember::new(watcher(&two))).unwrap();
     one.wait_until("one watched", |stats| stats.open_streams == 1)
         .await;
     let mut log = Log::subscribe(&fleet);
@@ -529,7 +537,7 @@ async fn closing_ends_every_member_and_stream_and_dropping_stops_the_watches() {
 
     let three = ScriptedEngine::new();
     let dropped = Fleet::new();
-    dropped.add(FleetMember::new(watcher(&three)));
+    dropped.add(FleetMember::new(watcher(&three))).unwrap();
     three
         .wait_until("three watched", |stats| stats.open_streams == 1)
         .await;
@@ -537,4 +545,95 @@ async fn closing_ends_every_member_and_stream_and_dropping_stops_the_watches() {
     three
         .wait_until("no stream after the drop", |stats| stats.open_streams == 0)
         .await;
+}
+
+// ---- ownership, panics, close ----
+
+#[tokio::test(start_paused = true)]
+async fn a_member_whose_watch_panics_leaves_saying_so_and_the_fleet_still_closes() {
+    let (sound, buggy) = (ScriptedEngine::new(), ScriptedEngine::new());
+    sound.add([container("a", 1)]);
+    buggy.add([container("b", 2)]);
+    let buggy_watcher = watcher(&buggy);
+    let watching = buggy_watcher.spawn();
+    buggy_watcher.ready().await.expect("synced");
+    let fleet = Fleet::new();
+    let mut log = Log::subscribe(&fleet);
+    let healthy = fleet.add(FleetMember::new(watcher(&sound))).unwrap();
+    let member = fleet
+        .add(FleetMember::new(buggy_watcher).watching(watching))
+        .unwrap();
+    log.until_started("a").await;
+    // The engine's next list panics: the watch ends, the member leaves
+    // with its container exited.
+    buggy.panic_lists(true);
+    buggy.end_streams();
+    log.until("the buggy member's leave", |seen| {
+        seen.iter()
+            .any(|e| matches!(e.change, FleetChange::Left { .. }))
+    })
+    .await;
+    let left = log.seen.iter().find_map(|e| match &e.change {
+        FleetChange::Left { error } => Some((e.engine.member(), error.clone())),
+        _ => None,
+    });
+    assert!(
+        matches!(&left, Some((m, Some(error))) if *m == member && error.to_string().contains("panicked")),
+        "{left:?}"
+    );
+    assert!(fleet.snapshot().engine(member).is_none());
+    assert!(
+        fleet.snapshot().engine(healthy).is_some(),
+        "the others stay"
+    );
+    log.check_against(&fleet);
+    assert!(!fleet.remove(member).await, "it has left");
+    tokio::time::timeout(DEADLINE, fleet.close())
+        .await
+        .expect("the fleet closes");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_member_that_follows_a_watch_run_elsewhere_leaves_when_that_watch_ends() {
+    let engine = ScriptedEngine::new();
+    engine.add([container("a", 1)]);
+    let w = watcher(&engine);
+    let watching = w.spawn();
+    w.ready().await.expect("synced");
+    let fleet = Fleet::new();
+    let mut log = Log::subscribe(&fleet);
+    let member = fleet.add(FleetMember::following(w.clone())).unwrap();
+    log.until_started("a").await;
+    watching.stop().await.expect("stopped");
+    log.until("the follower's leave", |seen| {
+        seen.iter()
+            .any(|e| matches!(e.change, FleetChange::Left { .. }))
+    })
+    .await;
+    assert!(fleet.snapshot().engine(member).is_none(), "no stale member");
+    log.check_against(&fleet);
+    fleet.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn adding_to_a_closed_fleet_is_refused_and_asks_the_engine_nothing() {
+    let engine = ScriptedEngine::new();
+    let fleet = Fleet::new();
+    fleet.close().await;
+    let added = fleet.add(FleetMember::new(watcher(&engine)));
+    assert!(
+        matches!(&added, Err(FleetClosed(_))),
+        "a closed fleet takes no member"
+    );
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stats = engine.stats();
+    assert_eq!(
+        (stats.subscribe_calls, stats.list_calls, stats.info_calls),
+        (0, 0, 0),
+        "{added:?}"
+    );
+    assert!(fleet.snapshot().engines().len() == 0);
 }

@@ -87,14 +87,15 @@ impl Inspections {
 
     /// Stops caring about a container's inspect: a running one is aborted
     /// (its slot is free once [`next_done`](Self::next_done) is polled), a
-    /// queued one never starts.
-    pub(super) fn forget(&mut self, id: &str) {
-        if let Some(Tracked {
-            abort: Some(abort), ..
-        }) = self.tracked.remove(id)
-        {
+    /// queued one never starts. Returns whether it was tracked.
+    pub(super) fn forget(&mut self, id: &str) -> bool {
+        let Some(tracked) = self.tracked.remove(id) else {
+            return false;
+        };
+        if let Some(abort) = tracked.abort {
             abort.abort();
         }
+        true
     }
 
     /// Takes the tracking of a finished inspect, unless it was forgotten.

@@ -108,10 +108,13 @@ enum Call {
 
 impl Call {
     /// Whether a permanent error from here says that the engine cannot be
-    /// watched at all: it cannot deliver events. A list or inspect that
-    /// fails so after the first sync is one call failing, not the engine.
-    fn decides_the_engine(self) -> bool {
-        matches!(self, Call::Subscribe | Call::Events)
+    /// watched at all. Before the first sync, any call may tell. After it,
+    /// only the engine's answer to a fresh subscribe: a stream that fails
+    /// (the CRI engine calls a stream that ends before its first event
+    /// unsupported), a list or an inspect is one call failing, not the
+    /// engine, and the next session subscribes afresh.
+    fn decides_the_engine(self, ever_synced: bool) -> bool {
+        !ever_synced || self == Call::Subscribe
     }
 }
 
@@ -131,10 +134,46 @@ enum Ready {
 /// What a batch of events and inspects, applied together, ended with.
 #[derive(Default)]
 struct Batch {
-    /// How many events the engine delivered.
-    delivered: usize,
+    /// How many of the engine's events were news: they changed the
+    /// portfolio or began an inspect. A replayed or duplicate event is none.
+    news: usize,
     /// The stream failed or ended after them.
     ended: Option<Interrupt>,
+}
+
+/// What applying one engine event did.
+struct Applied {
+    /// The changes it made to the portfolio.
+    changes: Vec<Event>,
+    /// Whether it told anything new: it changed the portfolio, or began or
+    /// ended an inspect, or was held back behind one. A start of a known
+    /// container, an exit of an unknown one, a pause of a paused one (as
+    /// a replay after a resubscribe brings) are none.
+    news: bool,
+}
+
+impl Applied {
+    fn nothing() -> Self {
+        Applied {
+            changes: Vec::new(),
+            news: false,
+        }
+    }
+
+    fn news(changes: Vec<Event>) -> Self {
+        Applied {
+            changes,
+            news: true,
+        }
+    }
+
+    /// News if it changed anything.
+    fn of(changes: Vec<Event>) -> Self {
+        Applied {
+            news: !changes.is_empty(),
+            changes,
+        }
+    }
 }
 
 /// How many engine events and finished inspects that are ready at once
@@ -146,7 +185,7 @@ const MAX_BATCH: usize = 256;
 struct Outcome {
     /// Its list was published.
     synced: bool,
-    /// It stayed up long enough, or delivered an event: the engine works.
+    /// It stayed up long enough, or delivered news: the engine works.
     proven: bool,
 }
 
@@ -222,7 +261,7 @@ impl SyncLoop {
                 error: error.clone(),
                 counts_attempt: !outcome.synced,
             });
-            if error.is_permanent() && (!ever_synced || call.decides_the_engine()) {
+            if error.is_permanent() && call.decides_the_engine(ever_synced) {
                 warn!(error = %describe_error(&error), "engine cannot be watched; giving up");
                 // Which engine refused is worth knowing.
                 finish(describing, stop).await;
@@ -346,7 +385,7 @@ impl SyncLoop {
                 }
             };
             let batch = self.apply_ready(first, &mut events);
-            proven |= batch.delivered > 0;
+            proven |= batch.news > 0;
             if let Some(interrupt) = batch.ended {
                 return (interrupt, proven);
             }
@@ -384,8 +423,9 @@ impl SyncLoop {
         while let Some(ready) = next.take() {
             let event_first = match ready {
                 Ready::Event(Some(Ok(event))) => {
-                    batch.delivered += 1;
-                    changes.extend(self.apply_event(working, event));
+                    let applied = self.apply_event(working, event);
+                    batch.news += usize::from(applied.news);
+                    changes.extend(applied.changes);
                     false
                 }
                 Ready::Event(Some(Err(error))) => {
@@ -544,22 +584,22 @@ impl SyncLoop {
     }
 
     /// Applies one engine event to the working portfolio; returns the
-    /// changes it made.
-    fn apply_event(&mut self, working: &mut Portfolio, event: EngineEvent) -> Vec<Event> {
+    /// changes it made, and whether it was news.
+    fn apply_event(&mut self, working: &mut Portfolio, event: EngineEvent) -> Applied {
         let _span = debug_span!("apply_event", kind = ?event.kind, id = %event.id).entered();
         match event.kind {
             EventKind::Started => {
                 if working.container(&event.id).is_some() || self.inspections.is_tracking(&event.id)
                 {
                     debug!("already known; a replayed or duplicate start");
-                } else {
-                    self.inspections.start(event.id, event.timestamp);
+                    return Applied::nothing();
                 }
-                Vec::new()
+                self.inspections.start(event.id, event.timestamp);
+                Applied::news(Vec::new())
             }
             EventKind::Exited => {
                 // A die wins over an inspect of its start still in flight.
-                self.inspections.forget(&event.id);
+                let was_inspected = self.inspections.forget(&event.id);
                 // By id only: exit events may lack labels and project.
                 match working.remove(&event.id) {
                     Some(gone) => {
@@ -570,28 +610,29 @@ impl SyncLoop {
                             event.timestamp,
                         );
                         exited.exit = event.exit;
-                        vec![exited]
+                        Applied::news(vec![exited])
                     }
-                    None => Vec::new(),
+                    None if was_inspected => Applied::news(Vec::new()),
+                    None => Applied::nothing(),
                 }
             }
             EventKind::Paused | EventKind::Unpaused => {
                 if self.inspections.is_tracking(&event.id) {
                     // Applied once the start's inspect is in, keeping order.
                     self.inspections.hold_back(event);
-                    return Vec::new();
+                    return Applied::news(Vec::new());
                 }
                 let paused = event.kind == EventKind::Paused;
                 match working.container(&event.id) {
                     Some(container) => {
                         let changed = Arc::new((**container).clone().with_paused(paused));
-                        self.put(working, changed, event.timestamp)
+                        Applied::of(self.put(working, changed, event.timestamp))
                     }
-                    None => Vec::new(),
+                    None => Applied::nothing(),
                 }
             }
             // Engines do not report updates; only a list or inspect finds them.
-            EventKind::Updated => Vec::new(),
+            EventKind::Updated => Applied::nothing(),
         }
     }
 
@@ -637,7 +678,7 @@ impl SyncLoop {
             }
         }
         for event in tracked.held_back {
-            changes.extend(self.apply_event(working, event));
+            changes.extend(self.apply_event(working, event).changes);
         }
         Ok(changes)
     }

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::*;
-use crate::testing::{replay, ScriptedEngine, DEADLINE};
+use crate::testing::{replay, ScriptedEngine, DEADLINE, SCRIPTED_API};
 use crate::{Container, EngineEvent, Event, EventKind, EventSource, EventStream, Lagged};
 
 fn container(id: &str) -> Container {
@@ -994,4 +994,99 @@ async fn a_spawned_watch_stops_with_its_handle_when_dropped_and_reports_how_it_e
         matches!(ended, Err(WatchError::GaveUp { attempts: 1, .. })),
         "{ended:?}"
     );
+}
+
+// ---- who runs the watch, and for which watch `ready` answers ----
+
+#[tokio::test(start_paused = true)]
+async fn ready_after_spawn_answers_for_the_new_watch_not_the_last_one() {
+    let engine = ScriptedEngine::new();
+    let watcher = Watcher::new(engine.clone(), fixed_retries(1000));
+    watcher.spawn().stop().await.expect("stopped");
+    assert!(
+        matches!(watcher.ready().await, Err(EngineError::Cancelled)),
+        "with no watch running, ready tells how the last one ended"
+    );
+
+    engine.hold_lists();
+    let watching = watcher.spawn();
+    let ready = watcher.ready();
+    tokio::pin!(ready);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), &mut ready)
+            .await
+            .is_err(),
+        "ready answered before the new watch listed"
+    );
+    engine.next_list().await.reply_now();
+    tokio::time::timeout(DEADLINE, ready)
+        .await
+        .expect("ready once the new watch synced")
+        .expect("synced");
+    watching.stop().await.expect("stopped");
+}
+
+/// Dropping a handle stops its watch; a `spawn` right after waits for that
+/// watch to end instead of being refused. On a multi-threaded runtime the
+/// old watch is often still running when the new one begins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spawn_after_a_dropped_handle_is_never_refused() {
+    let engine = ScriptedEngine::new();
+    engine.add([container("a")]);
+    let watcher = Watcher::new(engine.clone(), fixed_retries(1000));
+    for round in 0..200 {
+        let first = watcher.spawn();
+        watcher.ready().await.expect("synced");
+        drop(first);
+        let second = watcher.spawn();
+        let ended = tokio::time::timeout(DEADLINE, second.stop())
+            .await
+            .expect("stopped within the deadline");
+        assert!(ended.is_ok(), "round {round}: {ended:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unsupported_error_in_the_stream_after_a_sync_is_retried() {
+    let engine = ScriptedEngine::new();
+    let h = Harness::start(&engine);
+    h.watcher.ready().await.expect("synced");
+    engine.fail_streams(EngineError::Unsupported {
+        endpoint: SCRIPTED_API.into(),
+        what: "events (a stream that ended before its first event)".into(),
+    });
+    engine
+        .wait_until("a second subscription", |stats| stats.subscribe_calls == 2)
+        .await;
+    eventually("synced again", || h.watcher.status().is_synced()).await;
+    assert!(!h.task.is_finished(), "the watch goes on");
+    h.stop().await.expect("stopped");
+}
+#[tokio::test(start_paused = true)]
+async fn a_watch_that_panics_ends_with_an_error_and_says_so_in_its_status() {
+    let engine = ScriptedEngine::new();
+    engine.panic_lists(true);
+    let watcher = Watcher::new(engine.clone(), fixed_retries(1000));
+    let ended = tokio::time::timeout(DEADLINE, watcher.spawn().ended())
+        .await
+        .expect("the watch ends");
+    assert!(
+        matches!(&ended, Err(WatchError::Panicked { message }) if message.contains("panics, as told")),
+        "{ended:?}"
+    );
+    let status = watcher.status();
+    assert_eq!(status.state, SyncState::Stopped);
+    assert!(
+        matches!(status.last_error, Some(EngineError::Panicked { .. })),
+        "{status:?}"
+    );
+    assert!(matches!(
+        watcher.ready().await,
+        Err(EngineError::Panicked { .. })
+    ));
+    // Nothing is left running: a new watch may begin.
+    engine.panic_lists(false);
+    let watching = watcher.spawn();
+    watcher.ready().await.expect("synced");
+    watching.stop().await.expect("stopped");
 }

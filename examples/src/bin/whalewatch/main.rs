@@ -228,7 +228,9 @@ async fn run() -> ExitCode {
     // here: the fleet follows them); discovery adds the rest.
     let fleet = Fleet::new();
     for engine in &engines {
-        fleet.add(FleetMember::new(engine.watcher.clone()));
+        fleet
+            .add(FleetMember::following(engine.watcher.clone()))
+            .expect("a new fleet takes members");
     }
     let discovery = discover.then(|| Discovery::builder().fleet(fleet.clone()).build());
     if let Some(discovery) = &discovery {

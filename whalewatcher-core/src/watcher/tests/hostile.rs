@@ -582,3 +582,33 @@ async fn a_stop_during_the_diagnosis_of_a_failed_first_sync_ends_the_watch_at_on
     watching.await.unwrap().expect("stopped, not failed");
     assert_eq!(stopped.elapsed(), Duration::ZERO, "the stop waited");
 }
+
+// ---- a replayed event proves nothing ----
+
+/// Docker replays the events of the second its subscription began
+/// (`since` has whole seconds): an event the list already holds arrives
+/// again after every list. It changes nothing, so it must not count as the
+/// connection proving itself, or a stream that ends after every list is
+/// relisted without backoff forever.
+#[tokio::test(start_paused = true)]
+async fn a_replayed_event_that_changes_nothing_does_not_prove_a_session() {
+    let engine = ScriptedEngine::new();
+    engine.add([container("a")]);
+    engine.hold_lists();
+    let policy = RetryPolicy::default().max_retries(3);
+    let h = Harness::start_with(&engine, |b| b.retry(policy));
+    for _ in 0..4 {
+        engine.next_list().await.reply_now();
+        eventually("synced", || h.watcher.status().is_synced()).await;
+        engine.emit(EngineEvent::new(EventKind::Started, "a"));
+        engine.end_streams();
+    }
+    let ended = tokio::time::timeout(DEADLINE, h.task)
+        .await
+        .expect("the watch must give up after 3 retries")
+        .unwrap();
+    assert!(
+        matches!(ended, Err(WatchError::GaveUp { attempts: 4, .. })),
+        "{ended:?}"
+    );
+}
