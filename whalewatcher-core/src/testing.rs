@@ -622,3 +622,271 @@ pub fn replay(snapshot: &Portfolio, events: &[Event]) -> Portfolio {
     }
     portfolio
 }
+
+// ---- the contract, checked revision by revision ----
+
+/// A subscriber's portfolio, brought forward one revision at a time from
+/// the snapshot it subscribed with, checking the watcher's promise on the
+/// way: the first revision after a snapshot at `r` is `r + 1`, each next
+/// one is one more, and every event fits the portfolio it applies to (see
+/// [`replay`]).
+#[derive(Clone, Debug)]
+pub struct Replayed {
+    portfolio: Portfolio,
+}
+
+impl Replayed {
+    /// Starts from a subscription's snapshot.
+    pub fn new(snapshot: &Portfolio) -> Self {
+        Replayed {
+            portfolio: snapshot.clone(),
+        }
+    }
+
+    /// The portfolio after the last revision applied.
+    pub fn portfolio(&self) -> &Portfolio {
+        &self.portfolio
+    }
+
+    /// The last revision applied (the snapshot's, before any).
+    pub fn revision(&self) -> u64 {
+        self.portfolio.revision()
+    }
+
+    /// Applies `events`, whole revisions in the order delivered, calling
+    /// `each` with the portfolio after each revision.
+    pub fn apply(&mut self, events: &[Event], mut each: impl FnMut(&Portfolio)) {
+        for revision in events.chunk_by(|a, b| a.revision == b.revision) {
+            let expected = self.portfolio.revision() + 1;
+            assert_eq!(
+                revision[0].revision,
+                expected,
+                "a revision after {}: {:?}",
+                self.portfolio.revision(),
+                revision
+                    .iter()
+                    .map(|e| (e.kind, e.container.id()))
+                    .collect::<Vec<_>>()
+            );
+            self.portfolio = replay(&self.portfolio, revision);
+            self.portfolio.set_revision(expected);
+            each(&self.portfolio);
+        }
+    }
+}
+
+/// The portfolio at each revision, as first witnessed — by a subscriber's
+/// replay, a snapshot, a read — so that every later witness of the same
+/// revision can be held against it: one revision, one content.
+#[derive(Debug, Default)]
+pub struct History(BTreeMap<u64, Portfolio>);
+
+impl History {
+    /// Records `portfolio` as its revision's content, or fails (naming
+    /// `what`) when that revision was seen with another content before.
+    pub fn witness(&mut self, portfolio: &Portfolio, what: &str) {
+        let revision = portfolio.revision();
+        match self.0.get(&revision) {
+            Some(known) => assert!(
+                known == portfolio,
+                "{what}: revision {revision} seen with two contents:\n{known:?}\n{portfolio:?}"
+            ),
+            None => {
+                self.0.insert(revision, portfolio.clone());
+            }
+        }
+    }
+
+    /// The content of `revision`, if witnessed.
+    pub fn at(&self, revision: u64) -> Option<&Portfolio> {
+        self.0.get(&revision)
+    }
+}
+
+/// A fleet subscriber's model of the fleet, brought forward one revision
+/// at a time from its snapshot, checking the fleet's promise on the way:
+/// revisions contiguous from the snapshot's `r + 1`; each revision about
+/// one engine; an engine joins before anything else of it and leaves after
+/// its containers exited; a parent or status change changes something;
+/// containers start, change and exit as in [`replay`], each with its PID
+/// here; a member's watcher revisions never go back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FleetReplayed {
+    revision: u64,
+    engines: BTreeMap<crate::MemberId, EngineModel>,
+    containers: BTreeMap<(crate::MemberId, String), (Arc<Container>, Option<u32>)>,
+}
+
+/// What a fleet subscriber knows of one engine.
+#[derive(Clone, Debug, PartialEq)]
+struct EngineModel {
+    parent: Option<crate::ParentContainer>,
+    status: StatusKey,
+    info: Arc<EngineInfo>,
+    /// The watcher revision its containers are at.
+    revision: u64,
+}
+
+impl EngineModel {
+    fn of(engine: &crate::FleetEngine) -> Self {
+        EngineModel {
+            parent: engine.parent().cloned(),
+            status: status_key(engine.status()),
+            info: engine.info().clone(),
+            revision: engine.portfolio().revision(),
+        }
+    }
+}
+
+/// What a fleet tells of a member's status.
+type StatusKey = (crate::SyncState, u64, Option<String>, Option<Duration>);
+
+fn status_key(status: &crate::SyncStatus) -> StatusKey {
+    (
+        status.state,
+        status.attempts,
+        status.last_error.as_ref().map(ToString::to_string),
+        status.sync_duration,
+    )
+}
+
+impl FleetReplayed {
+    /// Starts from a fleet subscription's snapshot.
+    pub fn new(snapshot: &crate::FleetSnapshot) -> Self {
+        FleetReplayed {
+            revision: snapshot.revision(),
+            engines: snapshot
+                .engines()
+                .map(|e| (e.member(), EngineModel::of(e)))
+                .collect(),
+            containers: snapshot
+                .containers()
+                .map(|c| {
+                    let key = (c.engine().member(), c.container().id().to_owned());
+                    (key, (c.container().clone(), c.local_pid()))
+                })
+                .collect(),
+        }
+    }
+
+    /// The last fleet revision applied.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Applies `events`, whole revisions in the order delivered, calling
+    /// `each` with the model after each revision.
+    pub fn apply(&mut self, events: &[crate::FleetEvent], mut each: impl FnMut(&FleetReplayed)) {
+        use crate::FleetChange;
+        for revision in events.chunk_by(|a, b| a.revision == b.revision) {
+            assert_eq!(
+                revision[0].revision,
+                self.revision + 1,
+                "a fleet revision after {}",
+                self.revision
+            );
+            self.revision += 1;
+            let member = revision[0].engine.member();
+            for event in revision {
+                assert_eq!(
+                    event.engine.member(),
+                    member,
+                    "one revision, one engine: {}",
+                    self.revision
+                );
+                let known = self.engines.get(&member).cloned();
+                match &event.change {
+                    FleetChange::Joined => {
+                        assert!(known.is_none(), "{member} joined twice");
+                        self.engines.insert(member, EngineModel::of(&event.engine));
+                        continue;
+                    }
+                    FleetChange::Left { .. } => {
+                        assert!(known.is_some(), "{member} left, never joined");
+                        assert!(
+                            !self.containers.keys().any(|(m, _)| *m == member),
+                            "{member} left with containers"
+                        );
+                        self.engines.remove(&member);
+                        continue;
+                    }
+                    _ => {}
+                }
+                let mut model = known.unwrap_or_else(|| panic!("an event of unknown {member}"));
+                match &event.change {
+                    FleetChange::Parent => {
+                        let parent = event.engine.parent().cloned();
+                        assert!(model.parent != parent, "{member}: an unchanged parent");
+                        model.parent = parent;
+                    }
+                    FleetChange::Status => {
+                        let status = (status_key(event.engine.status()), event.engine.info());
+                        assert!(
+                            (&model.status, &model.info) != (&status.0, status.1),
+                            "{member}: an unchanged status"
+                        );
+                        (model.status, model.info) = (status.0, status.1.clone());
+                    }
+                    FleetChange::Container {
+                        event: e,
+                        local_pid,
+                    } => {
+                        assert!(
+                            e.revision >= model.revision,
+                            "{member}: watcher revision {} after {}",
+                            e.revision,
+                            model.revision
+                        );
+                        model.revision = e.revision;
+                        let key = (member, e.container.id().to_owned());
+                        let present = self.containers.get(&key).cloned();
+                        match e.kind {
+                            EventKind::Started => {
+                                assert!(present.is_none(), "started twice: {key:?}");
+                                self.containers
+                                    .insert(key, (e.container.clone(), *local_pid));
+                            }
+                            EventKind::Exited => {
+                                let (_, had) =
+                                    present.unwrap_or_else(|| panic!("exit of unknown {key:?}"));
+                                assert_eq!(*local_pid, had, "the exit of {key:?}: its PID here");
+                                self.containers.remove(&key);
+                            }
+                            _ => {
+                                let (before, _) = present
+                                    .unwrap_or_else(|| panic!("{:?} of unknown {key:?}", e.kind));
+                                assert!(
+                                    *before != *e.container,
+                                    "a change without change: {key:?}"
+                                );
+                                self.containers
+                                    .insert(key, (e.container.clone(), *local_pid));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                self.engines.insert(member, model);
+            }
+            each(self);
+        }
+    }
+
+    /// Fails unless the model is `snapshot`: the same engines, each with
+    /// its parent, status and containers (with their PIDs here).
+    pub fn assert_is(&self, snapshot: &crate::FleetSnapshot, what: &str) {
+        let now = FleetReplayed::new(snapshot);
+        assert_eq!(self.revision, now.revision, "{what}: the revision");
+        assert_eq!(self.containers, now.containers, "{what}: the containers");
+        let without_revisions = |m: &BTreeMap<crate::MemberId, EngineModel>| -> Vec<_> {
+            m.iter()
+                .map(|(id, e)| (*id, e.parent.clone(), e.status.clone(), e.info.clone()))
+                .collect()
+        };
+        assert_eq!(
+            without_revisions(&self.engines),
+            without_revisions(&now.engines),
+            "{what}: the engines"
+        );
+    }
+}

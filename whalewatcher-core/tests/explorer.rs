@@ -7,23 +7,25 @@
 //! stale (as of the call), as of now, or per container (as moby's list
 //! does: each container inspected at its own time), or failed; the clock
 //! moved so that deadlines, retries and safety relists fire. After every
-//! step it checks the watcher's promise on several subscribers: revisions
-//! are contiguous, and each subscriber's snapshot plus its events equals
-//! the published portfolio at that revision. At the end, with the engine
-//! answering again, the portfolio must equal the engine's truth.
+//! step it checks the watcher's promise on several subscribers: the first
+//! revision after a snapshot at `r` is `r + 1` and each next is one more;
+//! each subscriber's snapshot plus its events equals the published
+//! portfolio; and every revision has one content, whoever saw it — each
+//! subscriber's replay after each revision, each snapshot handed out,
+//! each read. At the end, with the engine answering again, the portfolio
+//! must equal the engine's truth.
 //!
 //! CI runs `DEFAULT_SEEDS` seeds (a few seconds). `WW_EXPLORE_SEEDS=N`
 //! runs N seeds, `WW_EXPLORE_SEED=S` just seed S (to reproduce a failure),
 //! `WW_EXPLORE_STEPS` sets the steps per seed.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant as WallClock};
 
 use futures::{FutureExt, StreamExt};
-use whalewatcher_core::testing::{replay, ScriptedEngine};
+use whalewatcher_core::testing::{History, Replayed, ScriptedEngine};
 use whalewatcher_core::{
-    CancellationToken, Container, Deadlines, EngineError, Event, EventStream, Portfolio,
-    RetryPolicy, Watcher,
+    CancellationToken, Container, Deadlines, EngineError, EventStream, Portfolio, RetryPolicy,
+    Watcher,
 };
 
 const DEFAULT_SEEDS: u64 = 300;
@@ -141,56 +143,50 @@ impl Totals {
     }
 }
 
-/// A subscriber and everything it was sent so far.
+/// A subscriber, and its portfolio replayed from everything it was sent.
 struct Subscriber {
-    snapshot: Arc<Portfolio>,
+    replayed: Replayed,
     stream: EventStream,
-    events: Vec<Event>,
+    events: usize,
 }
 
 impl Subscriber {
-    fn new(watcher: &Watcher) -> Self {
+    fn new(watcher: &Watcher, history: &mut History) -> Self {
         let (snapshot, stream) = watcher.subscribe();
+        history.witness(&snapshot, "a new subscriber's snapshot");
         Subscriber {
-            snapshot,
+            replayed: Replayed::new(&snapshot),
             stream,
-            events: Vec::new(),
+            events: 0,
         }
     }
 
-    /// Takes in what was sent, then checks the promise against the
-    /// published portfolio. On one thread the watcher never publishes
-    /// halfway while this runs.
-    fn check(&mut self, published: &Portfolio, seed: u64, step: usize) {
+    /// Takes in what was sent, revision by revision, then checks the
+    /// promise against the published portfolio. On one thread the watcher
+    /// never publishes halfway while this runs.
+    fn check(&mut self, published: &Portfolio, history: &mut History, seed: u64, step: usize) {
+        let mut fresh = Vec::new();
         while let Some(item) = self.stream.next().now_or_never() {
             let event = item
                 .expect("the stream ends only when closed")
                 .unwrap_or_else(|lagged| panic!("seed {seed} step {step}: {lagged}"));
-            let last = self
-                .events
-                .last()
-                .map_or(self.snapshot.revision(), |e| e.revision);
-            assert!(
-                event.revision == last || event.revision == last + 1,
-                "seed {seed} step {step}: revision {} after {last}",
-                event.revision
-            );
-            self.events.push(event);
+            fresh.push(event);
         }
-        let last = self
-            .events
-            .last()
-            .map_or(self.snapshot.revision(), |e| e.revision);
+        self.events += fresh.len();
+        let what = format!("seed {seed} step {step}");
+        self.replayed
+            .apply(&fresh, |after| history.witness(after, &what));
         assert_eq!(
             published.revision(),
-            last,
-            "seed {seed} step {step}: the portfolio changed without an event"
+            self.replayed.revision(),
+            "{what}: the portfolio changed without an event"
         );
-        let replayed = replay(&self.snapshot, &self.events);
         assert_eq!(
-            replayed, *published,
-            "seed {seed} step {step}: snapshot + events differ from the portfolio"
+            self.replayed.portfolio(),
+            published,
+            "{what}: snapshot + events differ from the portfolio"
         );
+        history.witness(published, &what);
     }
 }
 
@@ -223,7 +219,8 @@ async fn explore(seed: u64, steps: usize) -> Totals {
         builder = builder.safety_relist(Duration::from_millis(1000 + rng.below(500)));
     }
     let watcher = builder.build();
-    let mut subscribers = vec![Subscriber::new(&watcher)];
+    let mut history = History::default();
+    let mut subscribers = vec![Subscriber::new(&watcher, &mut history)];
     let cancel = CancellationToken::new();
     let watching = tokio::spawn({
         let (watcher, cancel) = (watcher.clone(), cancel.clone());
@@ -322,7 +319,9 @@ async fn explore(seed: u64, steps: usize) -> Totals {
                 }
             }
             // A new subscriber joins while all this goes on.
-            70..=72 if subscribers.len() < 4 => subscribers.push(Subscriber::new(&watcher)),
+            70..=72 if subscribers.len() < 4 => {
+                subscribers.push(Subscriber::new(&watcher, &mut history))
+            }
             // Time passes: deadlines, retries, safety relists.
             _ => tokio::time::sleep(Duration::from_millis(rng.below(1000))).await,
         }
@@ -332,7 +331,7 @@ async fn explore(seed: u64, steps: usize) -> Totals {
         }
         let published = watcher.portfolio();
         for subscriber in &mut subscribers {
-            subscriber.check(&published, seed, step);
+            subscriber.check(&published, &mut history, seed, step);
         }
         if matches!(
             watcher.status().last_error,
@@ -370,8 +369,8 @@ async fn explore(seed: u64, steps: usize) -> Totals {
     }
     let published = watcher.portfolio();
     for subscriber in &mut subscribers {
-        subscriber.check(&published, seed, steps);
-        totals.events += subscriber.events.len();
+        subscriber.check(&published, &mut history, seed, steps);
+        totals.events += subscriber.events;
     }
     cancel.cancel();
     watching

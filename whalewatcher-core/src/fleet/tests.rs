@@ -2,14 +2,13 @@
 //! engines at once, lagging members, and the snapshot-plus-events
 //! contract, on tokio's paused clock.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::time::Instant;
 
 use super::*;
-use crate::testing::{ScriptedEngine, DEADLINE};
+use crate::testing::{FleetReplayed, ScriptedEngine, DEADLINE};
 use crate::{EngineError, EventKind, RetryPolicy};
 
 fn container(id: &str, pid: u32) -> Container {
@@ -41,58 +40,6 @@ async fn eventually(what: &str, condition: impl Fn() -> bool) {
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
-/// Containers by member and id, with their PIDs here: what a consumer
-/// builds from a snapshot and the events after it.
-type Model = BTreeMap<(MemberId, String), (Arc<Container>, Option<u32>)>;
-
-fn model_of(snapshot: &FleetSnapshot) -> Model {
-    snapshot
-        .containers()
-        .map(|c| {
-            let key = (c.engine().member(), c.container().id().to_owned());
-            (key, (c.container().clone(), c.local_pid()))
-        })
-        .collect()
-}
-
-/// Applies fleet events to a model as a consumer would, failing on any
-/// that does not fit (a second start, an exit of the unknown, a revision
-/// out of order).
-fn replay(model: &mut Model, revision: &mut u64, events: &[FleetEvent]) {
-    for event in events {
-        assert!(
-            event.revision == *revision || event.revision == *revision + 1,
-            "revision {} after {revision}",
-            event.revision
-        );
-        *revision = event.revision;
-        let FleetChange::Container {
-            event: e,
-            local_pid,
-        } = &event.change
-        else {
-            continue;
-        };
-        let key = (event.engine.member(), e.container.id().to_owned());
-        match e.kind {
-            EventKind::Started => {
-                let before = model.insert(key.clone(), (e.container.clone(), *local_pid));
-                assert!(before.is_none(), "started twice: {key:?}");
-            }
-            EventKind::Exited => {
-                let (_, had) = model
-                    .remove(&key)
-                    .unwrap_or_else(|| panic!("exit of unknown {key:?}"));
-                assert_eq!(*local_pid, had, "the exit of {key:?} carries its PID here");
-            }
-            _ => {
-                assert!(model.contains_key(&key), "{:?} of unknown {key:?}", e.kind);
-                model.insert(key, (e.container.clone(), *local_pid));
-            }
-        }
     }
 }
 
@@ -144,14 +91,12 @@ impl Log {
         self.seen.iter().map(describe).collect()
     }
 
-    /// The snapshot plus everything seen must be the fleet's snapshot now.
+    /// The snapshot plus everything seen, revision by revision, must be
+    /// the fleet's snapshot now.
     fn check_against(&self, fleet: &Fleet) {
-        let mut model = model_of(&self.snapshot);
-        let mut revision = self.snapshot.revision();
-        replay(&mut model, &mut revision, &self.seen);
-        let now = fleet.snapshot();
-        assert_eq!(revision, now.revision(), "every revision seen");
-        assert_eq!(model, model_of(&now));
+        let mut replayed = FleetReplayed::new(&self.snapshot);
+        replayed.apply(&self.seen, |_| {});
+        replayed.assert_is(&fleet.snapshot(), "snapshot + events");
     }
 }
 
@@ -406,10 +351,13 @@ async fn a_parent_set_later_is_published_once() {
         snapshot.engine(nested).and_then(|e| e.parent()),
         Some(&parent)
     );
-    log.until("the parent", |seen| {
-        seen.iter().any(|e| matches!(e.change, FleetChange::Parent))
+    // Everything published until now, not just up to the first parent.
+    let upto = snapshot.revision();
+    log.until("every revision up to now", |seen| {
+        seen.last().is_some_and(|e| e.revision >= upto)
     })
     .await;
+    log.check_against(&fleet);
     let parents = log
         .seen
         .iter()

@@ -4,28 +4,25 @@
 //! zero durations). Each test is a scenario on the scripted engine.
 
 use super::*;
+use crate::testing::{History, Replayed};
 
-/// The watcher's promise, checked on a subscriber's log: revisions are
-/// contiguous from the snapshot on, and the snapshot plus the events
-/// equals the portfolio at the last event's revision.
+/// The watcher's promise, checked on a subscriber's log: the first
+/// revision after the snapshot's `r` is `r + 1` and each next one is one
+/// more, and the snapshot plus the events equals the portfolio at the last
+/// event's revision.
 fn assert_contract(log: &EventLog, portfolio: &Portfolio) {
-    let events = log.events();
-    let mut revision = log.snapshot.revision();
-    for event in &events {
-        assert!(
-            event.revision == revision || event.revision == revision + 1,
-            "revision {} after {revision}: {:?}",
-            event.revision,
-            log.summary()
-        );
-        revision = event.revision;
-    }
+    let mut replayed = Replayed::new(&log.snapshot);
+    let mut history = History::default();
+    history.witness(&log.snapshot, "the snapshot");
+    replayed.apply(&log.events(), |after| history.witness(after, "a replay"));
     assert_eq!(
         portfolio.revision(),
-        revision,
-        "the portfolio changed without an event"
+        replayed.revision(),
+        "the portfolio changed without an event: {:?}",
+        log.summary()
     );
-    assert_eq!(replay(&log.snapshot, &events), *portfolio);
+    history.witness(portfolio, "the portfolio");
+    assert_eq!(replayed.portfolio(), portfolio);
 }
 
 // ---- 1: a safety relist while a start is being inspected ----
