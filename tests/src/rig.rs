@@ -99,12 +99,20 @@ pub struct Rig {
     pub tls: TlsDirs,
     /// The host containerd (Debian bookworm's 1.6) under the host dockerd.
     pub host_containerd: Engine,
-    /// dockerd 26 in a container.
+    /// dockerd 26 (Debian trixie's) in a container.
     pub docker: Engine,
-    /// podman 5 (Docker-compatible API) in a container.
+    /// podman 5.4 (Debian trixie's; Docker-compatible API) in a container.
     pub podman: Engine,
     /// containerd 1.7 with its CRI plugin in a container.
     pub containerd: Engine,
+    /// dockerd 28.5 (Debian unstable's, with the containerd 2.1 it starts)
+    /// in a container.
+    pub docker28: Engine,
+    /// podman 5.8 (Debian unstable's) in a container.
+    pub podman58: Engine,
+    /// containerd 2.1 (Debian unstable's) with its CRI plugin, in a
+    /// container.
+    pub containerd2: Engine,
 }
 
 impl Rig {

@@ -13,23 +13,33 @@ use whalewatcher_core::{
 use whalewatcher_tests::containerd::{wait_for_event, ContainerdTest};
 use whalewatcher_tests::eventually;
 use whalewatcher_tests::http_proxy::{HttpProxy, Rules};
-use whalewatcher_tests::rig::Rig;
+use whalewatcher_tests::rig::{self, Rig};
 use whalewatcher_tests::scripted_grpc::{Answer, ScriptedGrpc};
 use whalewatcher_tests::watching::Watching;
 
 /// Shared by the tests that only use the engine; taken alone by the one
 /// that restarts it.
-static ENGINE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+static ENGINE_CONTAINERD: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+static ENGINE_CONTAINERD2: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// The lock of the rig's engine `cd`.
+fn lock(cd: &rig::Engine) -> &'static tokio::sync::RwLock<()> {
+    match cd.container() {
+        c if c.ends_with("-containerd") => &ENGINE_CONTAINERD,
+        c if c.ends_with("-containerd2") => &ENGINE_CONTAINERD2,
+        other => panic!("no lock for the engine in {other}"),
+    }
+}
 
 const NAMESPACE: &str = "whalewatcher-a";
 
-fn engine(rig: &Rig) -> ContainerdEngine {
-    configured(rig).build().expect("engine")
+fn engine(cd: &rig::Engine) -> ContainerdEngine {
+    configured(cd).build().expect("engine")
 }
 
 /// A builder for the rig's engine, for more settings.
-fn configured(rig: &Rig) -> whalewatcher_containerd::ContainerdEngineBuilder {
-    ContainerdEngine::builder().endpoint(rig.containerd.socket())
+fn configured(cd: &rig::Engine) -> whalewatcher_containerd::ContainerdEngineBuilder {
+    ContainerdEngine::builder().endpoint(cd.socket())
 }
 
 fn portfolio_view(w: &Watching, t: &ContainerdTest) -> BTreeMap<String, (u32, bool)> {
@@ -46,11 +56,9 @@ async fn wait_for_truth(w: &Watching, t: &ContainerdTest, namespaces: &[&str]) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn namespaces_names_projects_and_pauses_equal_the_truth() {
-    let _shared = ENGINE.read().await;
-    let rig = Rig::load();
-    let t = ContainerdTest::connect(&rig.containerd, "cd-sync").await;
+async fn namespaces_names_projects_and_pauses_equal_the_truth(cd: &rig::Engine) {
+    let _shared = lock(cd).read().await;
+    let t = ContainerdTest::connect(cd, "cd-sync").await;
     let project = format!("shop-{}", t.label);
     let (web, db, solo, hidden) = (
         format!("web-{}", t.label),
@@ -72,7 +80,7 @@ async fn namespaces_names_projects_and_pauses_equal_the_truth() {
     t.ctr("default", &["tasks", "pause", &solo]);
     t.run("moby", &hidden, &[]); // ignored by default
 
-    let w = Watching::synced(engine(&rig)).await;
+    let w = Watching::synced(engine(cd)).await;
     assert_eq!(portfolio_view(&w, &t), t.truth(&[NAMESPACE, "default"]));
     let portfolio = w.watcher.portfolio();
     let web_c = portfolio
@@ -109,17 +117,15 @@ async fn namespaces_names_projects_and_pauses_equal_the_truth() {
         w.watcher.version(),
         format!("{} {}", field("Version:"), field("Revision:"))
     );
-    assert!(w.watcher.version().starts_with(&rig.containerd.version));
+    assert!(w.watcher.version().starts_with(&cd.version));
     assert!(!w.watcher.id().is_empty());
     w.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pause_resume_and_kill_are_followed_in_order() {
-    let _shared = ENGINE.read().await;
-    let rig = Rig::load();
-    let t = ContainerdTest::connect(&rig.containerd, "cd-life").await;
-    let mut w = Watching::synced(engine(&rig)).await;
+async fn pause_resume_and_kill_are_followed_in_order(cd: &rig::Engine) {
+    let _shared = lock(cd).read().await;
+    let t = ContainerdTest::connect(cd, "cd-life").await;
+    let mut w = Watching::synced(engine(cd)).await;
 
     let id = format!("life-{}", t.label);
     let display = format!("{NAMESPACE}/{id}");
@@ -159,12 +165,10 @@ async fn pause_resume_and_kill_are_followed_in_order() {
 /// container stays. containerd's own stream shows the exit was sent, and
 /// a pause of the same container — published by the same shim after it —
 /// fences it: once the watcher saw the pause, it has taken in the exit.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_exec_that_ends_does_not_remove_its_container() {
-    let _shared = ENGINE.read().await;
-    let rig = Rig::load();
-    let t = ContainerdTest::connect(&rig.containerd, "cd-exec").await;
-    let mut w = Watching::synced(engine(&rig)).await;
+async fn an_exec_that_ends_does_not_remove_its_container(cd: &rig::Engine) {
+    let _shared = lock(cd).read().await;
+    let t = ContainerdTest::connect(cd, "cd-exec").await;
+    let mut w = Watching::synced(engine(cd)).await;
 
     let id = format!("exec-{}", t.label);
     t.run("default", &id, &[]);
@@ -201,13 +205,11 @@ async fn an_exec_that_ends_does_not_remove_its_container() {
 /// 30 tasks started and 15 of them killed while the watcher's list is in
 /// flight: a proxy holds containerd's task-list answer (as taken when
 /// asked) until the churn's 45 events have passed on to the watcher.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn thirty_tasks_churned_during_the_initial_sync_end_in_the_truth() {
-    let _shared = ENGINE.read().await;
-    let rig = Rig::load();
-    let t = std::sync::Arc::new(ContainerdTest::connect(&rig.containerd, "cd-churn").await);
+async fn thirty_tasks_churned_during_the_initial_sync_end_in_the_truth(cd: &rig::Engine) {
+    let _shared = lock(cd).read().await;
+    let t = std::sync::Arc::new(ContainerdTest::connect(cd, "cd-churn").await);
     t.run(NAMESPACE, &format!("before-{}", t.label), &[]);
-    let proxy = HttpProxy::grpc(&rig.containerd, Rules::default());
+    let proxy = HttpProxy::grpc(cd, Rules::default());
     proxy.hold_answers(&["/containerd.services.tasks.v1.Tasks/List"]);
     let w = Watching::start(ContainerdEngine::new(proxy.socket()).expect("engine"));
     let churn = tokio::task::spawn_blocking({
@@ -231,28 +233,27 @@ async fn thirty_tasks_churned_during_the_initial_sync_end_in_the_truth() {
     w.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_engine_restart_is_resynchronized_and_subscribers_see_the_difference() {
-    let _alone = ENGINE.write().await;
+async fn an_engine_restart_is_resynchronized_and_subscribers_see_the_difference(cd: &rig::Engine) {
+    let _alone = lock(cd).write().await;
     let rig = Rig::load();
-    let t = ContainerdTest::connect(&rig.containerd, "cd-restart").await;
+    let t = ContainerdTest::connect(cd, "cd-restart").await;
     let before = format!("before-{}", t.label);
     t.run("default", &before, &[]);
-    let mut w = Watching::synced(engine(&rig)).await;
+    let mut w = Watching::synced(engine(cd)).await;
     w.events_of(&before, "the initial start", |k| {
         k.contains(&EventKind::Started)
     })
     .await;
 
     // All tasks die with the engine's container; containerd comes back.
-    rig.restart(&rig.containerd, 5);
+    rig.restart(cd, 5);
     eventually("containerd to answer again", || async {
         std::process::Command::new("docker")
             .args([
                 "-H",
                 &rig.host_docker.endpoint,
                 "exec",
-                rig.containerd.container(),
+                cd.container(),
                 "ctr",
                 "version",
             ])
@@ -293,18 +294,16 @@ async fn an_engine_restart_is_resynchronized_and_subscribers_see_the_difference(
 /// a stream: 32 records of about 160 KB (few containers with large
 /// labels, or a few thousand with ordinary specs) made the sync fail with
 /// "decoded message length too large".
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn records_larger_than_4_mib_in_all_sync() {
+async fn records_larger_than_4_mib_in_all_sync(cd: &rig::Engine) {
     // Alone: every list of this engine is that large while they exist.
-    let _alone = ENGINE.write().await;
-    let rig = Rig::load();
-    let t = ContainerdTest::connect(&rig.containerd, "cd-heavy").await;
+    let _alone = lock(cd).write().await;
+    let t = ContainerdTest::connect(cd, "cd-heavy").await;
     let namespace = "whalewatcher-heavy";
     t.create_heavy(namespace, &format!("heavy-{}", t.label), 32);
     let light = format!("light-{}", t.label);
     t.run(namespace, &light, &[]);
 
-    let w = Watching::synced(engine(&rig)).await;
+    let w = Watching::synced(engine(cd)).await;
     assert_eq!(portfolio_view(&w, &t), t.truth(&[namespace]));
     assert!(w
         .watcher
@@ -401,14 +400,12 @@ async fn a_socket_that_is_not_containerd_is_a_typed_error() {
     assert!(matches!(err, EngineError::Protocol { .. }), "{err:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_packer_sees_the_record_and_the_engines_channel_is_reachable() {
-    let _shared = ENGINE.read().await;
-    let rig = Rig::load();
-    let t = ContainerdTest::connect(&rig.containerd, "cd-packer").await;
+async fn the_packer_sees_the_record_and_the_engines_channel_is_reachable(cd: &rig::Engine) {
+    let _shared = lock(cd).read().await;
+    let t = ContainerdTest::connect(cd, "cd-packer").await;
     let id = format!("packed-{}", t.label);
     t.run(NAMESPACE, &id, &[]);
-    let packed = configured(&rig)
+    let packed = configured(cd)
         .packer(|container, inspection| {
             let seen = (
                 inspection.namespace.to_owned(),
@@ -442,3 +439,55 @@ async fn the_packer_sees_the_record_and_the_engines_channel_is_reachable() {
     assert!(w.watcher.version().starts_with(&version.version));
     w.stop().await;
 }
+
+// ---- on each containerd of the rig ----
+
+macro_rules! on_every_containerd {
+    ($($engine:ident),*) => {$(
+        mod $engine {
+            use super::*;
+
+            fn engine() -> rig::Engine {
+                Rig::load().$engine
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn namespaces_names_projects_and_pauses_equal_the_truth() {
+                super::namespaces_names_projects_and_pauses_equal_the_truth(&engine()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn pause_resume_and_kill_are_followed_in_order() {
+                super::pause_resume_and_kill_are_followed_in_order(&engine()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn an_exec_that_ends_does_not_remove_its_container() {
+                super::an_exec_that_ends_does_not_remove_its_container(&engine()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn thirty_tasks_churned_during_the_initial_sync_end_in_the_truth() {
+                super::thirty_tasks_churned_during_the_initial_sync_end_in_the_truth(&engine()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn an_engine_restart_is_resynchronized_and_subscribers_see_the_difference() {
+                super::an_engine_restart_is_resynchronized_and_subscribers_see_the_difference(&engine()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn records_larger_than_4_mib_in_all_sync() {
+                super::records_larger_than_4_mib_in_all_sync(&engine()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn the_packer_sees_the_record_and_the_engines_channel_is_reachable() {
+                super::the_packer_sees_the_record_and_the_engines_channel_is_reachable(&engine()).await;
+            }
+        }
+    )*};
+}
+
+// containerd 1.7 (Debian trixie's) and 2.1 (unstable's).
+on_every_containerd!(containerd, containerd2);

@@ -23,21 +23,31 @@ use whalewatcher_cri::{
 };
 use whalewatcher_tests::cri::CriTest;
 use whalewatcher_tests::http_proxy::{HttpProxy, Rules};
-use whalewatcher_tests::rig::Rig;
+use whalewatcher_tests::rig::{self, Rig};
 use whalewatcher_tests::scripted_grpc::{Answer, ScriptedGrpc};
 use whalewatcher_tests::watching::Watching;
 use whalewatcher_tests::{run_command, within, TEST_LABEL};
 
 /// One watcher on the rig's CRI engine at a time.
-static ENGINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+static ENGINE_CONTAINERD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+static ENGINE_CONTAINERD2: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn engine(rig: &Rig) -> CriEngine {
-    configured(rig).build().expect("engine")
+/// The lock of the rig's engine `cd`.
+fn lock(cd: &rig::Engine) -> &'static tokio::sync::Mutex<()> {
+    match cd.container() {
+        c if c.ends_with("-containerd") => &ENGINE_CONTAINERD,
+        c if c.ends_with("-containerd2") => &ENGINE_CONTAINERD2,
+        other => panic!("no lock for the engine in {other}"),
+    }
+}
+
+fn engine(cd: &rig::Engine) -> CriEngine {
+    configured(cd).build().expect("engine")
 }
 
 /// A builder for the rig's engine, for more settings.
-fn configured(rig: &Rig) -> whalewatcher_cri::CriEngineBuilder {
-    CriEngine::builder().endpoint(rig.containerd.socket())
+fn configured(cd: &rig::Engine) -> whalewatcher_cri::CriEngineBuilder {
+    CriEngine::builder().endpoint(cd.socket())
 }
 
 fn portfolio_view(w: &Watching, t: &CriTest) -> BTreeMap<String, u32> {
@@ -67,11 +77,10 @@ async fn wait_for_truth(w: &Watching, t: &CriTest) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_pods_of_two_containers_equal_the_truth_with_labels_and_pids() {
-    let _alone = ENGINE.lock().await;
+async fn two_pods_of_two_containers_equal_the_truth_with_labels_and_pids(cd: &rig::Engine) {
+    let _alone = lock(cd).lock().await;
     let rig = Rig::load();
-    let t = CriTest::connect(&rig.containerd, "cri-sync").await;
+    let t = CriTest::connect(cd, "cri-sync").await;
     let shop = t.run_pod("shop", "retail").await;
     let shop_web = t.run_container(&shop, "web").await;
     let shop_db = t.run_container(&shop, "db").await;
@@ -89,14 +98,14 @@ async fn two_pods_of_two_containers_equal_the_truth_with_labels_and_pids() {
                 "inspect",
                 "-f",
                 format,
-                rig.containerd.container(),
+                cd.container(),
             ],
         )
         .trim()
         .to_owned()
     };
     let engine_pid: u32 = inspect("{{.State.Pid}}").parse().expect("the engine's PID");
-    let w = Watching::synced(configured(&rig).pid(engine_pid).build().expect("engine")).await;
+    let w = Watching::synced(configured(cd).pid(engine_pid).build().expect("engine")).await;
     let truth = t.truth().await;
     assert_eq!(truth.len(), 6, "2 sandboxes and 4 containers: {truth:?}");
     assert_eq!(portfolio_view(&w, &t), truth);
@@ -176,11 +185,9 @@ async fn two_pods_of_two_containers_equal_the_truth_with_labels_and_pids() {
 /// six containers with an annotation of 800 KB each (or of a few thousand
 /// ordinary ones) made the sync fail with "decoded message length too
 /// large".
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_list_larger_than_4_mib_syncs() {
-    let _alone = ENGINE.lock().await;
-    let rig = Rig::load();
-    let t = CriTest::connect(&rig.containerd, "cri-heavy").await;
+async fn a_list_larger_than_4_mib_syncs(cd: &rig::Engine) {
+    let _alone = lock(cd).lock().await;
+    let t = CriTest::connect(cd, "cri-heavy").await;
     let pod = t.run_pod("heavy", "rig").await;
     let heavy = HashMap::from([("heavy".to_owned(), "x".repeat(800_000))]);
     for i in 0..6 {
@@ -188,7 +195,7 @@ async fn a_list_larger_than_4_mib_syncs() {
             .await;
     }
 
-    let w = Watching::synced(engine(&rig)).await;
+    let w = Watching::synced(engine(cd)).await;
     assert_eq!(
         w.mine(&t.label).len(),
         7,
@@ -198,12 +205,10 @@ async fn a_list_larger_than_4_mib_syncs() {
     w.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stopped_container_and_a_stopped_pod_are_removed() {
-    let _alone = ENGINE.lock().await;
-    let rig = Rig::load();
-    let t = CriTest::connect(&rig.containerd, "cri-stop").await;
-    let mut w = Watching::synced(engine(&rig)).await;
+async fn a_stopped_container_and_a_stopped_pod_are_removed(cd: &rig::Engine) {
+    let _alone = lock(cd).lock().await;
+    let t = CriTest::connect(cd, "cri-stop").await;
+    let mut w = Watching::synced(engine(cd)).await;
 
     let pod = t.run_pod("stopper", "rig").await;
     let first = t.run_container(&pod, "first").await;
@@ -238,17 +243,15 @@ async fn a_stopped_container_and_a_stopped_pod_are_removed() {
     w.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pod_created_during_the_initial_sync_is_present() {
-    let _alone = ENGINE.lock().await;
-    let rig = Rig::load();
-    let t = CriTest::connect(&rig.containerd, "cri-during").await;
+async fn a_pod_created_during_the_initial_sync_is_present(cd: &rig::Engine) {
+    let _alone = lock(cd).lock().await;
+    let t = CriTest::connect(cd, "cri-during").await;
     let before = t.run_pod("before", "rig").await;
     t.run_container(&before, "early").await;
 
     // The lists' answers (as taken when asked) are held until the new
     // pod's and container's events have passed on to the watcher.
-    let proxy = HttpProxy::grpc(&rig.containerd, Rules::default());
+    let proxy = HttpProxy::grpc(cd, Rules::default());
     proxy.hold_answers(&[
         "/runtime.v1.RuntimeService/ListPodSandbox",
         "/runtime.v1.RuntimeService/ListContainers",
@@ -277,6 +280,13 @@ async fn containerd_1_6_without_cri_events_is_unsupported_once() {
 /// Watches with `engine` until the watch gives up; asserts it did as an
 /// engine without CRI events, after one attempt.
 async fn unsupported_once(engine: CriEngine) -> Watcher {
+    unsupported_after(engine, 1).await
+}
+
+/// A watch of `engine` that ends as unsupported after `attempts` sync
+/// attempts: one, or two when the refusal came after a sync and a fresh
+/// subscribe met it again.
+async fn unsupported_after(engine: CriEngine, attempts: u64) -> Watcher {
     let watcher = Watcher::new(engine, RetryPolicy::default());
     let ended = within(
         "the watch to give up",
@@ -288,7 +298,7 @@ async fn unsupported_once(engine: CriEngine) -> Watcher {
             if what == "CRI container events" => {}
         other => panic!("expected the missing CRI events API, got {other:?}"),
     }
-    assert_eq!(watcher.status().attempts, 1, "tried once, not in a loop");
+    assert_eq!(watcher.status().attempts, attempts, "not in a loop");
     let message = whalewatcher_core::describe(&ended.unwrap_err());
     assert!(
         message.contains("does not support CRI container events"),
@@ -349,14 +359,16 @@ async fn an_event_stream_that_ends_at_once_is_unsupported_once() {
 async fn an_event_call_refused_after_the_barrier_ends_the_session_before_its_sync() {
     // Later than the barrier's round trips, within the 50 ms refusal
     // window (without it, the sync is published first).
-    let watcher = refused_late(Duration::from_millis(20)).await;
+    let watcher = refused_late(Duration::from_millis(20), 1).await;
     assert_eq!(watcher.status().sync_duration, None, "synchronized first");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_call_refused_after_the_sync_is_unsupported_once() {
-    // After the refusal window: a first sync, then the watch ends.
-    let watcher = refused_late(Duration::from_secs(1)).await;
+    // After the refusal window: a first sync; the refusal on its stream
+    // is asked once more by a fresh subscribe, which meets it again: the
+    // watch ends.
+    let watcher = refused_late(Duration::from_secs(1), 2).await;
     assert!(
         watcher.status().sync_duration.is_some(),
         "never synchronized"
@@ -364,8 +376,9 @@ async fn an_event_call_refused_after_the_sync_is_unsupported_once() {
 }
 
 /// A watch of a scripted runtime with no containers that refuses the
-/// event call only after `delay`; asserts it ended as unsupported, once.
-async fn refused_late(delay: Duration) -> Watcher {
+/// event call only after `delay`; asserts it ended as unsupported after
+/// `calls` event calls, not in a loop.
+async fn refused_late(delay: Duration, calls: usize) -> Watcher {
     let version = VersionResponse {
         version: "0.1.0".into(),
         runtime_name: "containerd".into(),
@@ -391,8 +404,12 @@ async fn refused_late(delay: Duration) -> Watcher {
             ),
         ]),
     );
-    let watcher = unsupported_once(CriEngine::new(engine.socket()).expect("engine")).await;
-    assert_eq!(engine.calls(events), 1, "one attempt, not a busy loop");
+    let watcher = unsupported_after(
+        CriEngine::new(engine.socket()).expect("engine"),
+        calls as u64,
+    )
+    .await;
+    assert_eq!(engine.calls(events), calls, "not a busy loop");
     watcher
 }
 
@@ -492,14 +509,14 @@ async fn a_missing_socket_is_unreachable_and_says_why() {
     assert_eq!(last.io_kind(), Some(std::io::ErrorKind::NotFound));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_packer_sees_container_and_sandbox_statuses_and_the_client_is_reachable() {
-    let _alone = ENGINE.lock().await;
-    let rig = Rig::load();
-    let t = CriTest::connect(&rig.containerd, "cri-packer").await;
+async fn the_packer_sees_container_and_sandbox_statuses_and_the_client_is_reachable(
+    cd: &rig::Engine,
+) {
+    let _alone = lock(cd).lock().await;
+    let t = CriTest::connect(cd, "cri-packer").await;
     let pod = t.run_pod("packed", "packing").await;
     let container = t.run_container(&pod, "main").await;
-    let packed = configured(&rig)
+    let packed = configured(cd)
         .packer(|record, inspection| {
             let seen = match inspection {
                 whalewatcher_cri::Inspection::Container { status, .. } => {
@@ -560,3 +577,45 @@ async fn containerd_1_6_never_counts_as_synced() {
         );
     }
 }
+
+// ---- on each containerd of the rig ----
+
+macro_rules! on_every_cri_containerd {
+    ($($engine:ident),*) => {$(
+        mod $engine {
+            use super::*;
+
+            fn engine() -> rig::Engine {
+                Rig::load().$engine
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn two_pods_of_two_containers_equal_the_truth_with_labels_and_pids() {
+                super::two_pods_of_two_containers_equal_the_truth_with_labels_and_pids(&engine()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_list_larger_than_4_mib_syncs() {
+                super::a_list_larger_than_4_mib_syncs(&engine()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_stopped_container_and_a_stopped_pod_are_removed() {
+                super::a_stopped_container_and_a_stopped_pod_are_removed(&engine()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_pod_created_during_the_initial_sync_is_present() {
+                super::a_pod_created_during_the_initial_sync_is_present(&engine()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn the_packer_sees_container_and_sandbox_statuses_and_the_client_is_reachable() {
+                super::the_packer_sees_container_and_sandbox_statuses_and_the_client_is_reachable(&engine()).await;
+            }
+        }
+    )*};
+}
+
+// The CRI plugins of containerd 1.7 (Debian trixie's) and 2.1 (unstable's).
+on_every_cri_containerd!(containerd, containerd2);

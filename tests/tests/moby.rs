@@ -540,27 +540,38 @@ on_every_engine! {
     host_docker_tls: privileged false, type DOCKER_TYPE;
     docker: privileged true, type DOCKER_TYPE;
     podman: privileged true, type PODMAN_TYPE;
+    docker28: privileged true, type DOCKER_TYPE;
+    podman58: privileged true, type PODMAN_TYPE;
 }
 
 // ---- podman only ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn podman_pods_show_as_labels_and_its_die_event_is_followed() {
+    podman_pods_and_die_events(&Rig::load().podman).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_5_8_pods_show_as_labels_and_its_die_event_is_followed() {
+    podman_pods_and_die_events(&Rig::load().podman58).await;
+}
+
+async fn podman_pods_and_die_events(engine: &rig::Engine) {
     let rig = Rig::load();
-    let t = DockerTest::connect(&rig.podman, "moby-podman-pod").await;
+    let t = DockerTest::connect(engine, "moby-podman-pod").await;
     let pod = format!("pod-{}", t.label);
     let podman = |args: &[&str]| {
         let head = [
             "-H",
             rig.host_docker.endpoint.as_str(),
             "exec",
-            rig.podman.container(),
+            engine.container(),
             "podman",
         ];
         run_command("docker", &[&head[..], args].concat())
     };
     let test_label = format!("{TEST_LABEL}={}", t.label);
-    let image = rig.podman.image();
+    let image = engine.image();
     let pause = image.replace("busybox", "pause");
     podman(&[
         "pod",
@@ -582,7 +593,7 @@ async fn podman_pods_show_as_labels_and_its_die_event_is_followed() {
     }
     let _cleanup = RemovePod(podman, pod.clone());
 
-    let mut w = Watching::synced(moby(&rig.podman)).await;
+    let mut w = Watching::synced(moby(engine)).await;
     let id = podman(&[
         "run",
         "-d",
@@ -620,8 +631,8 @@ async fn podman_pods_show_as_labels_and_its_die_event_is_followed() {
     .await;
 
     // What podman itself sends on the container's death. The Go module's
-    // notes say podman 3 and 4 left the labels out of it; podman 5.4 sends
-    // them. The watcher removes by id either way (the core's
+    // notes say podman 3 and 4 left the labels out of it; podman 5.4 and
+    // 5.8 send them. The watcher removes by id either way (the core's
     // exit_without_project_or_labels_removes_by_id plays the label-less
     // event).
     let filters = std::collections::HashMap::from([("container", vec![id.as_str()])]);

@@ -109,12 +109,15 @@ enum Call {
 impl Call {
     /// Whether a permanent error from here says that the engine cannot be
     /// watched at all. Before the first sync, any call may tell. After it,
-    /// only the engine's answer to a fresh subscribe: a stream that fails
-    /// (the CRI engine calls a stream that ends before its first event
-    /// unsupported), a list or an inspect is one call failing, not the
-    /// engine, and the next session subscribes afresh.
-    fn decides_the_engine(self, ever_synced: bool) -> bool {
-        !ever_synced || self == Call::Subscribe
+    /// only the engine's answer to a fresh subscribe: the subscribe
+    /// itself, or its stream when the stream before it said the same
+    /// (`doubted`). A stream that says so once after a sync — the CRI
+    /// engine calls a stream that ends before its first event unsupported,
+    /// and an idle engine that goes away may do just that — is one stream
+    /// failing; the next session subscribes afresh and asks again. A list
+    /// or an inspect is one call failing, not the engine.
+    fn decides_the_engine(self, ever_synced: bool, doubted: bool) -> bool {
+        !ever_synced || self == Call::Subscribe || (self == Call::Events && doubted)
     }
 }
 
@@ -219,6 +222,9 @@ impl SyncLoop {
         let mut delays = self.shared.retry.delays();
         let mut failures: u32 = 0;
         let mut ever_synced = false;
+        // The last stream said "unsupported" after a sync: this session's
+        // stream is asked again.
+        let mut doubted = false;
         let mut session_number: u64 = 0;
         loop {
             session_number += 1;
@@ -255,18 +261,20 @@ impl SyncLoop {
                 // The engine worked: a new failure sequence.
                 delays = self.shared.retry.delays();
                 failures = 0;
+                doubted = false;
             }
             failures += 1;
             self.shared.report(Transition::Lost {
                 error: error.clone(),
                 counts_attempt: !outcome.synced,
             });
-            if error.is_permanent() && call.decides_the_engine(ever_synced) {
+            if error.is_permanent() && call.decides_the_engine(ever_synced, doubted) {
                 warn!(error = %describe_error(&error), "engine cannot be watched; giving up");
                 // Which engine refused is worth knowing.
                 finish(describing, stop).await;
                 return Err(WatchError::Unsupported(error));
             }
+            doubted = error.is_permanent() && call == Call::Events;
             let Some(delay) = delays.next() else {
                 warn!(error = %describe_error(&error), failures, "retry policy exhausted; giving up");
                 finish(describing, stop).await;

@@ -1047,20 +1047,37 @@ async fn a_spawn_after_a_dropped_handle_is_never_refused() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_unsupported_error_in_the_stream_after_a_sync_is_retried() {
+async fn an_unsupported_error_in_the_stream_after_a_sync_is_asked_again() {
     let engine = ScriptedEngine::new();
     let h = Harness::start(&engine);
     h.watcher.ready().await.expect("synced");
-    engine.fail_streams(EngineError::Unsupported {
+    let unsupported = || EngineError::Unsupported {
         endpoint: SCRIPTED_API.into(),
         what: "events (a stream that ended before its first event)".into(),
-    });
+    };
+    // Once after a sync: one stream failing; a fresh subscribe asks again.
+    engine.fail_streams(unsupported());
     engine
         .wait_until("a second subscription", |stats| stats.subscribe_calls == 2)
         .await;
     eventually("synced again", || h.watcher.status().is_synced()).await;
     assert!(!h.task.is_finished(), "the watch goes on");
-    h.stop().await.expect("stopped");
+    // The fresh stream says the same before it proved anything: the
+    // engine's answer.
+    engine.fail_streams(unsupported());
+    let ended = tokio::time::timeout(DEADLINE, h.task)
+        .await
+        .expect("the watch ends")
+        .expect("the watch task");
+    assert!(
+        matches!(ended, Err(WatchError::Unsupported(_))),
+        "{ended:?}"
+    );
+    assert_eq!(
+        engine.stats().subscribe_calls,
+        2,
+        "asked once more, no loop"
+    );
 }
 #[tokio::test(start_paused = true)]
 async fn a_watch_that_panics_ends_with_an_error_and_says_so_in_its_status() {
