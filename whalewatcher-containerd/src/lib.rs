@@ -427,6 +427,70 @@ where
         .into_inner())
 }
 
+/// The lifecycle events of the containers of one containerd namespace,
+/// from containerd's event service on `channel` (containerd at `api`),
+/// once the subscription is live: for an engine that reads a containerd's
+/// containers through another API. The CRI engine does on containerd
+/// before 2.0, whose CRI event call serves all its callers from one queue
+/// (they split the events); the event service tells every subscriber
+/// everything. Events carry the ids as the namespace names them (no
+/// `namespace/` prefix); an exec'd process that ends is no event.
+pub async fn namespace_task_events(
+    channel: &Channel,
+    namespace: &str,
+    api: &str,
+) -> Result<EngineEvents, EngineError> {
+    let filters: Vec<String> = TOPICS
+        .iter()
+        .map(|topic| format!("namespace=={namespace:?},topic=={topic:?}"))
+        .collect();
+    let filters: Vec<&str> = filters.iter().map(String::as_str).collect();
+    let events = live_subscription(channel, &filters)
+        .await
+        .map_err(|status| status_error(api, &status, None, "containerd's event service"))?;
+    let prefix = format!("{namespace}/");
+    let namespace = namespace.to_owned();
+    let events = task_events(events, api.to_owned(), move |ns| ns == namespace);
+    Ok(Box::pin(events.map(move |item| {
+        item.map(|mut event| {
+            if let Some(id) = event.id.strip_prefix(&prefix) {
+                event.id = id.to_owned();
+            }
+            event
+        })
+    })))
+}
+
+/// The lifecycle events in containerd's `events` of the namespaces `keep`
+/// says yes to, with display ids; an OOM kill is told on the exit after it.
+fn task_events(
+    events: Streaming<Envelope>,
+    api: String,
+    keep: impl Fn(&str) -> bool + Send + 'static,
+) -> EngineEvents {
+    let mut oom_kills = whalewatcher_core::OomKills::default();
+    Box::pin(events.filter_map(move |item| {
+        let mapped = match item {
+            Ok(envelope) if !keep(&envelope.namespace) => None,
+            Ok(envelope) => match convert::oom_killed(&envelope) {
+                Some(id) => {
+                    oom_kills.reported(id);
+                    None
+                }
+                None => convert::engine_event(&envelope).map(|mut event| {
+                    oom_kills.take_in(&mut event);
+                    Ok(event)
+                }),
+            },
+            Err(status) => Some(Err(EngineError::unreachable(
+                api.clone(),
+                readable(&status),
+            ))),
+        };
+        async move { mapped }
+    }))
+}
+
 // Hidden from the docs: support for this workspace's tests and
 // benchmarks, not API that users may rely on.
 #[doc(hidden)]
@@ -601,27 +665,9 @@ impl Engine for ContainerdEngine {
         let events = live_subscription(&channel, &filters)
             .await
             .map_err(|s| self.error(s, None))?;
-        let (api, ignored) = (self.api.clone(), self.ignored.clone());
-        let mut oom_kills = whalewatcher_core::OomKills::default();
-        Ok(Box::pin(events.filter_map(move |item| {
-            let mapped = match item {
-                Ok(envelope) if ignored.contains(&envelope.namespace) => None,
-                Ok(envelope) => match convert::oom_killed(&envelope) {
-                    Some(id) => {
-                        oom_kills.reported(id);
-                        None
-                    }
-                    None => convert::engine_event(&envelope).map(|mut event| {
-                        oom_kills.take_in(&mut event);
-                        Ok(event)
-                    }),
-                },
-                Err(status) => Some(Err(EngineError::unreachable(
-                    api.clone(),
-                    readable(&status),
-                ))),
-            };
-            async move { mapped }
-        })))
+        let ignored = self.ignored.clone();
+        Ok(task_events(events, self.api.clone(), move |namespace| {
+            !ignored.contains(namespace)
+        }))
     }
 }

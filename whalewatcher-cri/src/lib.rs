@@ -25,13 +25,18 @@
 //! - The lists are taken at any size the runtime sends: a gRPC client's
 //!   usual 4 MiB limit is about 11,000 containers (an entry of containerd
 //!   1.7's list takes 373 bytes); containerd itself sends at most 16 MiB.
-//! - Events come from `GetContainerEvents`. containerd 1.7 serves all its
-//!   event streams from one queue: events emitted while nobody listens are
-//!   replayed to the next stream, and two streams split the events. So:
-//!   one stream per engine (never two watchers on one CRI engine), a full
-//!   relist after every reconnect, and stale replayed events are harmless
-//!   (a start of a container since gone finds it gone; an exit of one
-//!   never seen changes nothing).
+//! - Events come from `GetContainerEvents`, except on containerd 1.7: it
+//!   serves all its CRI event streams from one queue, so two
+//!   readers split the events (each misses some, and a kubelet with
+//!   evented PLEG or `crictl events` beside a watcher would lose them
+//!   too), and events emitted while nobody listens are replayed to the
+//!   next stream. There the engine reads the task events of the CRI's
+//!   namespace (`k8s.io`) from containerd's own event service on the same
+//!   socket, which tells every subscriber everything, and takes the
+//!   records through the CRI as everywhere else. containerd 2.0 and later
+//!   give each CRI event stream every event; 1.6 has none (below). After every reconnect a full
+//!   relist; a stale replayed event is harmless (a start of a container
+//!   since gone finds it gone; an exit of one never seen changes nothing).
 //! - An engine without container events is an
 //!   [`EngineError::Unsupported`], reported once, not retried: containerd
 //!   before 1.7 answers `Unimplemented`; cri-o without
@@ -47,6 +52,7 @@ mod hostname;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -126,6 +132,9 @@ pub struct CriEngine {
     /// Until when the last subscription's event call may still be refused
     /// (see [`REFUSAL_WINDOW`]): the next list does not answer before.
     refusal_window_ends: Mutex<Option<tokio::time::Instant>>,
+    /// The events come from containerd's task events (containerd 1.7):
+    /// a start is told before the CRI has the container running.
+    task_events: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for CriEngine {
@@ -217,6 +226,7 @@ impl CriEngineBuilder {
             channel: tokio::sync::OnceCell::new(),
             pods: Arc::default(),
             refusal_window_ends: Mutex::new(None),
+            task_events: std::sync::atomic::AtomicBool::new(false),
         })
     }
 }
@@ -287,13 +297,19 @@ impl CriEngine {
     /// A client of the runtime service, over the channel connected on
     /// first use: for calls of your own.
     pub async fn client(&self) -> Result<RuntimeServiceClient<Channel>, EngineError> {
+        // Lists as large as the engine sends them (tonic's default stops
+        // at 4 MiB, about 11,000 containers).
+        let channel = self.channel().await?;
+        Ok(RuntimeServiceClient::new(channel).max_decoding_message_size(usize::MAX))
+    }
+
+    /// The channel to the runtime, connected on first use: for the image
+    /// service, or containerd's own services on the same socket.
+    pub async fn channel(&self) -> Result<Channel, EngineError> {
         self.channel
             .get_or_try_init(|| connection::connect(self.socket.clone()))
             .await
             .cloned()
-            // Lists as large as the engine sends them (tonic's default
-            // stops at 4 MiB, about 11,000 containers).
-            .map(|channel| RuntimeServiceClient::new(channel).max_decoding_message_size(usize::MAX))
             .map_err(|e| EngineError::unreachable(self.api.clone(), e))
     }
 
@@ -303,6 +319,20 @@ impl CriEngine {
 
     fn pods(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pod>> {
         lock(&self.pods)
+    }
+
+    /// The container or sandbox `id`, as the runtime has it now.
+    async fn inspect_now(&self, id: &str) -> Result<Container, EngineError> {
+        let mut client = self.client().await?;
+        let known_sandbox = self.pods().contains_key(id);
+        if !known_sandbox {
+            match self.inspect_container(&mut client, id).await {
+                // Perhaps a sandbox this engine has not seen yet.
+                Err(EngineError::NotFound { .. }) => {}
+                other => return other,
+            }
+        }
+        self.inspect_sandbox(&mut client, id).await
     }
 
     /// A running container: one verbose status round trip, plus one for its
@@ -493,16 +523,25 @@ impl Engine for CriEngine {
     }
 
     async fn inspect(&self, id: &str) -> Result<Container, EngineError> {
-        let mut client = self.client().await?;
-        let known_sandbox = self.pods().contains_key(id);
-        if !known_sandbox {
-            match self.inspect_container(&mut client, id).await {
-                // Perhaps a sandbox this engine has not seen yet.
-                Err(EngineError::NotFound { .. }) => {}
-                other => return other,
+        if !self.task_events.load(Ordering::Relaxed) {
+            return self.inspect_now(id).await;
+        }
+        // containerd tells a task's start before its CRI plugin has the
+        // container running (or the sandbox ready): an inspect right after
+        // the start may find it not alive yet. Asked again, for a while,
+        // before it counts as gone; an exit meanwhile ends the wait in
+        // the watcher.
+        let deadline = tokio::time::Instant::now() + NOT_ALIVE_YET_WAIT;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match self.inspect_now(id).await {
+                Err(EngineError::Processless { .. }) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                inspected => return inspected,
             }
         }
-        self.inspect_sandbox(&mut client, id).await
     }
 
     async fn diagnose(&self, error: EngineError) -> EngineError {
@@ -513,6 +552,24 @@ impl Engine for CriEngine {
 
     async fn subscribe(&self) -> Result<EngineEvents, EngineError> {
         let mut client = self.client().await?;
+        let version = client
+            .version(VersionRequest {
+                version: "v1".to_owned(),
+            })
+            .await
+            .map_err(|s| self.error(s, None))?
+            .into_inner();
+        let task_events = shares_one_event_queue(&version);
+        self.task_events.store(task_events, Ordering::Relaxed);
+        if task_events {
+            let channel = self.channel().await?;
+            return whalewatcher_containerd::namespace_task_events(
+                &channel,
+                CRI_NAMESPACE,
+                &self.api,
+            )
+            .await;
+        }
         let called = tokio::time::Instant::now();
         let mut barrier = client.clone();
         let mut call: Call = Box::pin(async move {
@@ -549,6 +606,30 @@ impl Engine for CriEngine {
         };
         Ok(follow(feed, self.api.clone(), self.pods.clone()))
     }
+}
+
+/// How long an inspect after a containerd task's start waits for the CRI
+/// to have the container running. On the rig's containerd 1.7 every such
+/// inspect found the container alive within 6 ms, retries included.
+const NOT_ALIVE_YET_WAIT: Duration = Duration::from_secs(1);
+
+/// containerd's namespace of the CRI's containers and sandboxes.
+const CRI_NAMESPACE: &str = "k8s.io";
+
+/// Whether the runtime is a containerd 1.7, whose CRI event call serves
+/// all its callers from one queue (containerd 2.0 gave each stream every
+/// event; 1.6 has no CRI events at all, and says so). Its version reads
+/// `1.7.24~ds1` (Debian) or `v1.7.24`.
+fn shares_one_event_queue(version: &k8s_cri::v1::VersionResponse) -> bool {
+    let mut numbers = version
+        .runtime_version
+        .trim_start_matches('v')
+        .split(['.', '~', '+', '-'])
+        .map(|part| part.parse::<u32>().ok());
+    let (major, minor) = (numbers.next().flatten(), numbers.next().flatten());
+    version.runtime_name == "containerd"
+        && major == Some(1)
+        && minor.is_some_and(|minor| minor >= 7)
 }
 
 /// Version round trips, one after the other, that an engine refusing the
@@ -644,5 +725,37 @@ fn events_error(api: &str, status: Status) -> EngineError {
             what: NO_EVENTS.to_owned(),
         },
         _ => status_error(api, &status, None, "the CRI v1 runtime API"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime(name: &str, version: &str) -> k8s_cri::v1::VersionResponse {
+        k8s_cri::v1::VersionResponse {
+            runtime_name: name.into(),
+            runtime_version: version.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_containerd_before_2_shares_one_cri_event_queue() {
+        // As the rig's engines and upstream builds name themselves.
+        assert!(shares_one_event_queue(&runtime("containerd", "1.7.24~ds1")));
+        assert!(shares_one_event_queue(&runtime("containerd", "v1.7.27")));
+        // 1.6 refuses the CRI event call: "unsupported", as it should.
+        assert!(!shares_one_event_queue(&runtime(
+            "containerd",
+            "1.6.20~ds1"
+        )));
+        assert!(!shares_one_event_queue(&runtime(
+            "containerd",
+            "2.1.9+unknown"
+        )));
+        assert!(!shares_one_event_queue(&runtime("containerd", "v2.0.0")));
+        assert!(!shares_one_event_queue(&runtime("cri-o", "1.31.0")));
+        assert!(!shares_one_event_queue(&runtime("containerd", "")));
     }
 }
