@@ -1085,12 +1085,15 @@ async fn with_no_engine_named_every_engine_shows_nested_under_its_container_with
         .iter()
         .find(|e| e["engine"]["type"] == "docker.com" && e["engine"]["parent"].is_null())
         .expect("the host dockerd");
+    // The rig's podman 5.4 (podman 5.8 runs beside it), under its container.
     let podman_engine = engines
         .iter()
-        .find(|e| e["engine"]["type"] == "podman.io")
-        .expect("podman");
+        .find(|e| {
+            e["engine"]["type"] == "podman.io"
+                && e["engine"]["parent"]["name"] == rig.podman.container()
+        })
+        .expect("podman 5.4, nested under its container");
     let parent = &podman_engine["engine"]["parent"];
-    assert_eq!(parent["name"], rig.podman.container());
     assert_eq!(parent["engine"], host["engine"]["api"]);
     let container = podman_engine["projects"]
         .as_array()
@@ -1114,15 +1117,12 @@ async fn with_no_engine_named_every_engine_shows_nested_under_its_container_with
     // its PID column the PID here.
     let (code, table, stderr) = whalewatch_with(&[], &env_refs(&env));
     assert_eq!(code, 0, "{stderr}");
+    let in_container = format!(" in container {}: ", rig.podman.container());
     let heading = table
         .lines()
-        .find(|line| line.contains("podman.io "))
-        .unwrap_or_else(|| panic!("no podman heading in\n{table}"));
-    assert!(
-        heading.starts_with("  podman.io ")
-            && heading.contains(&format!(" in container {}: ", rig.podman.container())),
-        "{heading}"
-    );
+        .find(|line| line.contains("podman.io ") && line.contains(&in_container))
+        .unwrap_or_else(|| panic!("no heading of podman 5.4 in\n{table}"));
+    assert!(heading.starts_with("  podman.io "), "{heading}");
     let row = table
         .lines()
         .find(|line| line.ends_with(&id[..12]))

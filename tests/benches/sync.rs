@@ -33,7 +33,7 @@ use whalewatcher_tests::containerd::ContainerdTest;
 use whalewatcher_tests::cri::CriTest;
 use whalewatcher_tests::docker::DockerTest;
 use whalewatcher_tests::measure::{env_or, host_dockerd_pid, median, ms, percentile, threads_cpu};
-use whalewatcher_tests::rig::Rig;
+use whalewatcher_tests::rig::{self, Rig};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -136,11 +136,19 @@ struct DockerSamples {
     ratio_python: Vec<f64>,
 }
 
-async fn docker_sync(rig: &Rig, n: usize, rounds: usize, python: Option<&str>) {
-    let endpoint = rig.host_docker.endpoint.as_str();
-    let dockerd = host_dockerd_pid();
-    let t = DockerTest::connect(&rig.host_docker, &format!("bench-{n}")).await;
-    eprintln!("[bench] starting {n} containers on the host dockerd");
+/// The sync benchmark on the dockerd `engine`, whose process is `dockerd`
+/// here (`where_` names it in the report).
+async fn docker_sync(
+    engine: &rig::Engine,
+    dockerd: u32,
+    where_: &str,
+    n: usize,
+    rounds: usize,
+    python: Option<&str>,
+) {
+    let endpoint = engine.endpoint.as_str();
+    let t = DockerTest::connect(engine, &format!("bench-{n}")).await;
+    eprintln!("[bench] starting {n} containers on the {where_} dockerd");
     futures::stream::iter(0..n)
         .for_each_concurrent(8, |i| {
             let t = &t;
@@ -217,8 +225,8 @@ async fn docker_sync(rig: &Rig, n: usize, rounds: usize, python: Option<&str>) {
     }
     println!();
     println!(
-        "## Initial sync, host dockerd {}, {total} running containers, {rounds} interleaved rounds",
-        rig.host_docker.version
+        "## Initial sync, {where_} dockerd {}, {total} running containers, {rounds} interleaved rounds",
+        engine.version
     );
     println!();
     println!("| method | median ms | per-round ratio (median) |");
@@ -534,16 +542,17 @@ async fn raw_event_latency(endpoint: String) -> (Vec<f64>, Vec<f64>, usize, Slow
 /// containerd's native API at 100 tasks: the watcher's initial sync
 /// against the raw floor (the engine's own list: per namespace one
 /// container list and one task list).
-async fn containerd_sync(rig: &Rig, rounds: usize) {
+/// The sync benchmark on the containerd `engine` (native API).
+async fn containerd_sync(engine: &rig::Engine, rounds: usize) {
     const N: usize = 100;
-    let t = ContainerdTest::connect(&rig.containerd, "bench-containerd").await;
+    let t = ContainerdTest::connect(engine, "bench-containerd").await;
     let namespace = "whalewatcher-bench";
     eprintln!("[bench] starting {N} containerd tasks");
     for i in 0..N {
         t.run(namespace, &format!("b{i}-{}", t.label), &[]);
     }
-    let engine =
-        || whalewatcher_containerd::ContainerdEngine::new(rig.containerd.socket()).expect("engine");
+    let watched =
+        || whalewatcher_containerd::ContainerdEngine::new(engine.socket()).expect("engine");
     let (mut ww, mut floor, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         // Alternating which goes first.
@@ -551,9 +560,9 @@ async fn containerd_sync(rig: &Rig, rounds: usize) {
         let mut raw = None;
         for step in 0..2 {
             if (round + step) % 2 == 0 {
-                sync = Some(initial_sync(engine()).await);
+                sync = Some(initial_sync(watched()).await);
             } else {
-                raw = Some(containerd_floor(rig.containerd.socket()).await);
+                raw = Some(containerd_floor(engine.socket()).await);
             }
         }
         let ((sync, alive), (raw, counted)) = (sync.unwrap(), raw.unwrap());
@@ -569,7 +578,7 @@ async fn containerd_sync(rig: &Rig, rounds: usize) {
     println!();
     println!(
         "## containerd {} (native API), {N} tasks, {rounds} interleaved rounds",
-        rig.containerd.version
+        engine.version
     );
     println!();
     println!(
@@ -773,10 +782,32 @@ async fn main() {
     if python.is_none() {
         eprintln!("[bench] WW_BENCH_PYTHON is not set: the Python SDK is left out");
     }
-    for n in sizes {
-        docker_sync(&rig, n, rounds, python.as_deref()).await;
+    let host_dockerd = host_dockerd_pid();
+    for &n in &sizes {
+        docker_sync(
+            &rig.host_docker,
+            host_dockerd,
+            "host",
+            n,
+            rounds,
+            python.as_deref(),
+        )
+        .await;
     }
+    // Today's dockerd (in a container of the rig), at the largest count.
+    let largest = sizes.iter().copied().max().unwrap_or(100);
+    let dockerd28 = rig.engine_pid(&rig.docker28);
+    docker_sync(
+        &rig.docker28,
+        dockerd28,
+        "nested",
+        largest,
+        rounds,
+        python.as_deref(),
+    )
+    .await;
     event_latency(&rig).await;
-    containerd_sync(&rig, rounds).await;
+    containerd_sync(&rig.containerd, rounds).await;
+    containerd_sync(&rig.containerd2, rounds).await;
     cri_sync(&rig, rounds).await;
 }

@@ -253,6 +253,128 @@ async fn five_restarts_of_the_cri_engine_end_in_the_truth_with_exactly_the_diffe
     w.stop().await;
 }
 
+/// Sends SIGCONT to a stopped engine when dropped: a failing test never
+/// leaves the rig's engine frozen.
+struct Thaw(u32);
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        whalewatcher_tests::run_command("kill", &["-CONT", &self.0.to_string()]);
+    }
+}
+
+/// The engine's process frozen (SIGSTOP) for longer than the liveness
+/// bound under a watcher with the default probe: the watcher reports it
+/// lost within the bound (10 s quiet + 5 s ping deadline), synchronized
+/// again after SIGCONT, the portfolio the truth, and a container whose
+/// process was killed during the freeze exited.
+async fn frozen(
+    name: &str,
+    rig: &Rig,
+    engine_rig: &rig::Engine,
+    w: &mut Watching,
+    load: &dyn Workload,
+) {
+    const BOUND: Duration = Duration::from_secs(15);
+    w.watcher.ready().await.expect("synced");
+    load.start("frozen-a").await;
+    load.start("frozen-b").await;
+    wait_for_truth(w, load, "before the freeze").await;
+    let (victim, victim_pid) = load.truth().await.into_iter().next().expect("a container");
+    let from = w.seen.len();
+    let mut status = w.watcher.subscribe_status();
+    let engine_pid = rig.engine_pid(engine_rig);
+    let thaw = Thaw(engine_pid);
+    whalewatcher_tests::run_command("kill", &["-STOP", &engine_pid.to_string()]);
+    let frozen_at = Instant::now();
+    // Killed by its process (the PID is the engine's, in the engine's
+    // container): the frozen engine cannot tell.
+    whalewatcher_tests::run_command(
+        "docker",
+        &[
+            "-H",
+            &rig.host_docker.endpoint,
+            "exec",
+            engine_rig.container(),
+            "kill",
+            "-KILL",
+            &victim_pid.to_string(),
+        ],
+    );
+    let lost = tokio::time::timeout(
+        BOUND * 2,
+        status.wait_for(|s| s.state == whalewatcher_core::SyncState::Lost),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "{name}: a frozen engine still counts as synced after {:?}",
+            BOUND * 2
+        )
+    })
+    .expect("status")
+    .clone();
+    let lost_after = frozen_at.elapsed();
+    assert!(
+        matches!(
+            lost.last_error,
+            Some(EngineError::Timeout { call: "ping", .. })
+        ),
+        "{name}: {lost:?}"
+    );
+    // The bound, and a second for the rig's scheduling.
+    assert!(
+        lost_after <= BOUND + Duration::from_secs(1),
+        "{name}: lost only after {lost_after:?}"
+    );
+    // Frozen for longer than the bound, then thawed.
+    tokio::time::sleep((BOUND + Duration::from_secs(2)).saturating_sub(frozen_at.elapsed())).await;
+    drop(thaw);
+    within("the watcher synchronized again", async {
+        status.wait_for(|s| s.is_synced()).await.unwrap();
+    })
+    .await;
+    wait_for_truth(w, load, "after the thaw").await;
+    w.events_of(&victim, "the killed container's exit", |kinds| {
+        kinds.contains(&EventKind::Exited)
+    })
+    .await;
+    let exit = w.seen[from..]
+        .iter()
+        .find(|e| e.kind == EventKind::Exited && e.container.id() == victim)
+        .expect("its exit")
+        .clone();
+    println!(
+        "{name}: lost {:.1} s after the freeze; the killed container's exit: source {:?}, {:?}",
+        lost_after.as_secs_f64(),
+        exit.source,
+        exit.exit
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_dockerd_is_lost_within_the_bound_and_back_after_it_thaws() {
+    let _alone = RIG.lock().await;
+    let rig = Rig::load();
+    let load = MobyWorkload(DockerTest::connect(&rig.docker, "faults-frozen-dockerd").await);
+    let mut w = Watching::start(MobyEngine::new(&rig.docker.endpoint).unwrap());
+    frozen("dockerd 26", &rig, &rig.docker, &mut w, &load).await;
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_containerd_is_lost_within_the_bound_and_back_after_it_thaws() {
+    let _alone = RIG.lock().await;
+    let rig = Rig::load();
+    let load = ContainerdWorkload::new(
+        std::sync::Arc::new(ContainerdTest::connect(&rig.containerd2, "faults-frozen-cd").await),
+        NAMESPACE,
+    );
+    let mut w = Watching::start(ContainerdEngine::new(rig.containerd2.socket()).expect("engine"));
+    frozen("containerd 2.1", &rig, &rig.containerd2, &mut w, &load).await;
+    w.stop().await;
+}
+
 /// Cuts every connection of the watcher (its event stream among them) and
 /// refuses new ones; meanwhile one container dies and one starts; then lets
 /// the watcher back in.

@@ -101,6 +101,9 @@ async fn docker_behind_a_proxy_that_forbids_info_is_synced_and_followed() {
     .await;
     assert!(!proxy.requests("/info").is_empty(), "/info was not asked");
     assert_eq!(watcher.id(), "", "no id without /info");
+    // The ping (allowed) tells the version all the same.
+    assert_eq!(watcher.version(), rig.host_docker.version);
+    assert_eq!(watcher.engine_type(), whalewatcher_moby::DOCKER_TYPE);
     assert_eq!(
         proxy.requests("/containers/json").len(),
         1,

@@ -595,6 +595,15 @@ impl Engine for ContainerdEngine {
         })
     }
 
+    async fn ping(&self) -> Result<(), EngineError> {
+        let channel = self.channel().await?;
+        VersionClient::new(channel)
+            .version(())
+            .await
+            .map(|_| ())
+            .map_err(|s| self.error(s, None))
+    }
+
     async fn list(&self) -> Result<Vec<Container>, EngineError> {
         let channel = self.channel().await?;
         let namespaces = NamespacesClient::new(channel.clone())

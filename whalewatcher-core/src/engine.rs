@@ -78,6 +78,15 @@ pub trait Engine: Any + Send + Sync + Debug {
     /// after it misses nothing.
     async fn subscribe(&self) -> Result<EngineEvents, EngineError>;
 
+    /// Whether the engine still answers, as cheaply as it can (the Docker
+    /// API's `/_ping`, a gRPC `Version`): the watcher's liveness probe
+    /// while the event stream is quiet, so that an engine that stopped
+    /// answering (frozen, deadlocked) is seen as lost. The default asks
+    /// for the engine's [`info`](Self::info).
+    async fn ping(&self) -> Result<(), EngineError> {
+        self.info().await.map(|_| ())
+    }
+
     /// Says more of an error that kept a session from synchronizing, when
     /// the engine can tell: that its socket is a directory, that nothing
     /// listens on it, that another kind of engine answers there (see

@@ -46,6 +46,8 @@ pub struct EngineStats {
     pub inspect_calls: usize,
     /// `subscribe` calls.
     pub subscribe_calls: usize,
+    /// `ping` calls (the watcher's liveness probe).
+    pub ping_calls: usize,
     /// Event streams handed out and not yet dropped.
     pub open_streams: usize,
     /// Inspects begun and not yet finished or dropped.
@@ -79,6 +81,7 @@ struct State {
     info_error: Option<EngineError>,
     info_latency: Duration,
     panicking_lists: bool,
+    frozen: bool,
     manual_lists: bool,
     manual_inspects: bool,
     inspect_latency: Duration,
@@ -228,6 +231,28 @@ impl ScriptedEngine {
         });
     }
 
+    /// The engine freezes, as a stopped (SIGSTOP) or deadlocked daemon
+    /// does: its event streams stay open and say nothing, and every call
+    /// waits until [`thaw`](Self::thaw).
+    pub fn freeze(&self) {
+        self.update(|state| state.frozen = true);
+    }
+
+    /// The frozen engine goes on: waiting calls proceed.
+    pub fn thaw(&self) {
+        self.update(|state| state.frozen = false);
+    }
+
+    /// Waits while the engine is frozen.
+    async fn unless_frozen(&self) {
+        let mut changed = self.shared.changed.subscribe();
+        while self.state().frozen {
+            if changed.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Makes every `list` panic (or answer again with `false`), as an
     /// engine client with a bug does.
     pub fn panic_lists(&self, panicking: bool) {
@@ -369,6 +394,7 @@ impl Engine for ScriptedEngine {
     }
 
     async fn info(&self) -> Result<EngineInfo, EngineError> {
+        self.unless_frozen().await;
         let (down, refused, latency) = self.update(|state| {
             state.stats.info_calls += 1;
             (state.down, state.info_error.clone(), state.info_latency)
@@ -392,6 +418,7 @@ impl Engine for ScriptedEngine {
     }
 
     async fn list(&self) -> Result<Vec<Container>, EngineError> {
+        self.unless_frozen().await;
         let (down, manual, truth, panicking) = self.update(|state| {
             state.stats.list_calls += 1;
             let truth: Vec<Container> = state.truth.values().cloned().collect();
@@ -415,6 +442,7 @@ impl Engine for ScriptedEngine {
 
     async fn inspect(&self, id: &str) -> Result<Container, EngineError> {
         let _in_flight = InFlight::begin(self);
+        self.unless_frozen().await;
         let (down, manual, latency) = {
             let state = self.state();
             (state.down, state.manual_inspects, state.inspect_latency)
@@ -438,7 +466,17 @@ impl Engine for ScriptedEngine {
         self.truth_of(id)
     }
 
+    async fn ping(&self) -> Result<(), EngineError> {
+        self.update(|state| state.stats.ping_calls += 1);
+        self.unless_frozen().await;
+        if self.state().down {
+            return Err(unreachable());
+        }
+        Ok(())
+    }
+
     async fn subscribe(&self) -> Result<EngineEvents, EngineError> {
+        self.unless_frozen().await;
         let (tx, rx) = mpsc::unbounded_channel();
         let refused = self.update(|state| {
             state.stats.subscribe_calls += 1;

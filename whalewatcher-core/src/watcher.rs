@@ -17,8 +17,9 @@
 //!   published (and the description is in, refused or late), *Lost* when a
 //!   call fails or passes its [`Deadlines`].
 //! - **Synced** — follow the event stream: apply each event, inspect
-//!   started containers, relist on the safety period if one is set. A
-//!   failed call, an ended stream or an error in it ends the session:
+//!   started containers, relist on the safety period if one is set, ping
+//!   the engine when the stream has been quiet for a while. A failed call
+//!   (a ping too), an ended stream or an error in it ends the session:
 //!   *Lost*.
 //! - **Lost** — the portfolio stays the last synced one; the retry policy's
 //!   next delay passes, then *Syncing* again. When the policy gives up, or
@@ -54,6 +55,11 @@ const DEFAULT_STABLE_AFTER: Duration = Duration::from_secs(10);
 /// The shortest safety relist period: a relist costs the engine as much as
 /// the initial sync, so a shorter period would only load it.
 const MIN_SAFETY_RELIST: Duration = Duration::from_secs(1);
+/// How long the event stream may be quiet before the engine is pinged.
+const DEFAULT_PROBE_WHEN_QUIET: Duration = Duration::from_secs(10);
+/// The shortest quiet period before a ping: more often only loads the
+/// engine.
+const MIN_PROBE_PERIOD: Duration = Duration::from_secs(1);
 /// The shortest deadline: a zero deadline would fail every call.
 const MIN_DEADLINE: Duration = Duration::from_millis(1);
 
@@ -128,8 +134,9 @@ enum Transition {
 /// hang the watcher while it says it is synced. The defaults are far above
 /// what a healthy engine needs (measured here: a list of 500 containers in
 /// 0.1 s, an inspect in about 1 ms), so only a stuck engine trips them.
-/// The event stream itself has no deadline: an idle engine sends nothing.
-/// Each deadline is at least 1 ms.
+/// The event stream itself has no deadline: an idle engine sends nothing;
+/// while it is quiet, the liveness probe pings the engine instead (see
+/// [`WatcherBuilder::probe_when_quiet`]). Each deadline is at least 1 ms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Deadlines {
@@ -147,6 +154,9 @@ pub struct Deadlines {
     pub list: Duration,
     /// Inspecting one started container; default 10 s.
     pub inspect: Duration,
+    /// The liveness probe's ping (see [`WatcherBuilder::probe_when_quiet`]);
+    /// default 5 s.
+    pub ping: Duration,
 }
 
 impl Default for Deadlines {
@@ -156,6 +166,7 @@ impl Default for Deadlines {
             subscribe: Duration::from_secs(10),
             list: Duration::from_secs(60),
             inspect: Duration::from_secs(10),
+            ping: Duration::from_secs(5),
         }
     }
 }
@@ -167,6 +178,7 @@ impl Deadlines {
             subscribe: self.subscribe.max(MIN_DEADLINE),
             list: self.list.max(MIN_DEADLINE),
             inspect: self.inspect.max(MIN_DEADLINE),
+            ping: self.ping.max(MIN_DEADLINE),
         }
     }
 }
@@ -181,6 +193,7 @@ pub struct WatcherBuilder {
     max_concurrent_inspects: usize,
     event_capacity: usize,
     safety_relist: Option<Duration>,
+    probe_when_quiet: Option<Duration>,
 }
 
 impl WatcherBuilder {
@@ -233,6 +246,23 @@ impl WatcherBuilder {
         self
     }
 
+    /// Pings the engine once its event stream has been quiet for `period`
+    /// (default 10 s; `None`: never), and counts it as lost when the ping
+    /// fails or passes [`Deadlines::ping`] (default 5 s): an engine whose
+    /// stream stays open but which stopped answering — frozen, deadlocked
+    /// on a lock, stuck on a slow disk — is seen as lost within `period` +
+    /// the ping deadline (15 s by default), and resynchronized when it
+    /// answers again. Never while events flow: any item of the stream
+    /// restarts the quiet period, and cancels a ping under way. As
+    /// client-go's HTTP/2 health check does (30 s read-idle, 15 s ping
+    /// timeout), shorter: a follower most needs to see a hung engine. On an
+    /// idle engine it costs one ping per period (Docker's `/_ping`, a gRPC
+    /// `Version`). Periods shorter than 1 s are raised to 1 s.
+    pub fn probe_when_quiet(mut self, period: Option<Duration>) -> Self {
+        self.probe_when_quiet = period.map(|period| period.max(MIN_PROBE_PERIOD));
+        self
+    }
+
     /// Builds the watcher; it does nothing until [`Watcher::watch`] runs.
     pub fn build(self) -> Watcher {
         let api = self.engine.api().to_owned();
@@ -250,6 +280,7 @@ impl WatcherBuilder {
                 stable_after: self.stable_after,
                 max_concurrent_inspects: self.max_concurrent_inspects,
                 safety_relist: self.safety_relist,
+                probe_when_quiet: self.probe_when_quiet,
                 current: Mutex::new(Portfolio::new()),
                 snapshot: ArcSwapOption::empty(),
                 events: broadcast::channel(self.event_capacity).0,
@@ -290,6 +321,7 @@ struct Shared {
     stable_after: Duration,
     max_concurrent_inspects: usize,
     safety_relist: Option<Duration>,
+    probe_when_quiet: Option<Duration>,
     /// The portfolio as published: changed by the sync loop in place, one
     /// revision at a time, and held while subscribing, so that a
     /// subscriber's snapshot and the events after it fit together exactly.
@@ -398,6 +430,7 @@ impl Watcher {
             max_concurrent_inspects: crate::support::DEFAULT_MAX_CONCURRENT_INSPECTS,
             event_capacity: DEFAULT_EVENT_CAPACITY,
             safety_relist: None,
+            probe_when_quiet: Some(DEFAULT_PROBE_WHEN_QUIET),
         }
     }
 

@@ -544,6 +544,17 @@ impl Engine for CriEngine {
         }
     }
 
+    async fn ping(&self) -> Result<(), EngineError> {
+        let mut client = self.client().await?;
+        client
+            .version(VersionRequest {
+                version: "v1".to_owned(),
+            })
+            .await
+            .map(|_| ())
+            .map_err(|s| self.error(s, None))
+    }
+
     async fn diagnose(&self, error: EngineError) -> EngineError {
         let api = "a CRI runtime's API";
         whalewatcher_core::support::diagnose_unix_socket(&self.socket, Protocol::Grpc, api, error)

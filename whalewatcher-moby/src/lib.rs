@@ -257,7 +257,7 @@ impl MobyEngine {
     /// Detects Docker or podman from a ping; returns whether it is podman,
     /// and the version.
     async fn detect(&self) -> Result<(bool, String), EngineError> {
-        let ping = self.ping().await?;
+        let ping = self.ping_headers().await?;
         self.remember_podman(ping.podman);
         Ok((ping.podman, ping.version))
     }
@@ -310,7 +310,7 @@ impl MobyEngine {
     /// Pings the engine: its flavor, version and clock from the answer's
     /// headers, at a fraction of the cost of dockerd's `/version` (which
     /// asks containerd and runc for theirs).
-    async fn ping(&self) -> Result<convert::Ping, EngineError> {
+    async fn ping_headers(&self) -> Result<convert::Ping, EngineError> {
         let answer = self.get("/_ping").await?;
         if answer.status != 200 {
             return Err(self.unexpected("the ping", answer.status, &answer.body));
@@ -333,7 +333,7 @@ impl MobyEngine {
     /// The engine's clock, as `since` for the event stream: from a ping
     /// (whole seconds, so never later than the engine's now).
     async fn clock(&self) -> Result<String, EngineError> {
-        let ping = self.ping().await?;
+        let ping = self.ping_headers().await?;
         self.remember_podman(ping.podman);
         Ok(ping.since)
     }
@@ -430,9 +430,15 @@ impl Engine for MobyEngine {
             self.get_json::<SystemInfo>("/info", "the engine info"),
         );
         let (podman, version) = detected?;
-        let info = info?;
+        let id = match info {
+            Ok(info) => convert::engine_id(&info, podman).unwrap_or_else(|| self.api.clone()),
+            // Refused (a docker-socket-proxy that forbids /info): the id
+            // stays unknown, the ping told the rest.
+            Err(EngineError::Protocol { .. }) => String::new(),
+            Err(lost) => return Err(lost),
+        };
         Ok(EngineInfo {
-            id: convert::engine_id(&info, podman).unwrap_or_else(|| self.api.clone()),
+            id,
             engine_type: self
                 .engine_type
                 .clone()
@@ -441,6 +447,10 @@ impl Engine for MobyEngine {
             api: self.api.clone(),
             pid: self.pid,
         })
+    }
+
+    async fn ping(&self) -> Result<(), EngineError> {
+        self.ping_headers().await.map(|_| ())
     }
 
     async fn list(&self) -> Result<Vec<Container>, EngineError> {

@@ -104,6 +104,7 @@ enum Call {
     Events,
     List,
     Inspect,
+    Ping,
 }
 
 impl Call {
@@ -132,6 +133,64 @@ enum Interrupt {
 enum Ready {
     Event(Option<Result<EngineEvent, EngineError>>),
     Inspected(Inspected),
+}
+
+/// The liveness probe of the follow phase: once the event stream has been
+/// quiet for the probe period, a ping within its deadline; an answer
+/// starts the next quiet period, anything the stream says starts it too
+/// (and drops a ping under way).
+struct Liveness {
+    engine: Arc<dyn crate::Engine>,
+    /// The quiet period; `None`: no probe.
+    period: Option<Duration>,
+    deadline: Duration,
+    quiet_until: tokio::time::Instant,
+    ping: Option<BoxFuture<'static, Result<(), EngineError>>>,
+}
+
+impl Liveness {
+    fn new(shared: &Shared) -> Self {
+        let period = shared.probe_when_quiet;
+        Liveness {
+            engine: shared.engine.clone(),
+            deadline: shared.deadlines.ping,
+            quiet_until: tokio::time::Instant::now() + period.unwrap_or_default(),
+            period,
+            ping: None,
+        }
+    }
+
+    /// The stream said something.
+    fn heard(&mut self) {
+        if let Some(period) = self.period {
+            self.quiet_until = tokio::time::Instant::now() + period;
+            self.ping = None;
+        }
+    }
+
+    /// Pings once the stream has been quiet for the period; resolves with
+    /// the answer. Pending forever without a probe.
+    async fn probe(&mut self) -> Result<(), EngineError> {
+        let Some(period) = self.period else {
+            return std::future::pending().await;
+        };
+        let ping = match &mut self.ping {
+            Some(ping) => ping,
+            None => {
+                tokio::time::sleep_until(self.quiet_until).await;
+                let engine = self.engine.clone();
+                let deadline = self.deadline;
+                self.ping.insert(
+                    async move { within(deadline, engine.api(), "ping", engine.ping()).await }
+                        .boxed(),
+                )
+            }
+        };
+        let answered = ping.await;
+        self.ping = None;
+        self.quiet_until = tokio::time::Instant::now() + period;
+        answered
+    }
 }
 
 /// What a batch of events and inspects, applied together, ended with.
@@ -375,6 +434,7 @@ impl SyncLoop {
         });
         let proving = tokio::time::sleep(self.shared.stable_after);
         tokio::pin!(proving);
+        let mut liveness = Liveness::new(&self.shared);
         loop {
             let first = tokio::select! {
                 biased;
@@ -391,7 +451,15 @@ impl SyncLoop {
                     proven = true;
                     continue;
                 }
+                answered = liveness.probe() => match answered {
+                    Ok(()) => continue,
+                    Err(error) => return (Interrupt::Lost(error, Call::Ping), proven),
+                },
             };
+            if matches!(first, Ready::Event(_)) {
+                // The stream spoke: the engine lives.
+                liveness.heard();
+            }
             let batch = self.apply_ready(first, &mut events);
             proven |= batch.news > 0;
             if let Some(interrupt) = batch.ended {

@@ -609,3 +609,89 @@ async fn a_replayed_event_that_changes_nothing_does_not_prove_a_session() {
         "{ended:?}"
     );
 }
+
+// ---- an engine that stops answering while its stream stays open ----
+
+#[tokio::test(start_paused = true)]
+async fn a_frozen_engine_is_lost_within_the_probe_bound_and_back_once_it_answers() {
+    let engine = ScriptedEngine::new();
+    engine.add([container("a")]);
+    let h = Harness::start(&engine);
+    h.watcher.ready().await.expect("synced");
+    let mut status = h.watcher.subscribe_status();
+    status.borrow_and_update();
+    engine.freeze();
+    let frozen = Instant::now();
+    let lost = tokio::time::timeout(
+        Duration::from_secs(60),
+        status.wait_for(|s| s.state == SyncState::Lost),
+    )
+    .await
+    .expect("lost within a minute")
+    .expect("status")
+    .clone();
+    // The default quiet period (10 s), then the ping's deadline (5 s).
+    assert_eq!(frozen.elapsed(), Duration::from_secs(15));
+    assert!(
+        matches!(
+            lost.last_error,
+            Some(EngineError::Timeout { call: "ping", .. })
+        ),
+        "{lost:?}"
+    );
+    assert_eq!(engine.stats().ping_calls, 1);
+    // It answers again: resynchronized, and the truth is what it was.
+    engine.thaw();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        status.wait_for(|s| s.state == SyncState::Synced),
+    )
+    .await
+    .expect("synced again")
+    .expect("status");
+    assert_eq!(*h.watcher.portfolio(), engine.truth());
+    h.stop().await.expect("stopped");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_probe_never_pings_while_events_flow_and_pings_once_a_period_when_quiet() {
+    let engine = ScriptedEngine::new();
+    engine.add([container("a")]);
+    let h = Harness::start(&engine);
+    h.watcher.ready().await.expect("synced");
+    // An event every 5 s for a minute: never 10 s quiet.
+    for n in 0..12 {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        engine.set_paused("a", n % 2 == 0);
+        engine.emit(EngineEvent::new(
+            if n % 2 == 0 {
+                EventKind::Paused
+            } else {
+                EventKind::Unpaused
+            },
+            "a",
+        ));
+    }
+    assert_eq!(engine.stats().ping_calls, 0, "no ping while events flow");
+    // Quiet for a minute: one ping each 10 s.
+    tokio::time::sleep(Duration::from_secs(60) + Duration::from_millis(1)).await;
+    assert_eq!(engine.stats().ping_calls, 6);
+    assert!(h.watcher.status().is_synced());
+    assert_eq!(engine.stats().subscribe_calls, 1, "the session stayed up");
+    h.stop().await.expect("stopped");
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_probe_a_frozen_engine_stays_synced() {
+    let engine = ScriptedEngine::new();
+    let h = Harness::start_with(&engine, |b| {
+        b.retry(fixed_retries(1000)).probe_when_quiet(None)
+    });
+    h.watcher.ready().await.expect("synced");
+    engine.freeze();
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert!(h.watcher.status().is_synced());
+    assert_eq!(engine.stats().ping_calls, 0);
+    engine.thaw();
+    h.stop().await.expect("stopped");
+}
