@@ -1,10 +1,10 @@
 //! Discovery on the rig, the host it was made for: host dockerd 20.10 and
-//! containerd 1.6, and dockerd 26, podman 5 and containerd 1.7 in
+//! containerd 1.6, and dockerd 26 and 28, podman 5.4 and 5.8 and containerd 1.7 and 2.1 in
 //! containers of the host dockerd. Found by process, reached through
 //! /proc, nested under their containers, with PIDs translated to ours.
 //!
 //! The tests that restart or add engines hold [`RIG`], so the others
-//! always see the rig's five engines.
+//! always see the rig's eight engines.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -63,6 +63,22 @@ fn expected(rig: &Rig) -> BTreeMap<At, (&'static str, Option<String>)> {
             (Api::Cri, at(&rig.containerd)),
             ("containerd 1.7 CRI", rig.containerd.container.clone()),
         ),
+        (
+            (Api::Docker, at(&rig.docker28)),
+            ("dockerd 28", rig.docker28.container.clone()),
+        ),
+        (
+            (Api::Podman, at(&rig.podman58)),
+            ("podman 5.8", rig.podman58.container.clone()),
+        ),
+        (
+            (Api::Containerd, at(&rig.containerd2)),
+            ("containerd 2.1", rig.containerd2.container.clone()),
+        ),
+        (
+            (Api::Cri, at(&rig.containerd2)),
+            ("containerd 2.1 CRI", rig.containerd2.container.clone()),
+        ),
     ])
 }
 
@@ -111,7 +127,7 @@ fn parent_pid(pid: u32) -> u32 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn discovery_finds_the_five_engines_of_the_rig_names_the_containers_of_the_nested_ones_and_nothing_twice(
+async fn discovery_finds_every_engine_of_the_rig_names_the_containers_of_the_nested_ones_and_nothing_twice(
 ) {
     let _rig = RIG.lock().await;
     let rig = Rig::load();
@@ -174,10 +190,17 @@ async fn discovery_finds_the_five_engines_of_the_rig_names_the_containers_of_the
                 assert_ne!(engine.pid_namespace, ours, "{name} has its own");
                 assert_eq!(engine.pid.depth, 1, "{name}");
                 assert_ne!(engine.pid.own, engine.pid.local, "{name}");
-                let rig_engine = [&rig.docker, &rig.podman, &rig.containerd]
-                    .into_iter()
-                    .find(|e| e.container.as_deref() == Some(container.as_str()))
-                    .expect("a rig engine");
+                let rig_engine = [
+                    &rig.docker,
+                    &rig.podman,
+                    &rig.containerd,
+                    &rig.docker28,
+                    &rig.podman58,
+                    &rig.containerd2,
+                ]
+                .into_iter()
+                .find(|e| e.container.as_deref() == Some(container.as_str()))
+                .expect("a rig engine");
                 assert_eq!(engine.pid.local, rig.engine_pid(rig_engine), "{name}");
                 assert_eq!(
                     pid_namespace(engine.pid.local),

@@ -68,7 +68,9 @@ use k8s_cri::v1::{
 use tonic::transport::Channel;
 use tonic::{Code, Response, Status, Streaming};
 use whalewatcher_core::support::{lock, status_error, Protocol};
-use whalewatcher_core::{async_trait, Container, Engine, EngineError, EngineEvents, EngineInfo};
+use whalewatcher_core::{
+    async_trait, Container, Engine, EngineError, EngineEvents, EngineInfo, EventKind, Exit,
+};
 
 use convert::{Pod, VerboseInfo};
 pub use convert::{
@@ -574,12 +576,10 @@ impl Engine for CriEngine {
         self.task_events.store(task_events, Ordering::Relaxed);
         if task_events {
             let channel = self.channel().await?;
-            return whalewatcher_containerd::namespace_task_events(
-                &channel,
-                CRI_NAMESPACE,
-                &self.api,
-            )
-            .await;
+            let events =
+                whalewatcher_containerd::namespace_task_events(&channel, CRI_NAMESPACE, &self.api)
+                    .await?;
+            return Ok(with_exit_reasons(events, client));
         }
         let called = tokio::time::Instant::now();
         let mut barrier = client.clone();
@@ -623,6 +623,63 @@ impl Engine for CriEngine {
 /// to have the container running. On the rig's containerd 1.7 every such
 /// inspect found the container alive within 6 ms, retries included.
 const NOT_ALIVE_YET_WAIT: Duration = Duration::from_secs(1);
+
+/// containerd's task events tell an exit's code, not the reason the CRI
+/// gives it (`OOMKilled`): asked of the container's CRI status, as a CRI
+/// event carries it, so a record reads the same on either source. The CRI
+/// takes in the exit a moment after the task event: until its status says
+/// exited, it is asked again, for up to [`NOT_ALIVE_YET_WAIT`]. A sandbox,
+/// or a container already removed, keeps what the task event said.
+fn with_exit_reasons(events: EngineEvents, client: RuntimeServiceClient<Channel>) -> EngineEvents {
+    events
+        .then(move |item| {
+            let mut client = client.clone();
+            async move {
+                let mut event = match item {
+                    Ok(event) if event.kind == EventKind::Exited => event,
+                    other => return other,
+                };
+                if let Some(status) = exited_status(&mut client, &event.id).await {
+                    let exit = event.exit.get_or_insert_with(Exit::default);
+                    exit.code = exit.code.or(Some(status.exit_code));
+                    exit.oom_killed =
+                        Some(exit.oom_killed == Some(true) || status.reason == "OOMKilled");
+                }
+                Ok(event)
+            }
+        })
+        .boxed()
+}
+
+/// The CRI status of container `id` once it says exited; `None` for a
+/// sandbox, a container gone, or one the CRI has not seen exit in time.
+async fn exited_status(
+    client: &mut RuntimeServiceClient<Channel>,
+    id: &str,
+) -> Option<ContainerStatus> {
+    let deadline = tokio::time::Instant::now() + NOT_ALIVE_YET_WAIT;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let request = ContainerStatusRequest {
+            container_id: id.to_owned(),
+            verbose: false,
+        };
+        let status = client
+            .container_status(request)
+            .await
+            .ok()?
+            .into_inner()
+            .status?;
+        if status.state == ContainerState::ContainerExited as i32 {
+            return Some(status);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
 
 /// containerd's namespace of the CRI's containers and sandboxes.
 const CRI_NAMESPACE: &str = "k8s.io";
