@@ -8,7 +8,9 @@
 //!
 //! - the baseline: the same runtime, no watcher, for the same time;
 //! - the watcher: wake-ups per minute and CPU per minute, over the
-//!   first period after its sync and over the next;
+//!   first period after its sync and over the next; with its liveness
+//!   probe (the default: a ping after 10 s of quiet) and without it, so
+//!   the probe's cost is the difference of two rows of one run;
 //!
 //! The memory a watcher holds is the scale bench's (`scale.rs`): there
 //! each watcher has a process of its own.
@@ -80,27 +82,34 @@ fn main() {
     println!("|---|---|---|");
     println!("| baseline: the runtime, no watcher | {base_wakeups:.1} | {base_cpu:.3} ms |");
     for kind in kinds {
-        let endpoint = kind.start(&std::env::temp_dir(), n);
-        let left_out = [endpoint.thread_id(), this_thread_id()];
-        let watcher = kind
-            .watcher(&endpoint.endpoint())
-            .retry(RetryPolicy::none())
-            .build();
-        let watching = runtime.block_on(async {
-            let watching = watcher.spawn();
-            watcher.ready().await.expect("synced");
-            watching
-        });
-        assert_eq!(watcher.portfolio().len(), n, "every container synced");
-        let (first_wakeups, first_cpu) = per_minute(&left_out, secs);
-        // Then again: the one-shot timers of a new session (its stability
-        // mark) are behind it.
-        let (wakeups, cpu) = per_minute(&left_out, secs);
-        runtime.block_on(async { watching.stop().await.expect("stopped") });
-        let name = kind.name();
-        println!(
-            "| {name}: the first {secs} s after its sync | {first_wakeups:.1} | {first_cpu:.3} ms |"
-        );
-        println!("| {name}: the {secs} s after those | {wakeups:.1} | {cpu:.3} ms |");
+        for (probe, period) in [
+            ("probe on (default)", Some(Duration::from_secs(10))),
+            ("probe off", None),
+        ] {
+            let endpoint = kind.start(&std::env::temp_dir(), n);
+            let left_out = [endpoint.thread_id(), this_thread_id()];
+            let watcher = kind
+                .watcher(&endpoint.endpoint())
+                .retry(RetryPolicy::none())
+                .probe_when_quiet(period)
+                .build();
+            let watching = runtime.block_on(async {
+                let watching = watcher.spawn();
+                watcher.ready().await.expect("synced");
+                watching
+            });
+            assert_eq!(watcher.portfolio().len(), n, "every container synced");
+            let (first_wakeups, first_cpu) = per_minute(&left_out, secs);
+            // Then again: the one-shot timers of a new session (its
+            // stability mark) are behind it.
+            let (wakeups, cpu) = per_minute(&left_out, secs);
+            assert!(watcher.status().is_synced(), "{probe}: still synced");
+            runtime.block_on(async { watching.stop().await.expect("stopped") });
+            let name = kind.name();
+            println!(
+                "| {name}, {probe}: the first {secs} s after its sync | {first_wakeups:.1} | {first_cpu:.3} ms |"
+            );
+            println!("| {name}, {probe}: the {secs} s after those | {wakeups:.1} | {cpu:.3} ms |");
+        }
     }
 }

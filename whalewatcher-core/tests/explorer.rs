@@ -19,8 +19,11 @@
 //! runs N seeds, `WW_EXPLORE_SEED=S` just seed S (to reproduce a failure),
 //! `WW_EXPLORE_STEPS` sets the steps per seed.
 
-use std::time::{Duration, Instant as WallClock};
+mod common;
 
+use std::time::Duration;
+
+use common::Rng;
 use futures::{FutureExt, StreamExt};
 use whalewatcher_core::testing::{History, Replayed, ScriptedEngine};
 use whalewatcher_core::{
@@ -34,38 +37,17 @@ const IDS: [&str; 5] = ["a", "b", "c", "d", "e"];
 
 #[test]
 fn random_races_keep_the_watchers_promise() {
-    let steps = env_number("WW_EXPLORE_STEPS").unwrap_or(DEFAULT_STEPS as u64) as usize;
-    let seeds: Vec<u64> = match env_number("WW_EXPLORE_SEED") {
-        Some(seed) => vec![seed],
-        None => (1..=env_number("WW_EXPLORE_SEEDS").unwrap_or(DEFAULT_SEEDS)).collect(),
-    };
-    let began = WallClock::now();
     let mut totals = Totals::default();
-    for &seed in &seeds {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .expect("a runtime");
-        let explored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            runtime.block_on(explore(seed, steps))
-        }));
-        match explored {
-            Ok(run) => totals.add(&run),
-            Err(panic) => {
-                eprintln!("seed {seed} broke the promise; rerun with WW_EXPLORE_SEED={seed}");
-                std::panic::resume_unwind(panic);
-            }
-        }
-    }
-    let elapsed = began.elapsed();
+    let (seeds, steps, elapsed) =
+        common::run_seeds("WW_EXPLORE", DEFAULT_SEEDS, DEFAULT_STEPS, explore, |run| {
+            totals.add(&run)
+        });
     eprintln!(
-        "explored {} seeds × {steps} steps in {elapsed:.2?} ({:.0} seeds/s): {totals:?}",
-        seeds.len(),
-        seeds.len() as f64 / elapsed.as_secs_f64()
+        "explored {seeds} seeds × {steps} steps in {elapsed:.2?} ({:.0} seeds/s): {totals:?}",
+        seeds as f64 / elapsed.as_secs_f64()
     );
     // The steps did reach the races they are meant to reach.
-    if seeds.len() as u64 >= DEFAULT_SEEDS {
+    if seeds >= DEFAULT_SEEDS {
         assert!(
             totals.late_lists > 0 && totals.late_inspects > 0,
             "{totals:?}"
@@ -75,43 +57,6 @@ fn random_races_keep_the_watchers_promise() {
             "{totals:?}"
         );
         assert!(totals.updates > 0 && totals.pauses > 0, "{totals:?}");
-    }
-}
-
-fn env_number(name: &str) -> Option<u64> {
-    let value = std::env::var(name).ok()?;
-    Some(
-        value
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={value:?} is not a number")),
-    )
-}
-
-/// xorshift64*: small, seeded, and the same on every machine.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len() as u64) as usize]
     }
 }
 

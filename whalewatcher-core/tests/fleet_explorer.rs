@@ -19,12 +19,15 @@
 //! runs N seeds, `WW_FLEET_EXPLORE_SEED=S` just seed S (to reproduce a
 //! failure), `WW_FLEET_EXPLORE_STEPS` sets the steps per seed.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant as WallClock};
+use std::time::Duration;
 
+use common::Rng;
 use futures::{FutureExt, StreamExt};
 use whalewatcher_core::testing::{FleetReplayed, History, Replayed, ScriptedEngine};
 use whalewatcher_core::{
@@ -39,38 +42,18 @@ const IDS: [&str; 4] = ["a", "b", "c", "d"];
 
 #[test]
 fn random_members_keep_the_fleets_promise() {
-    let steps = env_number("WW_FLEET_EXPLORE_STEPS").unwrap_or(DEFAULT_STEPS as u64) as usize;
-    let seeds: Vec<u64> = match env_number("WW_FLEET_EXPLORE_SEED") {
-        Some(seed) => vec![seed],
-        None => (1..=env_number("WW_FLEET_EXPLORE_SEEDS").unwrap_or(DEFAULT_SEEDS)).collect(),
-    };
     quiet_scripted_panics();
-    let began = WallClock::now();
     let mut totals = Totals::default();
-    for &seed in &seeds {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .expect("a runtime");
-        let explored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            runtime.block_on(explore(seed, steps))
-        }));
-        match explored {
-            Ok(run) => totals.add(&run),
-            Err(panic) => {
-                eprintln!("seed {seed} broke the promise; rerun with WW_FLEET_EXPLORE_SEED={seed}");
-                std::panic::resume_unwind(panic);
-            }
-        }
-    }
-    let elapsed = began.elapsed();
-    eprintln!(
-        "explored {} fleet seeds × {steps} steps in {elapsed:.2?}: {totals:?}",
-        seeds.len()
+    let (seeds, steps, elapsed) = common::run_seeds(
+        "WW_FLEET_EXPLORE",
+        DEFAULT_SEEDS,
+        DEFAULT_STEPS,
+        explore,
+        |run| totals.add(&run),
     );
+    eprintln!("explored {seeds} fleet seeds × {steps} steps in {elapsed:.2?}: {totals:?}");
     // The steps did reach what they are meant to reach.
-    if seeds.len() as u64 >= DEFAULT_SEEDS {
+    if seeds >= DEFAULT_SEEDS {
         assert!(
             totals.joins > 0 && totals.removals > 0 && totals.followed_ends > 0,
             "{totals:?}"
@@ -98,39 +81,6 @@ fn quiet_scripted_panics() {
             report(info);
         }
     }));
-}
-
-fn env_number(name: &str) -> Option<u64> {
-    let value = std::env::var(name).ok()?;
-    Some(
-        value
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={value:?} is not a number")),
-    )
-}
-
-/// xorshift64*: small, seeded, and the same on every machine.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
 }
 
 /// What one or all seeds did, to show the explorer reached its cases.
