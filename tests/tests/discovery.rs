@@ -566,15 +566,16 @@ async fn a_containerd_started_in_a_new_container_is_found_within_one_rescan_and_
         "joined {took:?} after its socket appeared; the rescan period is {rescan:?}"
     );
     let member = changes.seen[joined].engine.member();
-    eventually("its parent container", || async {
-        fleet
-            .snapshot()
-            .engine(member)
-            .and_then(|e| e.parent().map(|p| p.name.to_string()))
-            .as_deref()
-            == Some(extra.name.as_str())
-    })
-    .await;
+    // Where it runs, from its first line on: the join itself says it.
+    assert_eq!(
+        changes.seen[joined]
+            .engine
+            .parent()
+            .map(|p| p.name.to_string())
+            .as_deref(),
+        Some(extra.name.as_str()),
+        "the join carries its parent container"
+    );
 
     extra.remove();
     changes

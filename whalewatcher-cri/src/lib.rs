@@ -529,15 +529,18 @@ impl Engine for CriEngine {
             return self.inspect_now(id).await;
         }
         // containerd tells a task's start before its CRI plugin has the
-        // container running (or the sandbox ready): an inspect right after
-        // the start may find it not alive yet. Asked again, for a while,
-        // before it counts as gone; an exit meanwhile ends the wait in
-        // the watcher.
+        // container running, or the sandbox ready — or known at all: a
+        // sandbox joins the CRI's store after its task started. An inspect
+        // right after the start may find it not alive, or not there, yet.
+        // Asked again, for a while, before it counts as gone; an exit
+        // meanwhile ends the wait in the watcher.
         let deadline = tokio::time::Instant::now() + NOT_ALIVE_YET_WAIT;
         let mut pause = Duration::from_millis(2);
         loop {
             match self.inspect_now(id).await {
-                Err(EngineError::Processless { .. }) if tokio::time::Instant::now() < deadline => {
+                Err(EngineError::Processless { .. } | EngineError::NotFound { .. })
+                    if tokio::time::Instant::now() < deadline =>
+                {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(100));
                 }
@@ -620,19 +623,25 @@ impl Engine for CriEngine {
 }
 
 /// How long an inspect after a containerd task's start waits for the CRI
-/// to have the container running. On the rig's containerd 1.7 every such
-/// inspect found the container alive within 6 ms, retries included.
-const NOT_ALIVE_YET_WAIT: Duration = Duration::from_secs(1);
+/// to know the container, and have it running. On the rig's containerd
+/// 1.7 every such inspect found it within 6 ms, retries included, when
+/// idle. An exit while it waits ends the wait (the watcher drops the
+/// inspect), so a container that died costs nothing; half the inspect
+/// deadline.
+const NOT_ALIVE_YET_WAIT: Duration = Duration::from_secs(5);
 
 /// containerd's task events tell an exit's code, not the reason the CRI
 /// gives it (`OOMKilled`): asked of the container's CRI status, as a CRI
 /// event carries it, so a record reads the same on either source. The CRI
-/// takes in the exit a moment after the task event: until its status says
-/// exited, it is asked again, for up to [`NOT_ALIVE_YET_WAIT`]. A sandbox,
-/// or a container already removed, keeps what the task event said.
+/// takes in the exit a moment after the task event: while its status still
+/// says running, it is asked again, for up to [`EXIT_REASON_WAIT`]. The
+/// look-ups run side by side (the events keep their order), so one slow
+/// answer holds the others up by that much at most. A sandbox, a container
+/// gone, or one in another state (unknown after an engine restart) keeps
+/// what the task event said.
 fn with_exit_reasons(events: EngineEvents, client: RuntimeServiceClient<Channel>) -> EngineEvents {
     events
-        .then(move |item| {
+        .map(move |item| {
             let mut client = client.clone();
             async move {
                 let mut event = match item {
@@ -648,36 +657,43 @@ fn with_exit_reasons(events: EngineEvents, client: RuntimeServiceClient<Channel>
                 Ok(event)
             }
         })
+        .buffered(EXIT_REASON_LOOKUPS)
         .boxed()
 }
 
+/// How long an exit's reason is waited for while the CRI still says the
+/// container runs.
+const EXIT_REASON_WAIT: Duration = Duration::from_millis(500);
+
+/// Exit reasons looked up at once.
+const EXIT_REASON_LOOKUPS: usize = 16;
+
 /// The CRI status of container `id` once it says exited; `None` for a
-/// sandbox, a container gone, or one the CRI has not seen exit in time.
+/// sandbox, a container gone or in another state, or one the CRI has not
+/// seen exit within [`EXIT_REASON_WAIT`].
 async fn exited_status(
     client: &mut RuntimeServiceClient<Channel>,
     id: &str,
 ) -> Option<ContainerStatus> {
-    let deadline = tokio::time::Instant::now() + NOT_ALIVE_YET_WAIT;
+    let deadline = tokio::time::Instant::now() + EXIT_REASON_WAIT;
     let mut pause = Duration::from_millis(2);
     loop {
         let request = ContainerStatusRequest {
             container_id: id.to_owned(),
             verbose: false,
         };
-        let status = client
-            .container_status(request)
-            .await
-            .ok()?
-            .into_inner()
-            .status?;
+        let asking = tokio::time::timeout_at(deadline, client.container_status(request));
+        let status = asking.await.ok()?.ok()?.into_inner().status?;
         if status.state == ContainerState::ContainerExited as i32 {
             return Some(status);
         }
-        if tokio::time::Instant::now() >= deadline {
+        if status.state != ContainerState::ContainerRunning as i32
+            || tokio::time::Instant::now() >= deadline
+        {
             return None;
         }
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(100));
+        pause = (pause * 2).min(Duration::from_millis(50));
     }
 }
 

@@ -61,8 +61,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 use whalewatcher_core::support::lock;
 use whalewatcher_core::{
-    describe, Deadlines, EngineError, EngineInfo, Fleet, FleetMember, MemberId, RetryPolicy,
-    SyncState,
+    describe, Deadlines, EngineError, EngineInfo, Fleet, FleetMember, MemberId, ParentContainer,
+    RetryPolicy, SyncState,
 };
 
 pub use pids::{PidLevels, PidTranslator};
@@ -397,11 +397,15 @@ impl Discovery {
             .into_iter()
             .filter_map(|key| Some((key.0, key.1, tracked.remove(&key)?)))
             .collect();
-        let probed = futures::future::join_all(
-            probing
-                .into_iter()
-                .map(|(pid, started, t)| async move { ((pid, started), self.probe(t).await) }),
-        )
+        // The container each engine runs in, as far as the members known
+        // now tell: an engine that joins says where it runs from its first
+        // revision on (one whose parent joins in this scan learns it below).
+        let containers = ContainerPids::of(&self.inner.fleet.snapshot(), &table);
+        let probed = futures::future::join_all(probing.into_iter().map(|(pid, started, t)| {
+            let own: Vec<MemberId> = t.found.iter().map(|f| f.member).collect();
+            let parent = containers.parent_of(t.pid, &own, &table);
+            async move { ((pid, started), self.probe(t, parent).await) }
+        }))
         .await;
         let mut joined = Vec::new();
         for (key, (t, new_members)) in probed {
@@ -492,7 +496,11 @@ impl Discovery {
 
     /// Looks for the missing APIs of one engine process; returns it with
     /// the members that joined.
-    async fn probe(&self, mut t: Tracked) -> (Tracked, Vec<MemberId>) {
+    async fn probe(
+        &self,
+        mut t: Tracked,
+        parent: Option<ParentContainer>,
+    ) -> (Tracked, Vec<MemberId>) {
         let inner = &self.inner;
         t.failures.clear();
         let mut joined = Vec::new();
@@ -534,7 +542,7 @@ impl Discovery {
                 if t.not_this_api.contains(&(api, socket.bound.clone())) {
                     continue;
                 }
-                match self.watch(&t, api, socket).await {
+                match self.watch(&t, api, socket, parent.clone()).await {
                     Ok(Watched::Joined(found)) => {
                         joined.push(found.member);
                         t.found.push(found);
@@ -578,6 +586,7 @@ impl Discovery {
         t: &Tracked,
         api: Api,
         socket: &sockets::ListeningSocket,
+        parent: Option<ParentContainer>,
     ) -> Result<Watched, EngineError> {
         let inner = &self.inner;
         let (watcher, info) = probe::probe(api, &socket.reachable, t.pid, &inner.settings).await?;
@@ -605,11 +614,14 @@ impl Discovery {
             unreachable!("translation is set before probing");
         };
         let endpoint = watcher.api();
-        let joining = FleetMember::new(watcher.clone())
+        let mut joining = FleetMember::new(watcher.clone())
             .watching(watching)
             .pid_translation(translator)
             .local_pid(t.pid)
             .close_on_leave();
+        if let Some(parent) = parent {
+            joining = joining.parent(parent);
+        }
         let Ok(member) = inner.fleet.add(joining) else {
             // The fleet closed meanwhile: the refused member's watch stops
             // as it is dropped; nothing of this engine stays open.
