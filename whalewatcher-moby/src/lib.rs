@@ -262,14 +262,13 @@ impl MobyEngine {
         Ok((ping.podman, ping.version))
     }
 
-    /// GETs the unversioned `path` and parses the JSON answer; `what`
-    /// names it in errors.
-    async fn get_json<T: serde::de::DeserializeOwned>(
+    /// The JSON of a 200 answer; `what` names it in errors.
+    fn json<T: serde::de::DeserializeOwned>(
         &self,
-        path: &str,
         what: &str,
+        answer: Answer,
     ) -> Result<T, EngineError> {
-        let Answer { status, body, .. } = self.get(path).await?;
+        let Answer { status, body, .. } = answer;
         if status != 200 {
             return Err(self.unexpected(what, status, &body));
         }
@@ -425,17 +424,16 @@ impl Engine for MobyEngine {
 
     async fn info(&self) -> Result<EngineInfo, EngineError> {
         // Both at once; dockerd's /info counts every container.
-        let (detected, info) = futures::join!(
-            self.detect(),
-            self.get_json::<SystemInfo>("/info", "the engine info"),
-        );
+        let (detected, info) = futures::join!(self.detect(), self.get("/info"));
         let (podman, version) = detected?;
-        let id = match info {
-            Ok(info) => convert::engine_id(&info, podman).unwrap_or_else(|| self.api.clone()),
-            // Refused (a docker-socket-proxy that forbids /info): the id
-            // stays unknown, the ping told the rest.
-            Err(EngineError::Protocol { .. }) => String::new(),
-            Err(lost) => return Err(lost),
+        let info = info?;
+        // Refused, as a docker-socket-proxy answers what it was not told
+        // to allow: the id stays unknown, the ping told the rest.
+        let id = if matches!(info.status, 401 | 403) {
+            String::new()
+        } else {
+            let info: SystemInfo = self.json("the engine info", info)?;
+            convert::engine_id(&info, podman).unwrap_or_else(|| self.api.clone())
         };
         Ok(EngineInfo {
             id,
