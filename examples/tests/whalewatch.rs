@@ -547,13 +547,64 @@ fn a_timeout_ends_the_wait_for_a_silent_engine() {
     );
 }
 
+/// The endpoint the library's watcher of `kind` (docker, podman, cri)
+/// finds when none is named, with the environment `env`: this test binary
+/// run again as a child, in [`LIBRARY_ENDPOINT`] mode.
+fn library_endpoint(kind: &str, env: &[(&str, Option<&str>)]) -> String {
+    let mut command = Command::new(std::env::current_exe().expect("this test binary"));
+    command
+        .args([
+            "--exact",
+            "the_endpoint_variables_of_podman_crictl_and_docker_contexts_are_honoured",
+            "--nocapture",
+        ])
+        .env(LIBRARY_ENDPOINT, kind);
+    for (name, value) in env {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    let output = command.output().expect("the test binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("library endpoint: "))
+        .unwrap_or_else(|| panic!("no endpoint from the child: {stdout}"))
+        .to_owned()
+}
+
+/// Set for a child run of the endpoint test: it prints the endpoint of
+/// the library's watcher of this kind, and nothing else.
+const LIBRARY_ENDPOINT: &str = "WW_TEST_LIBRARY_ENDPOINT";
+
 #[test]
 fn the_endpoint_variables_of_podman_crictl_and_docker_contexts_are_honoured() {
+    if let Ok(kind) = std::env::var(LIBRARY_ENDPOINT) {
+        let retry = whalewatcher::RetryPolicy::default;
+        let watcher = match kind.as_str() {
+            "docker" => whalewatcher::docker_watcher(None, retry()),
+            "podman" => whalewatcher::podman_watcher(None, retry()),
+            _ => whalewatcher::cri_watcher(None, retry()),
+        }
+        .expect("a watcher");
+        println!("library endpoint: {}", watcher.api());
+        return;
+    }
     let rig = Rig::load();
+    // The first engine line of whalewatch; the library's watcher of the
+    // same kind reaches the same endpoint under the same rule.
     let engine_line = |args: &[&str], env: &[(&str, Option<&str>)]| {
         let (code, out, err) = whalewatch_with(args, env);
         assert_eq!(code, 0, "whalewatch {args:?} {env:?}: {err}");
-        out.lines().next().unwrap_or_default().to_owned()
+        let line = out.lines().next().unwrap_or_default().to_owned();
+        let kind = args.first().map_or("docker", |option| &option[2..]);
+        let library = library_endpoint(kind, env);
+        assert!(
+            line.contains(&format!(" at {library} ")),
+            "the library's {kind} watcher reaches {library}, whalewatch {args:?} {env:?}: {line}"
+        );
+        line
     };
     let podman = rig.podman.endpoint.as_str();
     let line = engine_line(&["--podman"], &[("CONTAINER_HOST", Some(podman))]);
@@ -630,7 +681,9 @@ fn the_endpoint_variables_of_podman_crictl_and_docker_contexts_are_honoured() {
     let (code, _, stderr) = whalewatch_with(&[], &env);
     assert_eq!(code, 1, "{stderr}");
     assert!(
-        stderr.starts_with("whalewatch: --docker: docker context \"nowhere\" not found"),
+        stderr.starts_with(
+            "whalewatch: --docker: invalid engine endpoint \"docker context nowhere\": not found"
+        ),
         "{stderr}"
     );
     std::fs::remove_dir_all(&config).unwrap();
@@ -1201,23 +1254,120 @@ async fn follow_with_discovery_merges_every_engines_events_each_line_naming_its_
     std::fs::remove_dir_all(&config).unwrap();
 }
 
-#[test]
-fn discovery_as_a_user_without_root_says_what_it_cannot_reach_and_why_and_does_not_fail() {
-    // Readable by nobody: a home and docker config of its own.
-    let home = std::env::temp_dir().join(whalewatcher_tests::test_label_value("nobody"));
+/// The GID of the group `name`, from /etc/group.
+fn group_id(name: &str) -> u32 {
+    let groups = std::fs::read_to_string("/etc/group").expect("/etc/group");
+    groups
+        .lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find(|fields| fields.first() == Some(&name))
+        .and_then(|fields| fields.get(2)?.parse().ok())
+        .unwrap_or_else(|| panic!("no group {name} (the rig's Docker package makes it)"))
+}
+
+/// whalewatch with `args` as the user nobody in the group `docker`, as a
+/// user who may run `docker ps` would, in a mount namespace of its own:
+/// a fresh `/run` (so none of the host's engine sockets), where the
+/// default Docker socket `/run/docker.sock` (`/var/run/docker.sock`) is
+/// the rig's host dockerd when `default_socket`; HOME a directory of its
+/// own without docker config; no XDG_RUNTIME_DIR. (exit code, stdout,
+/// stderr)
+fn as_docker_group_user(rig: &Rig, default_socket: bool, args: &[&str]) -> (i32, String, String) {
+    let home = std::env::temp_dir().join(whalewatcher_tests::test_label_value("docker-user"));
     std::fs::create_dir_all(&home).unwrap();
     std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-    let home_dir = home.to_str().unwrap();
-    let output = as_nobody()
+    // The rig's socket, bound where the fresh /run cannot hide it.
+    let socket = home.join("docker.sock");
+    std::fs::write(&socket, "").unwrap();
+    let script = r#"set -e
+mount --make-rprivate /
+mount --bind "$RIG_SOCKET" "$HOME/docker.sock"
+mount -t tmpfs tmpfs /run
+if [ "$DEFAULT_SOCKET" = yes ]; then
+    touch /run/docker.sock
+    mount --bind "$HOME/docker.sock" /run/docker.sock
+fi
+cd "$HOME"
+exec setpriv --reuid=65534 --regid=65534 --groups="$DOCKER_GID" "$@""#;
+    let output = Command::new("unshare")
+        .args(["--mount", "bash", "-c", script, "bash", WHALEWATCH])
+        .args(args)
         .env_remove("DOCKER_HOST")
         .env_remove("DOCKER_CONTEXT")
-        .env("HOME", home_dir)
-        .env("DOCKER_CONFIG", home_dir)
+        .env_remove("DOCKER_CONFIG")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("HOME", &home)
+        .env("RIG_SOCKET", rig.host_docker.socket())
+        .env("DEFAULT_SOCKET", if default_socket { "yes" } else { "no" })
+        .env("DOCKER_GID", group_id("docker").to_string())
         .output()
-        .expect("setpriv runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
-    // Every engine process of the rig, each with why.
+        .expect("unshare runs");
+    std::fs::remove_dir_all(&home).unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_in_the_docker_group_sees_the_docker_of_the_default_socket_without_options() {
+    let rig = Rig::load();
+    let t = DockerTest::connect(&rig.host_docker, "cli-docker-user").await;
+    let solo = t.run("solo", &[]).await;
+    let dockerd = whalewatcher_tests::measure::host_dockerd_pid();
+
+    let (code, table, stderr) = as_docker_group_user(&rig, true, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let heading = table.lines().next().expect("a heading");
+    assert!(
+        heading.starts_with("docker.com ")
+            && heading.contains(" at unix:///var/run/docker.sock ")
+            && heading.contains(&format!("PID {dockerd}, found at a well-known socket")),
+        "{table}"
+    );
+    assert!(table.contains(&solo[..12]), "{table}");
+    // The root engines it cannot look into are said, each with why; the
+    // dockerd it reached at its socket is not among them.
+    assert!(
+        stderr.contains("cannot see its sockets: Permission denied")
+            && stderr.contains("looking into other users' engines takes root"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(&format!("(PID {dockerd})")),
+        "the dockerd reached is said to be unreached: {stderr}"
+    );
+
+    // The JSON says how it was found, with the PID of the dockerd that
+    // listens there; the container's PID is one here.
+    let (code, json, stderr) = as_docker_group_user(&rig, true, &["--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let json: Value = serde_json::from_str(&json).expect("JSON");
+    let engines = json["engines"].as_array().expect("engines");
+    assert_eq!(engines.len(), 1, "{json:#}");
+    assert_eq!(
+        engines[0]["engine"]["found"],
+        serde_json::json!({"by": "socket", "path": "/var/run/docker.sock", "pid": dockerd}),
+        "{json:#}"
+    );
+    let container = engines[0]["projects"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|project| project["containers"].as_array().into_iter().flatten())
+        .find(|c| c["id"] == solo.as_str())
+        .unwrap_or_else(|| panic!("{solo} listed: {json:#}"));
+    assert_eq!(container["local_pid"], container["pid"], "{container:#}");
+}
+
+#[test]
+fn a_user_who_can_reach_no_engine_is_told_so_and_whalewatch_fails() {
+    let rig = Rig::load();
+    let (code, stdout, stderr) = as_docker_group_user(&rig, false, &[]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert_eq!(stdout, "");
+    // Every engine process of the rig, each with why, then the verdict.
     for process in ["dockerd", "containerd", "podman"] {
         assert!(
             stderr.lines().any(|line| line.starts_with(&format!(
@@ -1227,9 +1377,10 @@ fn discovery_as_a_user_without_root_says_what_it_cannot_reach_and_why_and_does_n
             "{process}: {stderr}"
         );
     }
+    let last = stderr.lines().last().unwrap_or_default();
     assert!(
-        stderr.contains("looking into other users' engines takes root"),
+        last.starts_with("whalewatch: no engine to watch among ")
+            && last.contains("could be watched (name one with --docker"),
         "{stderr}"
     );
-    std::fs::remove_dir_all(&home).unwrap();
 }

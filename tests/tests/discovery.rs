@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::Mutex;
 use whalewatcher_core::{
-    EventKind, Fleet, FleetChange, FleetEngine, FleetEvent, FleetEvents, MemberId,
+    EventKind, Fleet, FleetChange, FleetEngine, FleetEvent, FleetEvents, FoundBy, MemberId,
 };
 use whalewatcher_discovery::{Api, Discovery, FoundEngine, Scan};
 use whalewatcher_tests::containerd::ContainerdTest;
@@ -174,12 +174,20 @@ async fn discovery_finds_every_engine_of_the_rig_names_the_containers_of_the_nes
         let member = snapshot
             .engine(engine.member)
             .unwrap_or_else(|| panic!("{name} is no member"));
-        assert_eq!(member.local_pid(), Some(engine.pid.local), "{name}");
+        let pid = engine.pid.unwrap_or_else(|| panic!("{name} has no PIDs"));
+        assert_eq!(member.local_pid(), Some(pid.local), "{name}");
+        // Found by its process, and says so.
+        assert!(
+            matches!(member.found_by(), FoundBy::Process { pid: found, .. } if *found == pid.local),
+            "{name}: {:?}",
+            member.found_by()
+        );
+        let namespace = engine.pid_namespace.clone().expect("root reads namespaces");
         match container {
             None => {
                 assert!(member.parent().is_none(), "{name}: {:?}", member.parent());
-                assert_eq!(engine.pid_namespace, ours, "{name} shares ours");
-                assert_eq!(engine.pid.depth, 0, "{name}");
+                assert_eq!(namespace, ours, "{name} shares ours");
+                assert_eq!(pid.depth, 0, "{name}");
             }
             Some(container) => {
                 let parent = member
@@ -187,9 +195,9 @@ async fn discovery_finds_every_engine_of_the_rig_names_the_containers_of_the_nes
                     .unwrap_or_else(|| panic!("{name} has no parent container"));
                 assert_eq!(&*parent.name, container.as_str(), "{name}");
                 assert_eq!(parent.engine, host_docker, "{name}: the host dockerd's");
-                assert_ne!(engine.pid_namespace, ours, "{name} has its own");
-                assert_eq!(engine.pid.depth, 1, "{name}");
-                assert_ne!(engine.pid.own, engine.pid.local, "{name}");
+                assert_ne!(namespace, ours, "{name} has its own");
+                assert_eq!(pid.depth, 1, "{name}");
+                assert_ne!(pid.own, pid.local, "{name}");
                 let rig_engine = [
                     &rig.docker,
                     &rig.podman,
@@ -201,12 +209,8 @@ async fn discovery_finds_every_engine_of_the_rig_names_the_containers_of_the_nes
                 .into_iter()
                 .find(|e| e.container.as_deref() == Some(container.as_str()))
                 .expect("a rig engine");
-                assert_eq!(engine.pid.local, rig.engine_pid(rig_engine), "{name}");
-                assert_eq!(
-                    pid_namespace(engine.pid.local),
-                    engine.pid_namespace,
-                    "{name}"
-                );
+                assert_eq!(pid.local, rig.engine_pid(rig_engine), "{name}");
+                assert_eq!(pid_namespace(pid.local), namespace, "{name}");
             }
         }
     }
@@ -296,19 +300,19 @@ async fn a_container_on_each_nested_engine_has_a_pid_here_in_the_engines_pid_nam
             .iter()
             .find(|f| f.member == placed.member)
             .expect("found");
+        let depth = found.pid.expect("PIDs").depth;
         let levels = ns_pids(here);
         assert_eq!(levels[0], here, "{}: NSpid starts with ours", placed.engine);
         assert_eq!(
-            levels.get(found.pid.depth),
+            levels.get(depth),
             Some(&reported),
-            "{}: NSpid {levels:?} has the engine's PID {reported} at the engine's level {}",
+            "{}: NSpid {levels:?} has the engine's PID {reported} at the engine's level {depth}",
             placed.engine,
-            found.pid.depth
         );
         assert_ne!(here, reported, "{}: another number here", placed.engine);
         // Its parent (the shim, or conmon) lives in the engine's namespace.
         assert_eq!(
-            pid_namespace(parent_pid(here)),
+            Some(pid_namespace(parent_pid(here))),
             found.pid_namespace,
             "{}: the parent of {here}",
             placed.engine

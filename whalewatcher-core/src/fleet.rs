@@ -94,6 +94,33 @@ pub struct ParentContainer {
     pub name: Arc<str>,
 }
 
+/// How a member's engine came to be watched: so that whoever shows it can
+/// say where it was found (an engine named by hand, one found by its
+/// process, one reached at a well-known socket).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(tag = "by", rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum FoundBy {
+    /// Its owner named it (an option, a setting).
+    #[default]
+    Name,
+    /// Its process, among the host's, by command name; `pid` here.
+    Process {
+        /// The process's command name (`dockerd`, `containerd`, ...).
+        command: Arc<str>,
+        /// Its PID here.
+        pid: u32,
+    },
+    /// A well-known socket of its kind that answered.
+    Socket {
+        /// The socket's path here.
+        path: Arc<str>,
+        /// The PID here of the process listening on it, where the socket
+        /// tells (`SO_PEERCRED`) and the process is an engine's.
+        pid: Option<u32>,
+    },
+}
+
 /// A watcher about to join a fleet, and what the fleet should know of it.
 ///
 /// A member either *owns* its watcher's watch — the fleet starts it
@@ -107,6 +134,7 @@ pub struct FleetMember {
     parent: Option<ParentContainer>,
     pids: Option<Arc<dyn PidTranslation>>,
     local_pid: Option<u32>,
+    found_by: FoundBy,
     watch: MemberWatch,
     close_on_leave: bool,
 }
@@ -146,6 +174,7 @@ impl FleetMember {
             parent: None,
             pids: None,
             local_pid: None,
+            found_by: FoundBy::Name,
             watch,
             close_on_leave: false,
         }
@@ -168,6 +197,12 @@ impl FleetMember {
     /// The engine's own PID in the reader's PID namespace.
     pub fn local_pid(mut self, pid: u32) -> Self {
         self.local_pid = Some(pid);
+        self
+    }
+
+    /// How the engine was found (default [`FoundBy::Name`]).
+    pub fn found_by(mut self, found_by: FoundBy) -> Self {
+        self.found_by = found_by;
         self
     }
 
@@ -205,6 +240,7 @@ pub struct FleetEngine {
     status: SyncStatus,
     parent: Option<ParentContainer>,
     local_pid: Option<u32>,
+    found_by: FoundBy,
     portfolio: Arc<Portfolio>,
     local_pids: LocalPids,
 }
@@ -249,6 +285,11 @@ impl FleetEngine {
     /// The engine's PID in the reader's PID namespace, where known.
     pub fn local_pid(&self) -> Option<u32> {
         self.local_pid
+    }
+
+    /// How the engine was found.
+    pub fn found_by(&self) -> &FoundBy {
+        &self.found_by
     }
 
     /// The engine's containers: its watcher's portfolio at one revision.

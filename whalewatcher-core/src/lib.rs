@@ -53,7 +53,8 @@ pub use error::{describe, io_error_with_causes, Cause, EngineError, WatchError};
 pub use event::{EngineEvent, Event, EventKind, EventSource, EventStream, Exit, Lagged, OomKills};
 pub use fleet::{
     Fleet, FleetChange, FleetClosed, FleetContainer, FleetEngine, FleetEvent, FleetEvents,
-    FleetMember, FleetSnapshot, MemberId, ParentContainer, PidTranslation, SamePidNamespace,
+    FleetMember, FleetSnapshot, FoundBy, MemberId, ParentContainer, PidTranslation,
+    SamePidNamespace,
 };
 pub use portfolio::{Pod, Portfolio, Project};
 pub use retry::{RetryPolicy, MIN_RETRY_DELAY};

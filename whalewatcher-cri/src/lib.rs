@@ -171,7 +171,7 @@ impl std::fmt::Debug for CriEngineBuilder {
 
 impl CriEngineBuilder {
     /// The runtime's unix socket: a path, or a `unix://` URL as crictl
-    /// takes it. Required: CRI runtimes have no one default socket.
+    /// takes it. Without one, crictl's rule finds it: [`default_socket`].
     pub fn endpoint(mut self, socket: impl Into<PathBuf>) -> Self {
         self.endpoint = Some(socket.into());
         self
@@ -206,17 +206,12 @@ impl CriEngineBuilder {
     }
 
     /// Builds the engine. Does no I/O: an engine that is not there shows
-    /// when the watcher first talks to it. Fails without an endpoint, and
-    /// for one that is no unix socket path.
+    /// when the watcher first talks to it. Fails for an endpoint that is
+    /// no unix socket path.
     pub fn build(self) -> Result<CriEngine, EngineError> {
-        let (socket, api) =
-            whalewatcher_core::support::unix_endpoint(self.endpoint.ok_or_else(|| {
-                EngineError::InvalidEndpoint {
-                    endpoint: String::new(),
-                    reason: "no CRI socket given (containerd's is /run/containerd/containerd.sock)"
-                        .into(),
-                }
-            })?)?;
+        let (socket, api) = whalewatcher_core::support::unix_endpoint(
+            self.endpoint.unwrap_or_else(default_socket),
+        )?;
         Ok(CriEngine {
             socket,
             api,
@@ -231,6 +226,28 @@ impl CriEngineBuilder {
             task_events: std::sync::atomic::AtomicBool::new(false),
         })
     }
+}
+
+/// cri-o's socket.
+pub const CRIO_SOCKET: &str = "/run/crio/crio.sock";
+
+/// The CRI socket when none is named, by crictl's rule:
+/// `CONTAINER_RUNTIME_ENDPOINT` (a path or a `unix://` URL), else
+/// containerd's socket ([`whalewatcher_containerd::DEFAULT_SOCKET`]).
+pub fn default_socket() -> PathBuf {
+    match std::env::var_os("CONTAINER_RUNTIME_ENDPOINT") {
+        Some(endpoint) if !endpoint.is_empty() => PathBuf::from(endpoint),
+        _ => PathBuf::from(whalewatcher_containerd::DEFAULT_SOCKET),
+    }
+}
+
+/// The sockets where CRI runtimes listen by default: containerd's, then
+/// cri-o's ([`CRIO_SOCKET`]).
+pub fn sockets() -> Vec<PathBuf> {
+    vec![
+        PathBuf::from(whalewatcher_containerd::DEFAULT_SOCKET),
+        PathBuf::from(CRIO_SOCKET),
+    ]
 }
 
 impl CriEngine {

@@ -10,14 +10,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let scan = discovery.scan().await?;
     println!("{} processes looked at in {:?}", scan.processes, scan.took);
     for found in &scan.engines {
+        let process = match (found.process, found.pid) {
+            (Some(process), Some(pid)) => format!(
+                "{process} PID {}, {} in its namespace {}",
+                pid.local,
+                pid.own,
+                found
+                    .pid_namespace
+                    .as_deref()
+                    .unwrap_or("(not ours to see)")
+            ),
+            _ => "its process unknown".to_owned(),
+        };
         println!(
-            "found {} ({} PID {}, {} in its namespace {}) at {}",
-            found.api,
-            found.process,
-            found.pid.local,
-            found.pid.own,
-            found.pid_namespace,
-            found.endpoint
+            "found {} ({process}) at {}, by {:?}",
+            found.api, found.endpoint, found.found_by
+        );
+    }
+    for unreached in &scan.unreached_sockets {
+        println!(
+            "not watched: {} at {}: {}",
+            unreached.api,
+            unreached.socket.display(),
+            unreached.reason
         );
     }
     for unreached in &scan.unreached {

@@ -48,6 +48,7 @@ mod parents;
 mod pids;
 mod probe;
 mod procfs;
+mod reach;
 mod sockets;
 
 use std::collections::{HashMap, HashSet};
@@ -61,16 +62,18 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 use whalewatcher_core::support::lock;
 use whalewatcher_core::{
-    describe, Deadlines, EngineError, EngineInfo, Fleet, FleetMember, MemberId, ParentContainer,
-    RetryPolicy, SyncState,
+    describe, Deadlines, EngineError, EngineInfo, Fleet, FleetMember, FoundBy, MemberId,
+    ParentContainer, RetryPolicy, SyncState, Watcher,
 };
 
 pub use pids::{PidLevels, PidTranslator};
 pub use probe::{Api, EngineProcess};
+pub use reach::UnreachedSocket;
 
 use parents::ContainerPids;
 use probe::WatchSettings;
 use procfs::{ProcessTable, Procfs};
+use reach::Sockets;
 
 /// How often a running discovery looks for engines that came or went.
 pub const DEFAULT_RESCAN: Duration = Duration::from_secs(5);
@@ -103,17 +106,37 @@ pub struct FoundEngine {
     pub member: MemberId,
     /// The API it is watched through.
     pub api: Api,
-    /// The kind of process it is.
-    pub process: EngineProcess,
-    /// Its process's PIDs: here, and in its own PID namespace.
-    pub pid: PidLevels,
-    /// Its PID namespace, as `/proc/PID/ns/pid` names it (`pid:[…]`).
-    pub pid_namespace: String,
-    /// The socket as the engine bound it, in its mount namespace.
+    /// How it was found: by its process, or at a well-known socket.
+    pub found_by: FoundBy,
+    /// The kind of process it is, when known (an engine reached at a
+    /// well-known socket whose listener is no engine process of ours to
+    /// see — an activator's, a proxy's — is not).
+    pub process: Option<EngineProcess>,
+    /// Its process's PIDs: here, and in its own PID namespace, when known.
+    pub pid: Option<PidLevels>,
+    /// Its PID namespace, as `/proc/PID/ns/pid` names it (`pid:[…]`), when
+    /// this process may look.
+    pub pid_namespace: Option<String>,
+    /// The socket as the engine bound it, in its mount namespace (for an
+    /// engine found at a well-known socket: that socket, here).
     pub socket: PathBuf,
     /// The endpoint it is reached at from here.
     pub endpoint: String,
 }
+
+/// A probed engine about to join the fleet, and what is known of it.
+struct Joining {
+    api: Api,
+    process: Option<EngineProcess>,
+    socket: PathBuf,
+    found_by: FoundBy,
+    translation: Option<Translation>,
+    parent: Option<ParentContainer>,
+}
+
+/// How an engine's PIDs become ours: the translator, where its process
+/// sits, and its PID namespace (when we may look).
+type Translation = (Arc<PidTranslator>, PidLevels, Option<String>);
 
 /// An engine process a scan could not watch (or not through one of its
 /// APIs), and why.
@@ -158,6 +181,10 @@ pub struct Scan {
     pub unreached: Vec<Unreached>,
     /// Engines found that other members of the fleet watch already.
     pub watched_already: Vec<WatchedAlready>,
+    /// Well-known sockets (and activators' sockets) where no engine could
+    /// be watched, and why; a well-known socket that is not there is not
+    /// listed.
+    pub unreached_sockets: Vec<UnreachedSocket>,
     /// How many processes the scan looked at.
     pub processes: usize,
     /// How long the scan took (probes and first syncs of new engines
@@ -173,6 +200,7 @@ pub struct DiscoveryBuilder {
     first_sync_wait: Duration,
     settings: WatchSettings,
     fleet: Option<Fleet>,
+    well_known_sockets: bool,
 }
 
 impl DiscoveryBuilder {
@@ -224,6 +252,21 @@ impl DiscoveryBuilder {
         self
     }
 
+    /// Whether to watch, besides the engines found by their processes,
+    /// the engines at the sockets where each kind listens by default
+    /// (default: yes) — the Docker sockets
+    /// ([`docker_sockets`](whalewatcher_moby::docker_sockets)), podman's
+    /// ([`podman_sockets`](whalewatcher_moby::podman_sockets)),
+    /// containerd's (natively and as CRI) and cri-o's — when this process
+    /// may connect to them: a user in the `docker` group reaches root's
+    /// dockerd there without seeing into its process. Each engine is
+    /// watched once: a socket whose engine is watched already (the same
+    /// file, or the same engine type and id) is not asked.
+    pub fn well_known_sockets(mut self, on: bool) -> Self {
+        self.well_known_sockets = on;
+        self
+    }
+
     /// The fleet the engines found join (default: a fleet of its own), so
     /// that engines named by hand and found ones are one fleet.
     pub fn fleet(mut self, fleet: Fleet) -> Self {
@@ -241,7 +284,9 @@ impl DiscoveryBuilder {
                 first_sync_wait: self.first_sync_wait,
                 settings: self.settings,
                 fleet: self.fleet.unwrap_or_default(),
+                well_known_sockets: self.well_known_sockets,
                 tracked: tokio::sync::Mutex::new(HashMap::new()),
+                sockets: tokio::sync::Mutex::new(Sockets::default()),
                 last: Mutex::new(None),
             }),
         }
@@ -262,9 +307,13 @@ struct Inner {
     first_sync_wait: Duration,
     settings: WatchSettings,
     fleet: Fleet,
+    well_known_sockets: bool,
     /// The engine processes seen, by PID and start time; one scan at a
     /// time.
     tracked: tokio::sync::Mutex<HashMap<(u32, u64), Tracked>>,
+    /// The engines at well-known and activators' sockets (locked after
+    /// `tracked`).
+    sockets: tokio::sync::Mutex<Sockets>,
     last: Mutex<Option<Arc<Scan>>>,
 }
 
@@ -283,7 +332,7 @@ struct Tracked {
     not_this_api: HashSet<(Api, PathBuf)>,
     /// Why the last probe found less than it looked for.
     failures: Vec<Unreached>,
-    translation: Option<(Arc<PidTranslator>, PidLevels, String)>,
+    translation: Option<Translation>,
 }
 
 impl Tracked {
@@ -349,6 +398,7 @@ impl Discovery {
                 ignore_namespaces: None,
             },
             fleet: None,
+            well_known_sockets: true,
         }
     }
 
@@ -371,12 +421,13 @@ impl Discovery {
         let began = tokio::time::Instant::now();
         let inner = &self.inner;
         let mut tracked = inner.tracked.lock().await;
-        let table = read_processes(inner.procfs.clone())
-            .await
-            .map_err(|source| DiscoveryError::Processes {
-                path: inner.procfs.root().to_owned(),
-                source,
-            })?;
+        let mut sockets = inner.sockets.lock().await;
+        let mut table = self.processes().await?;
+        // Engines that start on their socket's first connection are found
+        // by their processes once started.
+        if self.wake_activated(&mut sockets, &table).await {
+            table = self.processes().await?;
+        }
         self.prune(&mut tracked, &table).await;
         // New engine processes, and the ones still missing an API.
         for process in table.values() {
@@ -412,9 +463,14 @@ impl Discovery {
             joined.extend(new_members);
             tracked.insert(key, t);
         }
+        // After the processes: a socket whose engine was found by its
+        // process is not asked again.
+        if inner.well_known_sockets {
+            joined.extend(self.reach_well_known(&mut sockets, &table).await);
+        }
         self.wait_for_first_syncs(&joined).await;
-        self.link_parents(&tracked, &table);
-        let scan = Arc::new(self.report(&tracked, table.len(), began.elapsed()));
+        self.link_parents(&tracked, &sockets, &table);
+        let scan = Arc::new(self.report(&tracked, &sockets, table.len(), began.elapsed()));
         *lock(&inner.last) = Some(scan.clone());
         debug!(
             engines = scan.engines.len(),
@@ -423,6 +479,17 @@ impl Discovery {
             "scanned"
         );
         Ok(scan)
+    }
+
+    /// Every process, or why `/proc` cannot be read.
+    async fn processes(&self) -> Result<ProcessTable, DiscoveryError> {
+        let procfs = &self.inner.procfs;
+        read_processes(procfs.clone())
+            .await
+            .map_err(|source| DiscoveryError::Processes {
+                path: procfs.root().to_owned(),
+                source,
+            })
     }
 
     /// Scans now and then every rescan period, until `cancel` is
@@ -570,11 +637,13 @@ impl Discovery {
         (t, joined)
     }
 
-    /// The PID translation of the engine process `pid`.
-    fn translation(&self, pid: u32) -> std::io::Result<(Arc<PidTranslator>, PidLevels, String)> {
+    /// The PID translation of the engine process `pid`: its PIDs come
+    /// from `/proc/PID/status`, which anybody may read; its PID namespace
+    /// only when we may look into the process.
+    fn translation(&self, pid: u32) -> std::io::Result<Translation> {
         let procfs = &self.inner.procfs;
         let (translator, levels) = PidTranslator::for_engine(procfs, pid)?;
-        let namespace = procfs.namespace(pid, "pid")?;
+        let namespace = procfs.namespace(pid, "pid").ok();
         Ok((Arc::new(translator), levels, namespace))
     }
 
@@ -589,7 +658,8 @@ impl Discovery {
         parent: Option<ParentContainer>,
     ) -> Result<Watched, EngineError> {
         let inner = &self.inner;
-        let (watcher, info) = probe::probe(api, &socket.reachable, t.pid, &inner.settings).await?;
+        let (watcher, info) =
+            probe::probe(api, &socket.reachable, Some(t.pid), &inner.settings).await?;
         if let Some(member) = self.watched_elsewhere(api, &socket.reachable, &info) {
             watcher.close().await;
             debug!(%api, %member, pid = t.pid, "engine watched already");
@@ -601,6 +671,25 @@ impl Discovery {
                 member,
             }));
         }
+        let joining = Joining {
+            api,
+            process: Some(t.kind),
+            socket: socket.bound.clone(),
+            found_by: FoundBy::Process {
+                command: t.kind.as_str().into(),
+                pid: t.pid,
+            },
+            translation: t.translation.clone(),
+            parent,
+        };
+        self.join(watcher, joining).await.map(Watched::Joined)
+    }
+
+    /// Starts the watch of a probed engine and adds it to the fleet,
+    /// unless its first sync (within the first-sync wait) says it cannot
+    /// be watched.
+    async fn join(&self, watcher: Watcher, joining: Joining) -> Result<FoundEngine, EngineError> {
+        let inner = &self.inner;
         let watching = watcher.spawn();
         let first = tokio::time::timeout(inner.first_sync_wait, watcher.ready()).await;
         if let Ok(Err(error)) = &first {
@@ -610,34 +699,37 @@ impl Discovery {
                 return Err(error.clone());
             }
         }
-        let Some((translator, levels, namespace)) = t.translation.clone() else {
-            unreachable!("translation is set before probing");
-        };
         let endpoint = watcher.api();
-        let mut joining = FleetMember::new(watcher.clone())
+        let mut member = FleetMember::new(watcher.clone())
             .watching(watching)
-            .pid_translation(translator)
-            .local_pid(t.pid)
+            .found_by(joining.found_by.clone())
             .close_on_leave();
-        if let Some(parent) = parent {
-            joining = joining.parent(parent);
+        let (mut pid, mut pid_namespace) = (None, None);
+        if let Some((translator, levels, namespace)) = joining.translation {
+            member = member.pid_translation(translator).local_pid(levels.local);
+            (pid, pid_namespace) = (Some(levels), namespace);
         }
-        let Ok(member) = inner.fleet.add(joining) else {
+        if let Some(parent) = joining.parent {
+            member = member.parent(parent);
+        }
+        let Ok(member) = inner.fleet.add(member) else {
             // The fleet closed meanwhile: the refused member's watch stops
             // as it is dropped; nothing of this engine stays open.
             watcher.close().await;
             return Err(EngineError::Cancelled);
         };
-        info!(%api, %endpoint, pid = t.pid, "engine found");
-        Ok(Watched::Joined(FoundEngine {
+        let api = joining.api;
+        info!(%api, %endpoint, found_by = ?joining.found_by, "engine found");
+        Ok(FoundEngine {
             member,
             api,
-            process: t.kind,
-            pid: levels,
-            pid_namespace: namespace,
-            socket: socket.bound.clone(),
+            found_by: joining.found_by,
+            process: joining.process,
+            pid,
+            pid_namespace,
+            socket: joining.socket,
             endpoint,
-        }))
+        })
     }
 
     /// The member of the fleet that watches the engine at `socket` (as
@@ -698,12 +790,23 @@ impl Discovery {
     }
 
     /// Sets every found engine's parent container from the process tree.
-    fn link_parents(&self, tracked: &HashMap<(u32, u64), Tracked>, table: &ProcessTable) {
+    fn link_parents(
+        &self,
+        tracked: &HashMap<(u32, u64), Tracked>,
+        sockets: &Sockets,
+        table: &ProcessTable,
+    ) {
         let fleet = &self.inner.fleet;
         let containers = ContainerPids::of(&fleet.snapshot(), table);
-        for t in tracked.values() {
-            let own: Vec<MemberId> = t.found.iter().map(|f| f.member).collect();
-            let parent = containers.parent_of(t.pid, &own, table);
+        let mut by_pid: HashMap<u32, Vec<MemberId>> = HashMap::new();
+        let found = tracked.values().flat_map(|t| t.found.iter());
+        for found in found.chain(sockets.found()) {
+            if let Some(pid) = &found.pid {
+                by_pid.entry(pid.local).or_default().push(found.member);
+            }
+        }
+        for (pid, own) in by_pid {
+            let parent = containers.parent_of(pid, &own, table);
             for member in &own {
                 fleet.set_parent(*member, parent.clone());
             }
@@ -713,16 +816,23 @@ impl Discovery {
     fn report(
         &self,
         tracked: &HashMap<(u32, u64), Tracked>,
+        sockets: &Sockets,
         processes: usize,
         took: Duration,
     ) -> Scan {
         let mut engines: Vec<FoundEngine> = tracked
             .values()
-            .flat_map(|t| t.found.iter().cloned())
+            .flat_map(|t| t.found.iter())
+            .chain(sockets.found())
+            .cloned()
             .collect();
         engines.sort_by_key(|found| found.member);
+        // An engine process reached at a well-known socket is watched,
+        // whatever kept us from looking into it.
+        let reached: HashSet<u32> = sockets.listeners().collect();
         let mut unreached: Vec<Unreached> = tracked
             .values()
+            .filter(|t| !reached.contains(&t.pid))
             .flat_map(|t| {
                 let failures = t.failures.iter().filter(|_| !t.missing().is_empty());
                 t.refused.values().chain(failures).cloned()
@@ -738,6 +848,7 @@ impl Discovery {
             engines,
             unreached,
             watched_already,
+            unreached_sockets: sockets.unreached(),
             processes,
             took,
         }

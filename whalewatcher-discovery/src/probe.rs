@@ -158,11 +158,12 @@ pub(crate) struct WatchSettings {
 }
 
 /// A watcher of `api` at `socket` (reachable from here) of the engine
-/// process `pid` (here), once the engine there answered that it is one.
+/// process `pid` (here, when known), once the engine there answered that
+/// it is one.
 pub(crate) async fn probe(
     api: Api,
     socket: &Path,
-    pid: u32,
+    pid: Option<u32>,
     settings: &WatchSettings,
 ) -> Result<(Watcher, EngineInfo), EngineError> {
     let _ = (socket, pid, settings);
@@ -170,8 +171,11 @@ pub(crate) async fn probe(
         #[cfg(feature = "moby")]
         Api::Docker | Api::Podman => {
             let builder = whalewatcher_moby::MobyEngine::builder()
-                .endpoint(format!("unix://{}", socket.display()))
-                .pid(pid);
+                .endpoint(format!("unix://{}", socket.display()));
+            let builder = match pid {
+                Some(pid) => builder.pid(pid),
+                None => builder,
+            };
             let builder = if api == Api::Podman {
                 builder.engine_type(whalewatcher_moby::PODMAN_TYPE)
             } else {
@@ -181,9 +185,11 @@ pub(crate) async fn probe(
         }
         #[cfg(feature = "containerd")]
         Api::Containerd => {
-            let builder = whalewatcher_containerd::ContainerdEngine::builder()
-                .endpoint(socket)
-                .pid(pid);
+            let builder = whalewatcher_containerd::ContainerdEngine::builder().endpoint(socket);
+            let builder = match pid {
+                Some(pid) => builder.pid(pid),
+                None => builder,
+            };
             let builder = match &settings.ignore_namespaces {
                 Some(ignored) => builder.ignore_namespaces(ignored.iter().cloned()),
                 None => builder,
@@ -192,11 +198,12 @@ pub(crate) async fn probe(
         }
         #[cfg(feature = "cri")]
         Api::Cri => {
-            let engine = whalewatcher_cri::CriEngine::builder()
-                .endpoint(socket)
-                .pid(pid)
-                .build()?;
-            answered(engine, settings).await
+            let builder = whalewatcher_cri::CriEngine::builder().endpoint(socket);
+            let builder = match pid {
+                Some(pid) => builder.pid(pid),
+                None => builder,
+            };
+            answered(builder.build()?, settings).await
         }
         #[allow(unreachable_patterns)]
         _ => Err(EngineError::Unsupported {

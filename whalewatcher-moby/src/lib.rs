@@ -58,7 +58,10 @@ use whalewatcher_core::support::Protocol;
 use whalewatcher_core::{async_trait, Container, Engine, EngineError, EngineEvents, EngineInfo};
 
 use convert::PodMembership;
-pub use endpoint::DEFAULT_ENDPOINT;
+pub use endpoint::{
+    configured_endpoint, docker_sockets, podman_socket, podman_sockets, DEFAULT_ENDPOINT,
+    PODMAN_ROOT_SOCKET,
+};
 use transport::{Answer, Transport};
 
 /// The label marking a container started with `--privileged`; its value is
@@ -136,9 +139,13 @@ impl std::fmt::Debug for MobyEngineBuilder {
 
 impl MobyEngineBuilder {
     /// The API endpoint: `unix:///path`, `/path` or `tcp://host:port`.
-    /// Without one, `DOCKER_HOST` and then [`DEFAULT_ENDPOINT`] are used,
-    /// like the docker CLI does; for `tcp://`, so are `DOCKER_TLS_VERIFY`
-    /// and `DOCKER_CERT_PATH` (TLS needs the `tls` feature).
+    /// Without one, the docker CLI's rules find it: `DOCKER_HOST`, else
+    /// the current docker context (`DOCKER_CONTEXT`, else the
+    /// `currentContext` of `$DOCKER_CONFIG/config.json`) with its TLS
+    /// files, else [`DEFAULT_ENDPOINT`]; for `tcp://`, `DOCKER_TLS_VERIFY`
+    /// and `DOCKER_CERT_PATH` count too (TLS needs the `tls` feature). For
+    /// the [`PODMAN_TYPE`], podman's rules: `CONTAINER_HOST`, else
+    /// [`podman_socket`].
     pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
         self.endpoint = Some(endpoint.into());
         self
@@ -174,7 +181,9 @@ impl MobyEngineBuilder {
     /// The engine type to report, whatever the engine says: for other
     /// Docker-API engines, or to say `podman.io` before the first connect
     /// (the Go module's `WithDemonType`). Without it the type is
-    /// [`DOCKER_TYPE`] or, once the engine said so, [`PODMAN_TYPE`].
+    /// [`DOCKER_TYPE`] or, once the engine said so, [`PODMAN_TYPE`]. The
+    /// [`PODMAN_TYPE`] also finds an endpoint not named by podman's rules
+    /// (see [`endpoint`](Self::endpoint)).
     pub fn engine_type(mut self, engine_type: impl Into<String>) -> Self {
         self.engine_type = Some(engine_type.into());
         self
@@ -202,8 +211,13 @@ impl MobyEngineBuilder {
     /// Fails for an endpoint that cannot be used at all, and for missing or
     /// unreadable certificates.
     pub fn build(self) -> Result<MobyEngine, EngineError> {
+        let rules = if self.engine_type.as_deref() == Some(PODMAN_TYPE) {
+            endpoint::Rules::Podman
+        } else {
+            endpoint::Rules::Docker
+        };
         let (api, endpoint) =
-            endpoint::resolve(self.endpoint.as_deref(), self.tls_certs, |name| {
+            endpoint::resolve(self.endpoint.as_deref(), self.tls_certs, rules, |name| {
                 std::env::var(name).ok()
             })?;
         let transport = Transport::new(&api, &endpoint, !self.fresh_connections)?;

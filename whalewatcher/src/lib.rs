@@ -52,9 +52,10 @@ pub use whalewatcher_cri as cri;
 pub use whalewatcher_discovery as discovery;
 
 /// A watcher of the Docker engine at `endpoint`: the docker CLI's rules
-/// apply when it is `None` (`DOCKER_HOST` and its TLS variables, else
-/// `unix:///var/run/docker.sock`). Does no I/O; an endpoint that cannot be
-/// used is an [`EngineError::InvalidEndpoint`].
+/// apply when it is `None` (`DOCKER_HOST` and its TLS variables, else the
+/// current docker context, else `unix:///var/run/docker.sock`; see
+/// [`moby::MobyEngineBuilder::endpoint`]). Does no I/O; an endpoint that
+/// cannot be used is an [`EngineError::InvalidEndpoint`].
 #[cfg(feature = "moby")]
 pub fn docker_watcher(endpoint: Option<&str>, retry: RetryPolicy) -> Result<Watcher, EngineError> {
     let builder = moby::MobyEngine::builder();
@@ -68,44 +69,17 @@ pub fn docker_watcher(endpoint: Option<&str>, retry: RetryPolicy) -> Result<Watc
 
 /// A watcher of podman, through its Docker-compatible API at `endpoint`;
 /// when `None`, podman's own rule: `CONTAINER_HOST` when set, else
-/// [`podman_socket`]. Its engine type is `podman.io` from the start. Does
-/// no I/O.
+/// [`moby::podman_socket`]. Its engine type is `podman.io` from the start.
+/// Does no I/O.
 #[cfg(feature = "moby")]
 pub fn podman_watcher(endpoint: Option<&str>, retry: RetryPolicy) -> Result<Watcher, EngineError> {
-    let endpoint = endpoint.map_or_else(
-        || {
-            std::env::var("CONTAINER_HOST")
-                .ok()
-                .filter(|host| !host.is_empty())
-                .unwrap_or_else(podman_socket)
-        },
-        str::to_owned,
-    );
-    let engine = moby::MobyEngine::builder()
-        .endpoint(endpoint)
-        .engine_type(moby::PODMAN_TYPE)
-        .build()?;
-    Ok(Watcher::new(engine, retry))
-}
-
-/// Where podman's API socket is by default: `/run/podman/podman.sock` for
-/// root, `$XDG_RUNTIME_DIR/podman/podman.sock` for everybody else.
-#[cfg(feature = "moby")]
-pub fn podman_socket() -> String {
-    let rootless = std::env::var_os("XDG_RUNTIME_DIR")
-        .filter(|_| !is_root())
-        .map(std::path::PathBuf::from);
-    match rootless {
-        Some(dir) => format!("unix://{}", dir.join("podman/podman.sock").display()),
-        None => "unix:///run/podman/podman.sock".to_owned(),
+    let builder = moby::MobyEngine::builder().engine_type(moby::PODMAN_TYPE);
+    let engine = match endpoint {
+        Some(endpoint) => builder.endpoint(endpoint),
+        None => builder,
     }
-}
-
-#[cfg(feature = "moby")]
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    // Our own /proc entry is owned by our effective user.
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+    .build()?;
+    Ok(Watcher::new(engine, retry))
 }
 
 /// A watcher of plain containerd at the unix socket `socket` (a path or a
@@ -128,12 +102,20 @@ pub fn containerd_watcher(
 
 /// A watcher of a CRI runtime at the unix socket `socket`, a path or a
 /// `unix://` URL (containerd: `/run/containerd/containerd.sock`; cri-o:
-/// `/run/crio/crio.sock`). Does no I/O; an endpoint that is no unix socket
-/// path is an [`EngineError::InvalidEndpoint`].
+/// `/run/crio/crio.sock`); when `None`, crictl's rule:
+/// `CONTAINER_RUNTIME_ENDPOINT`, else containerd's socket
+/// ([`cri::default_socket`]). Does no I/O; an endpoint that is no unix
+/// socket path is an [`EngineError::InvalidEndpoint`].
 #[cfg(feature = "cri")]
 pub fn cri_watcher(
-    socket: impl Into<std::path::PathBuf>,
+    socket: Option<&std::path::Path>,
     retry: RetryPolicy,
 ) -> Result<Watcher, EngineError> {
-    Ok(Watcher::new(cri::CriEngine::new(socket)?, retry))
+    let builder = cri::CriEngine::builder();
+    let engine = match socket {
+        Some(socket) => builder.endpoint(socket),
+        None => builder,
+    }
+    .build()?;
+    Ok(Watcher::new(engine, retry))
 }

@@ -82,6 +82,7 @@ impl Following {
             parent,
             pids,
             local_pid,
+            found_by,
             watch,
             close_on_leave,
         } = member;
@@ -99,6 +100,7 @@ impl Following {
             status: current,
             parent,
             local_pid,
+            found_by,
             portfolio: snapshot.clone(),
             local_pids,
         });

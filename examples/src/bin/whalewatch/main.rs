@@ -9,13 +9,11 @@
 //! whalewatch --containerd /run/containerd/containerd.sock --follow
 //! ```
 
-mod endpoints;
 mod filter;
 mod live;
 mod output;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -34,10 +32,15 @@ use output::{ContainerJson, EventJson, Format, Printing, What};
 /// Shows the alive containers of container engines, and follows their
 /// lifecycle events.
 ///
-/// Without an engine option, finds every engine of the host by its
-/// processes (as --discover does) — unless DOCKER_HOST is set or a docker
-/// context other than the default is current: then watches that Docker.
-/// Engine options may be given together and repeated.
+/// Without an engine option, watches every engine this user can reach (as
+/// --discover does): those found by their processes, and those at the
+/// sockets where each kind of engine listens by default that this user may
+/// connect to (/var/run/docker.sock, $XDG_RUNTIME_DIR/docker.sock,
+/// /run/podman/podman.sock, $XDG_RUNTIME_DIR/podman/podman.sock,
+/// /run/containerd/containerd.sock, /run/crio/crio.sock) — unless
+/// DOCKER_HOST is set or a docker context other than the default is
+/// current: then watches that Docker. Exits 1 when no engine could be
+/// watched. Engine options may be given together and repeated.
 /// RUST_LOG=whalewatcher=debug tells what the watchers do, on stderr.
 #[derive(Debug, Parser)]
 #[command(name = "whalewatch", version)]
@@ -64,9 +67,12 @@ struct Args {
     /// containerd (also as CRI), podman system service, cri-o — engines
     /// inside containers too, reached through /proc; each engine nested
     /// under the container it runs in, every PID also in whalewatch's PID
-    /// namespace. Needs root to look into other users' engines; what it
-    /// cannot reach, it says on stderr. With --follow and --live, engines
-    /// that start or stop later join or leave.
+    /// namespace. Engines whose socket an activator (systemd) holds are
+    /// started by connecting to it. Engines at the well-known sockets are
+    /// watched too, each engine once. Needs root to look into other users'
+    /// engines; what it cannot reach, it says on stderr. With --follow and
+    /// --live, engines that start or stop later join or leave (and no
+    /// engine at the start is no failure).
     #[arg(long)]
     discover: bool,
     /// Only the containers that pass: label=KEY[=VALUE], name=TEXT,
@@ -250,12 +256,20 @@ async fn run() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
         };
-        match scanned {
-            Ok(scan) => tell_unreached(&scan, engines.is_empty()),
+        let scan = match scanned {
+            Ok(scan) => scan,
             Err(error) => {
                 cancel.cancel();
                 return fail("discover", &whalewatcher::describe(&error));
             }
+        };
+        tell_unreached(&scan);
+        // Nothing to show, and nothing to wait for: unless asked to
+        // discover while following, where engines that start later join.
+        let waits_for_engines = args.discover && (args.follow || args.live);
+        if engines.is_empty() && scan.engines.is_empty() && !waits_for_engines {
+            cancel.cancel();
+            return fail_nothing_watched(&scan);
         }
     }
     // Engines that start or stop while following join or leave.
@@ -326,54 +340,37 @@ async fn run() -> ExitCode {
 
 /// The watchers the options ask for, and whether to discover engines:
 /// asked for, or no engine option and no Docker named by DOCKER_HOST or a
-/// docker context.
+/// docker context. Each engine crate finds an endpoint not named by the
+/// rules of its tools (the docker CLI's, podman's, crictl's).
 fn engines(args: &Args) -> Result<(Vec<Watched>, bool), (&'static str, String)> {
     let retry = RetryPolicy::default;
     let endpoint = |url: &String| Some(url.clone()).filter(|url| !url.is_empty());
-    let mut engines = Vec::new();
+    let describe =
+        |option: &'static str| move |e: EngineError| (option, whalewatcher::describe(&e));
     let no_engine_option = args.docker.is_empty()
         && args.podman.is_empty()
         && args.containerd.is_empty()
         && args.cri.is_empty();
+    let mut engines = Vec::new();
     let mut discover = args.discover;
-    // The docker CLI's current context, read once, where a Docker is to
-    // be found by its rules.
-    let by_docker_rules =
-        (no_engine_option && !args.discover) || args.docker.iter().any(String::is_empty);
-    let context = if by_docker_rules {
-        endpoints::docker_context().map_err(|e| ("docker", e))?
-    } else {
-        None
-    };
-    let docker_urls = if no_engine_option && !args.discover {
-        let docker_host = std::env::var_os("DOCKER_HOST").is_some_and(|host| !host.is_empty());
-        if docker_host || context.is_some() {
-            vec![String::new()]
+    if no_engine_option && !args.discover {
+        // The Docker the docker CLI would use, when DOCKER_HOST or a
+        // context other than the default names one; else discovery.
+        let configured = whalewatcher::moby::configured_endpoint().map_err(describe("docker"))?;
+        if configured.is_some() {
+            let watcher =
+                whalewatcher::docker_watcher(None, retry()).map_err(describe("docker"))?;
+            engines.push(Watched {
+                option: "docker",
+                watcher,
+            });
         } else {
             discover = true;
-            Vec::new()
         }
-    } else {
-        args.docker.clone()
-    };
-    for url in &docker_urls {
-        let context = match endpoint(url) {
-            Some(_) => None,
-            None => context.clone(),
-        };
-        let watcher = match context {
-            Some(context) => {
-                let builder = whalewatcher::moby::MobyEngine::builder().endpoint(context.host);
-                match context.tls_certs {
-                    Some(certs) => builder.tls_certs(certs),
-                    None => builder,
-                }
-                .build()
-                .map(|engine| whalewatcher::Watcher::new(engine, retry()))
-            }
-            None => whalewatcher::docker_watcher(endpoint(url).as_deref(), retry()),
-        }
-        .map_err(|e| ("docker", whalewatcher::describe(&e)))?;
+    }
+    for url in &args.docker {
+        let watcher = whalewatcher::docker_watcher(endpoint(url).as_deref(), retry())
+            .map_err(describe("docker"))?;
         engines.push(Watched {
             option: "docker",
             watcher,
@@ -381,29 +378,22 @@ fn engines(args: &Args) -> Result<(Vec<Watched>, bool), (&'static str, String)> 
     }
     for url in &args.podman {
         let watcher = whalewatcher::podman_watcher(endpoint(url).as_deref(), retry())
-            .map_err(|e| ("podman", whalewatcher::describe(&e)))?;
+            .map_err(describe("podman"))?;
         engines.push(Watched {
             option: "podman",
             watcher,
         });
     }
-    for path in &args.containerd {
-        let path = Some(std::path::Path::new(path)).filter(|path| !path.as_os_str().is_empty());
-        let watcher = whalewatcher::containerd_watcher(path, retry())
-            .map_err(|e| ("containerd", whalewatcher::describe(&e)))?;
+    for socket in &args.containerd {
+        let watcher = whalewatcher::containerd_watcher(path(socket), retry())
+            .map_err(describe("containerd"))?;
         engines.push(Watched {
             option: "containerd",
             watcher,
         });
     }
-    for path in &args.cri {
-        let path = if path.is_empty() {
-            endpoints::cri_default_socket()
-        } else {
-            PathBuf::from(path)
-        };
-        let watcher = whalewatcher::cri_watcher(path, retry())
-            .map_err(|e| ("cri", whalewatcher::describe(&e)))?;
+    for socket in &args.cri {
+        let watcher = whalewatcher::cri_watcher(path(socket), retry()).map_err(describe("cri"))?;
         engines.push(Watched {
             option: "cri",
             watcher,
@@ -412,9 +402,15 @@ fn engines(args: &Args) -> Result<(Vec<Watched>, bool), (&'static str, String)> 
     Ok((engines, discover))
 }
 
-/// Says on stderr which engine processes (or APIs of one) discovery
-/// could not watch, and why; and when it found none at all.
-fn tell_unreached(scan: &Scan, nothing_else: bool) {
+/// A socket path option's value; `None` when empty (the option without a
+/// value).
+fn path(path: &str) -> Option<&std::path::Path> {
+    Some(std::path::Path::new(path)).filter(|path| !path.as_os_str().is_empty())
+}
+
+/// Says on stderr which engine processes (or APIs of one), and which
+/// well-known sockets, discovery could not watch, and why.
+fn tell_unreached(scan: &Scan) {
     for unreached in &scan.unreached {
         let api = unreached
             .api
@@ -425,6 +421,14 @@ fn tell_unreached(scan: &Scan, nothing_else: bool) {
             unreached.process, unreached.pid, unreached.reason
         );
     }
+    for unreached in &scan.unreached_sockets {
+        eprintln!(
+            "whalewatch: --discover: not watched: {} at {}: {}",
+            unreached.api,
+            unreached.socket.display(),
+            unreached.reason
+        );
+    }
     if scan
         .unreached
         .iter()
@@ -432,12 +436,23 @@ fn tell_unreached(scan: &Scan, nothing_else: bool) {
     {
         eprintln!("whalewatch: --discover: looking into other users' engines takes root");
     }
-    if nothing_else && scan.engines.is_empty() {
-        eprintln!(
-            "whalewatch: --discover: no engine found among {} processes",
-            scan.processes
-        );
-    }
+}
+
+/// No engine found by process, none at a well-known socket, none named:
+/// says what was looked at, and fails.
+fn fail_nothing_watched(scan: &Scan) -> ExitCode {
+    let unreached = scan.unreached.len() + scan.unreached_sockets.len();
+    let why = if unreached == 0 {
+        "no engine process runs here, and no engine listens at a well-known socket".to_owned()
+    } else {
+        format!("none of the {unreached} engines and sockets above could be watched")
+    };
+    eprintln!(
+        "whalewatch: no engine to watch among {} processes: {why} \
+         (name one with --docker, --podman, --containerd or --cri)",
+        scan.processes
+    );
+    ExitCode::FAILURE
 }
 
 fn fail(option: &str, message: &str) -> ExitCode {

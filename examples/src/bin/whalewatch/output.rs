@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use whalewatcher::{
     Container, EngineInfo, Event, EventKind, EventSource, Exit, FleetEngine, FleetSnapshot,
-    MemberId,
+    FoundBy, MemberId,
 };
 
 use crate::filter::{shown, Filter};
@@ -115,7 +115,7 @@ pub struct Picture {
 
 impl Picture {
     /// The engine's heading: what it is, where, its PID, the container it
-    /// runs in.
+    /// runs in, and how it was found when not named.
     pub fn heading(&self) -> String {
         let engine = &self.engine;
         let info = engine.info();
@@ -128,8 +128,13 @@ impl Picture {
             .parent()
             .map(|parent| format!(" in container {}", parent.name))
             .unwrap_or_default();
+        let found = match engine.found_by() {
+            FoundBy::Process { command, .. } => format!(", found by its process {command}"),
+            FoundBy::Socket { .. } => ", found at a well-known socket".to_owned(),
+            _ => String::new(),
+        };
         format!(
-            "{} {} at {} (engine id {}{pid}){inside}",
+            "{} {} at {} (engine id {}{pid}{found}){inside}",
             info.engine_type, info.version, info.api, info.id
         )
     }
@@ -383,13 +388,17 @@ struct EngineJson<'a> {
     projects: Vec<ProjectJson<'a>>,
 }
 
-/// An engine as the JSON shows it: what it says of itself, and the
-/// container of another listed engine it runs in (or `null`).
+/// An engine as the JSON shows it: what it says of itself, the
+/// container of another listed engine it runs in (or `null`), and how it
+/// was found (`{"by": "name"}` for an engine an option named,
+/// `{"by": "process", "command", "pid"}`, `{"by": "socket", "path",
+/// "pid"}`).
 #[derive(Serialize)]
 pub struct EngineRecord<'a> {
     #[serde(flatten)]
     info: &'a EngineInfo,
     parent: Option<ParentJson<'a>>,
+    found: &'a FoundBy,
 }
 
 impl<'a> EngineRecord<'a> {
@@ -406,6 +415,7 @@ impl<'a> EngineRecord<'a> {
         EngineRecord {
             info: engine.info(),
             parent,
+            found: engine.found_by(),
         }
     }
 }
