@@ -86,8 +86,12 @@ pub struct EngineContainers {
 pub struct Rig {
     /// The label on everything the rig made.
     pub label: String,
-    /// How to start another engine in a container, as the rig does.
+    /// How to start another engine in a container, as the rig does
+    /// (Debian trixie's engines).
     pub engines: EngineContainers,
+    /// The same with the engines users install today (Debian unstable's),
+    /// and `systemd-socket-activate`.
+    pub engines_current: EngineContainers,
     /// The host dockerd (Debian bookworm's 20.10).
     pub host_docker: Engine,
     /// The host dockerd relayed to a loopback port, plain tcp.

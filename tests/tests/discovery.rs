@@ -463,13 +463,16 @@ async fn an_engine_container_restarted_leaves_the_fleet_with_its_containers_and_
 
 /// A containerd of the rig's engines image, in a container of the host
 /// dockerd that this test made (and removes).
-struct ExtraContainerd {
+struct ExtraEngine {
     host: String,
     name: String,
 }
 
-impl ExtraContainerd {
-    fn start(rig: &Rig) -> Self {
+impl ExtraEngine {
+    /// An engine container of `image`, its entrypoint run with `engine`
+    /// (see `docker/engines/entrypoint`), its storage in a volume at
+    /// `storage`.
+    fn start(rig: &Rig, image: &rig::EngineContainers, engine: &str, storage: &str) -> Self {
         let label = test_label_value("discovery-extra");
         let name = format!("whalewatcher-test-{label}");
         let mut args = vec![
@@ -482,25 +485,25 @@ impl ExtraContainerd {
             "--label".to_owned(),
             format!("{TEST_LABEL}={label}"),
         ];
-        args.extend(rig.engines.run_args.iter().cloned());
+        args.extend(image.run_args.iter().cloned());
         args.extend([
             "-v".to_owned(),
-            "/var/lib/containerd".to_owned(),
-            rig.engines.image.clone(),
-            "containerd".to_owned(),
+            storage.to_owned(),
+            image.image.clone(),
+            engine.to_owned(),
         ]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         run_command("docker", &args);
-        ExtraContainerd {
+        ExtraEngine {
             host: rig.host_docker.endpoint.clone(),
             name,
         }
     }
 
-    /// The containerd process, once the container's init started it.
+    /// The engine process, once the container's init started it.
     async fn pid(&self) -> u32 {
         let init = self.init();
-        eventually("the container's init to start containerd", || async {
+        eventually("the container's init to start the engine", || async {
             rig::first_child(init).is_some()
         })
         .await;
@@ -527,7 +530,7 @@ impl ExtraContainerd {
     }
 }
 
-impl Drop for ExtraContainerd {
+impl Drop for ExtraEngine {
     fn drop(&mut self) {
         let _ = std::process::Command::new("docker")
             .args(["-H", &self.host, "rm", "-f", "-v", &self.name])
@@ -547,7 +550,7 @@ async fn a_containerd_started_in_a_new_container_is_found_within_one_rescan_and_
     let mut changes = Changes::of(&fleet);
     let rescanning = discovery.spawn();
 
-    let extra = ExtraContainerd::start(&rig);
+    let extra = ExtraEngine::start(&rig, &rig.engines, "containerd", "/var/lib/containerd");
     let pid = extra.pid().await;
     // From when its API socket is there to the fleet's join: one rescan
     // period, and the probe's and first sync's time.
@@ -597,6 +600,90 @@ async fn a_containerd_started_in_a_new_container_is_found_within_one_rescan_and_
     .await;
     rescanning.stop().await.expect("the rescans ran");
     discovery.close().await;
+}
+
+/// The command name of process `pid`.
+fn command_name(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_else(|e| panic!("cannot read the command name of {pid}: {e}"))
+        .trim_end()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_podman_whose_socket_an_activator_holds_is_started_by_the_scan_and_watched() {
+    let _rig = RIG.lock().await;
+    let rig = Rig::load();
+    // As systemd's podman.socket: systemd-socket-activate holds podman's
+    // socket and starts podman in its own process on the first connection.
+    let extra = ExtraEngine::start(
+        &rig,
+        &rig.engines_current,
+        "podman-activated",
+        "/var/lib/containers",
+    );
+    let pid = extra.pid().await;
+    let socket = format!("/proc/{pid}/root/run/podman/podman.sock");
+    eventually("the activator's socket", || async {
+        Path::new(&socket).exists()
+    })
+    .await;
+    assert_eq!(
+        command_name(pid),
+        "systemd-socket-",
+        "podman is not started yet"
+    );
+
+    let discovery = Discovery::new();
+    let scan = scan(&discovery).await;
+    assert_eq!(command_name(pid), "podman", "the scan started podman");
+    let found = scan
+        .engines
+        .iter()
+        .find(|f| f.pid.map(|p| p.local) == Some(pid))
+        .unwrap_or_else(|| panic!("the activated podman (PID {pid}) not found: {scan:#?}"));
+    assert_eq!(found.api, Api::Podman);
+    assert_eq!(found.socket, Path::new("/run/podman/podman.sock"));
+    assert_eq!(
+        found.found_by,
+        FoundBy::Process {
+            command: "podman".into(),
+            pid
+        }
+    );
+    assert!(
+        scan.unreached_sockets.is_empty(),
+        "{:#?}",
+        scan.unreached_sockets
+    );
+    // Watched like any other: synced, nested under its container, once.
+    let fleet = discovery.fleet();
+    eventually("the activated podman synced", || async {
+        fleet
+            .snapshot()
+            .engine(found.member)
+            .is_some_and(|engine| engine.status().is_synced())
+    })
+    .await;
+    let snapshot = fleet.snapshot();
+    let engine = snapshot.engine(found.member).expect("a member");
+    assert_eq!(
+        engine.info().engine_type,
+        whalewatcher_moby::PODMAN_TYPE,
+        "{:?}",
+        engine.info()
+    );
+    assert_eq!(
+        engine.parent().map(|p| p.name.to_string()).as_deref(),
+        Some(extra.name.as_str())
+    );
+    let at_that_socket = snapshot
+        .engines()
+        .filter(|e| e.local_pid() == Some(pid))
+        .count();
+    assert_eq!(at_that_socket, 1, "watched once");
+    discovery.close().await;
+    extra.remove();
 }
 
 /// The container events of one member, as (kind, id, watcher revision).
