@@ -114,11 +114,11 @@ async fn podman_records_and_exits_equal_what_it_tells() {
     moby_records_and_exits(&Rig::load().podman).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_oom_kill_on_dockerd_is_told_with_the_exit() {
-    let rig = Rig::load();
-    let t = DockerTest::connect(&rig.host_docker, "records-oom").await;
-    let mut w = Watching::synced(MobyEngine::new(&rig.host_docker.endpoint).unwrap()).await;
+/// A container killed for memory exits with 137 and `oom_killed`, as the
+/// engine's inspect tells.
+async fn an_oom_kill_is_told_with_the_exit(engine: &rig::Engine) {
+    let t = DockerTest::connect(engine, "records-oom").await;
+    let mut w = Watching::synced(MobyEngine::new(&engine.endpoint).unwrap()).await;
     let limit = HostConfig {
         memory: Some(16 << 20),
         memory_swap: Some(16 << 20),
@@ -129,7 +129,7 @@ async fn an_oom_kill_on_dockerd_is_told_with_the_exit() {
     let hungry = t.run_command("hungry", &["sh", "-c", hog], limit).await;
     w.events_of(&hungry, "its start", |k| k.contains(&EventKind::Started))
         .await;
-    let endpoint = &rig.host_docker.endpoint;
+    let endpoint = &engine.endpoint;
     run_command(
         "docker",
         &[&["-H", endpoint, "exec", &hungry][..], &GO].concat(),
@@ -155,6 +155,28 @@ async fn an_oom_kill_on_dockerd_is_told_with_the_exit() {
         }
     );
     w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oom_kill_on_dockerd_is_told_with_the_exit() {
+    an_oom_kill_is_told_with_the_exit(&Rig::load().host_docker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oom_kill_on_dockerd_28_is_told_with_the_exit() {
+    an_oom_kill_is_told_with_the_exit(&Rig::load().docker28).await;
+}
+
+// podman sends no `oom` event (create, init, start, die, cleanup), but its
+// inspect says OOMKilled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oom_kill_on_podman_is_told_with_the_exit() {
+    an_oom_kill_is_told_with_the_exit(&Rig::load().podman).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oom_kill_on_podman_58_is_told_with_the_exit() {
+    an_oom_kill_is_told_with_the_exit(&Rig::load().podman58).await;
 }
 
 // ---- containerd ----

@@ -49,9 +49,10 @@ mod transport;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bollard::models::{ContainerInspectResponse, SystemInfo};
-use bollard::query_parameters::EventsOptionsBuilder;
+use bollard::query_parameters::{EventsOptionsBuilder, InspectContainerOptions};
 use bollard::Docker;
 use futures::StreamExt;
 use whalewatcher_core::support::Protocol;
@@ -538,8 +539,48 @@ impl Engine for MobyEngine {
             };
             async move { mapped }
         });
+        if self.is_podman().await? {
+            return Ok(with_podman_oom_kills(events.boxed(), self.docker.clone()));
+        }
         Ok(Box::pin(events))
     }
+}
+
+/// How long an exit waits for podman to say whether it was an OOM kill.
+const OOM_LOOKUP_WAIT: Duration = Duration::from_millis(500);
+
+/// OOM lookups at once.
+const OOM_LOOKUPS: usize = 16;
+
+/// podman's exits with whether they were OOM kills: podman sends no `oom`
+/// event (a container killed for memory has create, init, start, die,
+/// cleanup on the compat and the libpod stream alike), while its inspect
+/// says `OOMKilled`. An exit by SIGKILL (137), the only one an OOM kill
+/// makes, is asked about while the container is still there, within
+/// [`OOM_LOOKUP_WAIT`]; events keep their order.
+fn with_podman_oom_kills(events: EngineEvents, docker: Docker) -> EngineEvents {
+    events
+        .map(move |item| {
+            let docker = docker.clone();
+            async move {
+                let mut event = match item {
+                    Ok(event) if event.exit.is_some_and(|exit| exit.code == Some(137)) => event,
+                    other => return other,
+                };
+                let asked = tokio::time::timeout(
+                    OOM_LOOKUP_WAIT,
+                    docker.inspect_container(&event.id, None::<InspectContainerOptions>),
+                );
+                let told = asked.await.ok().and_then(Result::ok);
+                let oom_killed = told.and_then(|inspected| inspected.state?.oom_killed);
+                if let (Some(exit), Some(oom_killed)) = (event.exit.as_mut(), oom_killed) {
+                    exit.oom_killed = Some(exit.oom_killed == Some(true) || oom_killed);
+                }
+                Ok(event)
+            }
+        })
+        .buffered(OOM_LOOKUPS)
+        .boxed()
 }
 
 /// Turns a bollard error into the core's typed error; `id` names the
