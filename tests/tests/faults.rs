@@ -350,6 +350,13 @@ async fn frozen(
         exit.source,
         exit.exit
     );
+    // Heard or not (dockerd replays it; containerd's exit went out while
+    // the watch was away), the exit says how: killed.
+    assert_eq!(
+        exit.exit.and_then(|exit| exit.code),
+        Some(137),
+        "{name}: the exit of the container killed during the freeze: {exit:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -382,7 +389,7 @@ async fn cut_stream(
     w: &mut Watching,
     proxy: &HttpProxy,
     load: &dyn Workload,
-    kill: impl std::future::Future<Output = ()>,
+    (victim, kill): (&str, impl std::future::Future<Output = ()>),
 ) {
     wait_for_truth(w, load, "before the cut").await;
     fenced_events(w, load, "fence-before", 0).await;
@@ -405,6 +412,14 @@ async fn cut_stream(
         "the test killed nothing"
     );
     assert_exactly(seen, expected);
+    // Its exit went out while the watcher could not hear: replayed
+    // (dockerd) or not (containerd, CRI: then the exit the engine still
+    // keeps), it says how the container ended: killed.
+    let exit = w.seen[from..]
+        .iter()
+        .find(|e| e.kind == EventKind::Exited && e.container.id() == victim)
+        .unwrap_or_else(|| panic!("no exit of {victim}"));
+    assert_eq!(exit.exit.and_then(|exit| exit.code), Some(137), "{exit:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,7 +432,7 @@ async fn a_cut_docker_event_stream_is_resynchronized_without_loss() {
     let mut w = Watching::synced(MobyEngine::new(proxy.endpoint()).unwrap()).await;
     let load = MobyWorkload(t);
     let kill = load.0.kill(&victim);
-    cut_stream(&mut w, &proxy, &load, kill).await;
+    cut_stream(&mut w, &proxy, &load, (&victim, kill)).await;
     w.stop().await;
 }
 
@@ -438,12 +453,13 @@ async fn a_cut_containerd_event_stream_is_resynchronized_without_loss() {
     let proxy = HttpProxy::grpc(&rig.containerd, Rules::default());
     let mut w = Watching::synced(ContainerdEngine::new(proxy.socket()).expect("engine")).await;
     let load = ContainerdWorkload::new(t.clone(), NAMESPACE);
+    let shown = format!("{NAMESPACE}/{victim}");
     let kill = async move {
         tokio::task::spawn_blocking(move || t.kill(NAMESPACE, &victim))
             .await
             .unwrap();
     };
-    cut_stream(&mut w, &proxy, &load, kill).await;
+    cut_stream(&mut w, &proxy, &load, (&shown, kill)).await;
     w.stop().await;
 }
 
@@ -458,7 +474,7 @@ async fn a_cut_cri_event_stream_is_resynchronized_without_loss() {
     let mut w = Watching::synced(CriEngine::new(proxy.socket()).expect("engine")).await;
     let load = CriWorkload(t);
     let kill = load.0.stop_container(&victim);
-    cut_stream(&mut w, &proxy, &load, kill).await;
+    cut_stream(&mut w, &proxy, &load, (&victim, kill)).await;
     w.stop().await;
 }
 

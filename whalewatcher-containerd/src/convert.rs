@@ -34,6 +34,14 @@ pub(crate) fn split_display_id(display_id: &str) -> (&str, &str) {
 /// The container a task belongs to. A task from the task *list* names its
 /// container in `id` and leaves `container_id` empty (seen on containerd
 /// 1.7); a task from a get fills `container_id`.
+/// How a stopped task exited; `None` for a task in any other state.
+pub(crate) fn stopped_exit(task: &Process) -> Option<whalewatcher_core::Exit> {
+    (Status::try_from(task.status).ok()? == Status::Stopped).then(|| whalewatcher_core::Exit {
+        code: i32::try_from(task.exit_status).ok(),
+        oom_killed: None,
+    })
+}
+
 pub(crate) fn task_container_id(task: &Process) -> &str {
     if task.container_id.is_empty() {
         &task.id

@@ -62,7 +62,9 @@ use convert::RecordFields;
 use futures::{StreamExt, TryStreamExt};
 use kept::{KeptRecord, KeptRecordMessage};
 use whalewatcher_core::support::{readable, status_error, Protocol};
-use whalewatcher_core::{async_trait, Container, Engine, EngineError, EngineEvents, EngineInfo};
+use whalewatcher_core::{
+    async_trait, Container, Engine, EngineError, EngineEvents, EngineInfo, Exit,
+};
 
 pub use convert::NERDCTL_NAME_LABEL;
 
@@ -78,6 +80,10 @@ pub const DEFAULT_IGNORED_NAMESPACES: [&str; 2] = ["moby", "k8s.io"];
 #[doc(hidden)]
 /// The topic of the markers that prove a subscription live.
 pub const BARRIER_TOPIC: &str = "/whalewatcher/barrier";
+
+/// Stopped tasks asked at once for the exits of containers that ended
+/// unheard.
+const EXIT_LOOKUPS: usize = 16;
 
 const TOPICS: [&str; 5] = [
     "/tasks/start",
@@ -659,6 +665,34 @@ impl Engine for ContainerdEngine {
             .ok_or_else(|| EngineError::Processless { id: id.to_owned() })?;
         self.container(namespace, &record, &task)
             .ok_or_else(|| EngineError::Processless { id: id.to_owned() })
+    }
+
+    /// From the tasks containerd keeps stopped until they are deleted.
+    async fn exits(&self, ids: &[Arc<str>]) -> HashMap<Arc<str>, Exit> {
+        let Ok(channel) = self.channel().await else {
+            return HashMap::new();
+        };
+        let mut asked = Vec::with_capacity(ids.len());
+        for id in ids {
+            let (namespace, container_id) = convert::split_display_id(id);
+            let request = self.namespaced(
+                GetRequest {
+                    container_id: container_id.to_owned(),
+                    exec_id: String::new(),
+                },
+                namespace,
+            );
+            let (mut tasks, id) = (TasksClient::new(channel.clone()), id.clone());
+            asked.push(async move {
+                let process = tasks.get(request.ok()?).await.ok()?.into_inner().process?;
+                Some((id, convert::stopped_exit(&process)?))
+            });
+        }
+        futures::stream::iter(asked)
+            .buffer_unordered(EXIT_LOOKUPS)
+            .filter_map(futures::future::ready)
+            .collect()
+            .await
     }
 
     async fn diagnose(&self, error: EngineError) -> EngineError {

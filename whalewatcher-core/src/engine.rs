@@ -1,7 +1,9 @@
 //! The interface every engine crate implements.
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -9,7 +11,7 @@ use serde::Serialize;
 
 use crate::container::Container;
 use crate::error::EngineError;
-use crate::event::EngineEvent;
+use crate::event::{EngineEvent, Exit};
 
 /// The lifecycle events of an engine, as [`Engine::subscribe`] returns them.
 ///
@@ -85,6 +87,18 @@ pub trait Engine: Any + Send + Sync + Debug {
     /// for the engine's [`info`](Self::info).
     async fn ping(&self) -> Result<(), EngineError> {
         self.info().await.map(|_| ())
+    }
+
+    /// How containers exited that were alive at the last sync and are gone
+    /// from a new list, with no event that said so — they ended while the
+    /// watch could not hear the engine (it was lost, or frozen) — as far
+    /// as the engine still knows (containerd keeps a stopped task until
+    /// it is deleted). Asked after such a list, within the inspect
+    /// deadline; the exits it answers go with the containers' `Exited`
+    /// events. The default knows none.
+    async fn exits(&self, ids: &[Arc<str>]) -> HashMap<Arc<str>, Exit> {
+        let _ = ids;
+        HashMap::new()
     }
 
     /// Says more of an error that kept a session from synchronizing, when

@@ -13,7 +13,7 @@
 //! Enabled in this crate's tests and, for other crates, by the `testing`
 //! feature.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::container::Container;
 use crate::engine::{Engine, EngineEvents, EngineInfo};
 use crate::error::EngineError;
-use crate::event::{EngineEvent, Event, EventKind};
+use crate::event::{EngineEvent, Event, EventKind, Exit};
 use crate::portfolio::Portfolio;
 
 /// How long the helpers here wait for a condition before failing the test.
@@ -76,6 +76,8 @@ struct Shared {
 #[derive(Debug, Default)]
 struct State {
     truth: BTreeMap<String, Container>,
+    /// How the containers exited unheard ended, as the engine keeps it.
+    kept_exits: BTreeMap<String, Exit>,
     down: bool,
     subscribe_error: Option<EngineError>,
     info_error: Option<EngineError>,
@@ -164,6 +166,16 @@ impl ScriptedEngine {
     pub fn die(&self, id: &str) {
         self.remove(id);
         self.emit(EngineEvent::new(EventKind::Exited, id));
+    }
+
+    /// A container ends with no event, as while nobody listens, and the
+    /// engine keeps how (as containerd keeps a stopped task):
+    /// [`Engine::exits`] tells it.
+    pub fn exit_unheard(&self, id: &str, exit: Exit) {
+        self.update(|state| {
+            state.truth.remove(id);
+            state.kept_exits.insert(id.to_owned(), exit);
+        });
     }
 
     /// Pauses a container in the truth and emits `Paused`.
@@ -464,6 +476,13 @@ impl Engine for ScriptedEngine {
             tokio::time::sleep(latency).await;
         }
         self.truth_of(id)
+    }
+
+    async fn exits(&self, ids: &[Arc<str>]) -> HashMap<Arc<str>, Exit> {
+        let state = self.state();
+        ids.iter()
+            .filter_map(|id| Some((id.clone(), *state.kept_exits.get(&**id)?)))
+            .collect()
     }
 
     async fn ping(&self) -> Result<(), EngineError> {

@@ -541,6 +541,39 @@ impl Engine for CriEngine {
         listed
     }
 
+    /// From the statuses the CRI keeps of exited containers (sandboxes
+    /// have no exit code, and are left out).
+    async fn exits(&self, ids: &[Arc<str>]) -> HashMap<Arc<str>, Exit> {
+        let Ok(client) = self.client().await else {
+            return HashMap::new();
+        };
+        let asked: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let (mut client, id) = (client.clone(), id.clone());
+                async move {
+                    let request = ContainerStatusRequest {
+                        container_id: id.to_string(),
+                        verbose: false,
+                    };
+                    let status = client.container_status(request).await.ok()?;
+                    let status = status.into_inner().status?;
+                    let exited = status.state == ContainerState::ContainerExited as i32;
+                    let exit = Exit {
+                        code: Some(status.exit_code),
+                        oom_killed: Some(status.reason == "OOMKilled"),
+                    };
+                    exited.then_some((id, exit))
+                }
+            })
+            .collect();
+        futures::stream::iter(asked)
+            .buffer_unordered(self.max_concurrent_inspects)
+            .filter_map(futures::future::ready)
+            .collect()
+            .await
+    }
+
     async fn inspect(&self, id: &str) -> Result<Container, EngineError> {
         if !self.task_events.load(Ordering::Relaxed) {
             return self.inspect_now(id).await;

@@ -51,12 +51,14 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::models::{ContainerInspectResponse, SystemInfo};
+use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum, SystemInfo};
 use bollard::query_parameters::{EventsOptionsBuilder, InspectContainerOptions};
 use bollard::Docker;
 use futures::StreamExt;
 use whalewatcher_core::support::Protocol;
-use whalewatcher_core::{async_trait, Container, Engine, EngineError, EngineEvents, EngineInfo};
+use whalewatcher_core::{
+    async_trait, Container, Engine, EngineError, EngineEvents, EngineInfo, Exit,
+};
 
 use convert::PodMembership;
 pub use endpoint::{
@@ -513,6 +515,31 @@ impl Engine for MobyEngine {
             }
             None => error,
         }
+    }
+
+    /// From the inspects of the containers still there (not removed).
+    async fn exits(&self, ids: &[Arc<str>]) -> HashMap<Arc<str>, Exit> {
+        let asked = ids.iter().map(|id| {
+            let (docker, id) = (self.docker.clone(), id.clone());
+            async move {
+                let options = None::<InspectContainerOptions>;
+                let state = docker.inspect_container(&id, options).await.ok()?.state?;
+                let exited = matches!(
+                    state.status,
+                    Some(ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD)
+                );
+                let exit = Exit {
+                    code: state.exit_code.and_then(|code| i32::try_from(code).ok()),
+                    oom_killed: state.oom_killed,
+                };
+                exited.then_some((id, exit))
+            }
+        });
+        futures::stream::iter(asked.collect::<Vec<_>>())
+            .buffer_unordered(self.max_concurrent_inspects)
+            .filter_map(futures::future::ready)
+            .collect()
+            .await
     }
 
     async fn subscribe(&self) -> Result<EngineEvents, EngineError> {

@@ -31,7 +31,7 @@ use tracing::{debug, debug_span, info, info_span, warn, Instrument};
 use crate::container::{Container, StringPool};
 use crate::engine::{EngineEvents, EngineInfo};
 use crate::error::{describe as describe_error, EngineError, WatchError};
-use crate::event::{EngineEvent, Event, EventKind, EventSource};
+use crate::event::{EngineEvent, Event, EventKind, EventSource, Exit};
 use crate::portfolio::{Difference, Portfolio};
 
 use super::inspections::{Inspected, Inspections};
@@ -592,15 +592,53 @@ impl SyncLoop {
                 () = describing(&mut self.describing) => {}
             }
         };
-        self.take_in_list(listed, held_back);
+        let exits = self.exits_of_the_unheard(&listed, &held_back, stop).await?;
+        self.take_in_list(listed, held_back, &exits);
         Ok(())
+    }
+
+    /// How the containers exited that the list lost without an event held
+    /// back for them, as far as the engine still tells (within the inspect
+    /// deadline; nothing, when it cannot).
+    async fn exits_of_the_unheard(
+        &mut self,
+        listed: &[Container],
+        held_back: &[EngineEvent],
+        stop: &Stop,
+    ) -> Result<HashMap<Arc<str>, Exit>, Interrupt> {
+        let listed: HashSet<&str> = listed.iter().map(Container::id).collect();
+        let told: HashSet<&str> = held_back
+            .iter()
+            .filter(|event| event.kind == EventKind::Exited)
+            .map(|event| event.id.as_str())
+            .collect();
+        let unheard: Vec<Arc<str>> = lock(&self.shared.current)
+            .containers()
+            .map(|container| container.shared_id())
+            .filter(|id| !listed.contains(id.as_ref()) && !told.contains(id.as_ref()))
+            .cloned()
+            .collect();
+        if unheard.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let engine = self.shared.engine.clone();
+        let asking = tokio::time::timeout(self.shared.deadlines.inspect, engine.exits(&unheard));
+        tokio::select! {
+            _ = stop.stopped() => Err(Interrupt::Stopped),
+            exits = asking => Ok(exits.unwrap_or_default()),
+        }
     }
 
     /// Publishes the list's result brought up to date by the events held
     /// back during the list, with the difference to what subscribers saw
     /// before. The new portfolio is made beside the published one, which
     /// readers keep seeing until it is complete (make-before-break).
-    fn take_in_list(&mut self, listed: Vec<Container>, held_back: Vec<EngineEvent>) {
+    fn take_in_list(
+        &mut self,
+        listed: Vec<Container>,
+        held_back: Vec<EngineEvent>,
+        exits: &HashMap<Arc<str>, Exit>,
+    ) {
         let _span = debug_span!("take_in_list").entered();
         let seen = lock(&self.shared.current).clone();
         let mut working = seen.clone();
@@ -645,7 +683,13 @@ impl SyncLoop {
                         event.exit = reported.exit;
                         event
                     }
-                    None => event_of(kind, container, EventSource::Sync, None),
+                    None => {
+                        let mut event = event_of(kind, container, EventSource::Sync, None);
+                        if kind == EventKind::Exited {
+                            event.exit = exits.get(event.container.id()).copied();
+                        }
+                        event
+                    }
                 }
             })
             .collect();

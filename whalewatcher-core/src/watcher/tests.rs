@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::testing::{replay, ScriptedEngine, DEADLINE, SCRIPTED_API};
-use crate::{Container, EngineEvent, Event, EventKind, EventSource, EventStream, Lagged};
+use crate::{Container, EngineEvent, Event, EventKind, EventSource, EventStream, Exit, Lagged};
 
 fn container(id: &str) -> Container {
     Container::new(id, format!("name-{id}"), 100)
@@ -479,6 +479,49 @@ async fn engine_lost_keeps_the_old_portfolio_until_the_relist_then_reports_the_d
         replay(&h.log.snapshot, &h.log.events()),
         *h.watcher.portfolio()
     );
+    h.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn exits_unheard_during_an_outage_carry_what_the_engine_kept_of_them() {
+    let engine = ScriptedEngine::new();
+    engine.add([
+        container("kept"),
+        container("forgotten"),
+        container("alive"),
+    ]);
+    let mut h = Harness::start(&engine);
+    h.watcher.ready().await.unwrap();
+
+    engine.go_down();
+    eventually("the watcher noticed", || !h.watcher.status().is_synced()).await;
+    let killed = Exit {
+        code: Some(137),
+        oom_killed: Some(false),
+    };
+    engine.exit_unheard("kept", killed);
+    // Removed with its record: nothing kept.
+    engine.remove("forgotten");
+    engine.come_up();
+    h.log
+        .wait_until("both exits", |items| {
+            items
+                .iter()
+                .filter(|item| matches!(item, Ok(e) if e.kind == EventKind::Exited))
+                .count()
+                == 2
+        })
+        .await;
+    let exit_of = |id: &str| {
+        let events = h.log.events();
+        let exit = events
+            .iter()
+            .find(|e| e.kind == EventKind::Exited && e.container.id() == id)
+            .unwrap_or_else(|| panic!("no exit of {id}"));
+        (exit.source, exit.exit)
+    };
+    assert_eq!(exit_of("kept"), (EventSource::Sync, Some(killed)));
+    assert_eq!(exit_of("forgotten"), (EventSource::Sync, None));
     h.stop().await.unwrap();
 }
 
