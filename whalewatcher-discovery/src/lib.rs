@@ -9,7 +9,7 @@
 //! let discovery = Discovery::new();
 //! let scan = discovery.scan().await?;
 //! for found in &scan.engines {
-//!     println!("{} at {} (PID {})", found.api, found.endpoint, found.pid.local);
+//!     println!("{} at {}, found by {:?}", found.api, found.endpoint, found.found_by);
 //! }
 //! for container in discovery.fleet().snapshot().containers() {
 //!     println!("{} PID {:?} here", container.container().name(), container.local_pid());
@@ -41,8 +41,18 @@
 //! - **Rescans** look only at processes not seen before; an engine whose
 //!   process is gone leaves the fleet (its containers exited).
 //!
+//! - **Activators**: a socket named `docker.sock` or `podman.sock` that
+//!   systemd (or `systemd-socket-activate`) holds for an engine not
+//!   started yet is connected to, once; the engine starts and is found by
+//!   its process.
+//! - **Well-known sockets** ([`DiscoveryBuilder::well_known_sockets`]):
+//!   the engines at the sockets where each kind listens by default, when
+//!   this process may connect to them, each engine once; the process
+//!   listening there (`SO_PEERCRED`) gives its PIDs.
+//!
 //! Without root, other users' engines cannot be looked into: they are
-//! reported in [`Scan::unreached`] with the reason, and the scan goes on.
+//! reported in [`Scan::unreached`] with the reason — unless reached at a
+//! well-known socket — and the scan goes on.
 
 mod parents;
 mod pids;
