@@ -3,6 +3,7 @@
 
 use std::process::{Command, Stdio};
 
+use futures::StreamExt;
 use serde_json::Value;
 use whalewatcher_tests::docker::DockerTest;
 use whalewatcher_tests::rig::Rig;
@@ -741,6 +742,12 @@ struct Terminal {
 
 impl Terminal {
     fn start(server: &str, command: &str) -> Terminal {
+        Self::sized(server, command, 200, 50)
+    }
+
+    /// A terminal of `width` × `height`.
+    fn sized(server: &str, command: &str, width: u16, height: u16) -> Terminal {
+        let (width, height) = (width.to_string(), height.to_string());
         whalewatcher_tests::run_command(
             "tmux",
             &[
@@ -751,9 +758,9 @@ impl Terminal {
                 "-s",
                 "t",
                 "-x",
-                "200",
+                &width,
                 "-y",
-                "50",
+                &height,
                 command,
             ],
         );
@@ -793,6 +800,23 @@ impl Terminal {
         }
     }
 
+    fn resize(&self, width: u16, height: u16) {
+        whalewatcher_tests::run_command(
+            "tmux",
+            &[
+                "-L",
+                &self.server,
+                "resize-window",
+                "-t",
+                "t",
+                "-x",
+                &width.to_string(),
+                "-y",
+                &height.to_string(),
+            ],
+        );
+    }
+
     fn keys(&self, keys: &str) {
         whalewatcher_tests::run_command(
             "tmux",
@@ -807,6 +831,79 @@ impl Drop for Terminal {
             .args(["-L", &self.server, "kill-server"])
             .output();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_fits_80_by_24_and_40_by_12_with_300_containers_and_shows_a_record() {
+    let rig = Rig::load();
+    let t = DockerTest::connect(&rig.host_docker, "cli-live-fit").await;
+    let names: Vec<String> = (0..300).map(|n| format!("c{n:03}")).collect();
+    futures::stream::iter(names.iter().map(|name| t.run(name, &[])))
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    let mine = format!("label={TEST_LABEL}={}", t.label);
+    let exit_file = std::env::temp_dir().join(format!("{}.exit", t.label));
+    let terminal = Terminal::sized(
+        &t.label,
+        &format!(
+            "{WHALEWATCH} --live --docker {} --filter {mine}; echo $? > {}; sleep 60",
+            rig.host_docker.endpoint,
+            exit_file.display()
+        ),
+        80,
+        24,
+    );
+    let fits = |width: usize| {
+        move |screen: &str| {
+            let lines: Vec<&str> = screen.lines().collect();
+            lines
+                .first()
+                .is_some_and(|l| l.starts_with("whalewatch --live:"))
+                && lines
+                    .iter()
+                    .any(|l| l.contains("CONTAINER") && l.contains("STATE"))
+                && lines.iter().all(|l| l.chars().count() <= width)
+        }
+    };
+    terminal
+        .shows("the title, the header, 300 shown", |s| {
+            fits(80)(s) && s.contains("300 shown") && s.contains(" of 301 ")
+        })
+        .await;
+    let last = format!("c299-{}", t.label);
+    terminal.keys("End");
+    terminal
+        .shows("the last container, at the end", |s| s.contains(&last))
+        .await;
+    terminal.keys("Enter");
+    terminal
+        .shows("its record, with its labels", |s| {
+            s.contains("labels") && s.contains(&format!("{TEST_LABEL}={}", t.label))
+        })
+        .await;
+    terminal.keys("Escape");
+    terminal.resize(40, 12);
+    terminal
+        .shows("the screen redrawn to 40 columns", |s| {
+            fits(40)(s) && !s.contains("IMAGE")
+        })
+        .await;
+    terminal.keys("q");
+    let code = within("whalewatch to end on q", async {
+        loop {
+            match std::fs::read_to_string(&exit_file) {
+                Ok(code) if code.ends_with('\n') => return code,
+                _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await;
+    std::fs::remove_file(&exit_file).unwrap();
+    assert_eq!(code.trim(), "0", "exit code");
+    terminal
+        .shows("the normal screen", |s| !s.contains("whalewatch --live:"))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

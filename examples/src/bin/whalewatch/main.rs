@@ -286,22 +286,15 @@ async fn run() -> ExitCode {
             () = Signals::requested(&mut signals) => ExitCode::SUCCESS,
         }
     } else if args.live {
-        let printing = Printing {
-            format: &Format::Table,
-            quiet: false,
-            no_trunc: args.no_trunc,
-            filters: &args.filter,
-            named: engines.len(),
-        };
         let until = async {
             tokio::select! {
                 () = Signals::requested(&mut signals) => None,
                 Some(ended) = watches.next() => Some(ended),
             }
         };
-        match live::run(&fleet, &printing, until).await {
-            Ok(None) => ExitCode::SUCCESS,
-            Ok(Some((option, ended))) => fail_watch(option, ended),
+        match live::run(&fleet, &args.filter, engines.len(), until).await {
+            Ok(None | Some(None)) => ExitCode::SUCCESS,
+            Ok(Some(Some((option, ended)))) => fail_watch(option, ended),
             Err(error) => exit_after_writing(Err(error)),
         }
     } else {
