@@ -45,6 +45,8 @@ struct Engine {
     template: serde_json::Value,
     served: Mutex<Arc<Served>>,
     restarts: tokio::sync::watch::Sender<u64>,
+    /// Events for the streams open now (see [`LoopbackDocker::emit`]).
+    events: tokio::sync::broadcast::Sender<Bytes>,
 }
 
 /// A running endpoint; stops when dropped.
@@ -63,6 +65,7 @@ impl LoopbackDocker {
             served: Mutex::new(Arc::new(serve(&template, 0..n))),
             template,
             restarts: tokio::sync::watch::channel(0).0,
+            events: tokio::sync::broadcast::channel(4096).0,
         });
         let server = ServerThread::start(dir, "loopback-docker", {
             let engine = engine.clone();
@@ -81,6 +84,32 @@ impl LoopbackDocker {
         });
         LoopbackDocker { engine, server }
     }
+}
+
+impl LoopbackDocker {
+    /// Sends `event` (one JSON event, as dockerd writes them) on every
+    /// event stream open now.
+    pub fn emit(&self, event: Bytes) {
+        let _ = self.engine.events.send(event);
+    }
+}
+
+/// A `pause` (or `unpause`) event of container `i`, as dockerd sends it.
+pub fn pause_event(i: usize, paused: bool) -> Bytes {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after the epoch");
+    let event = serde_json::json!({
+        "Type": "container",
+        "Action": if paused { "pause" } else { "unpause" },
+        "Actor": {"ID": container_id(i), "Attributes": {"name": format!("loopback-{i}")}},
+        "scope": "local",
+        "time": now.as_secs(),
+        "timeNano": now.as_nanos() as u64,
+    });
+    let mut line = serde_json::to_vec(&event).expect("JSON");
+    line.push(b'\n');
+    Bytes::from(line)
 }
 
 impl Loopback for LoopbackDocker {
@@ -172,15 +201,31 @@ fn answer(engine: &Engine, request: &Request<Incoming>) -> Response<Body> {
         );
     }
     if path == "/events" || path.ends_with("/events") {
-        // Quiet, and open until the client goes or the engine restarts.
-        let mut restarts = engine.restarts.subscribe();
-        let quiet = futures::stream::once(async move {
-            let _ = restarts.changed().await;
-        })
-        .filter_map(|()| futures::future::ready(None::<Result<Frame<Bytes>, Infallible>>));
+        // What is emitted from now on (quiet unless a test emits), open
+        // until the client goes or the engine restarts.
+        let restarts = engine.restarts.subscribe();
+        let events = engine.events.subscribe();
+        let stream = futures::stream::unfold(
+            (restarts, events),
+            |(mut restarts, mut events)| async move {
+                loop {
+                    tokio::select! {
+                        _ = restarts.changed() => return None,
+                        event = events.recv() => match event {
+                            Ok(event) => {
+                                let frame = Ok::<_, Infallible>(Frame::data(event));
+                                return Some((frame, (restarts, events)));
+                            }
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                            Err(_) => return None,
+                        },
+                    }
+                }
+            },
+        );
         return Response::builder()
             .header("Content-Type", "application/json")
-            .body(StreamBody::new(quiet.boxed()).boxed_unsync())
+            .body(StreamBody::new(stream.boxed()).boxed_unsync())
             .expect("a response");
     }
     if path == "/containers/json" || path.ends_with("/containers/json") {

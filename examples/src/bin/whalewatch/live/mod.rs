@@ -66,16 +66,26 @@ pub async fn run<F: std::future::Future>(
     let mut keys = EventStream::new();
     let mut view = View::new(filters.to_vec());
     let mut rows: Vec<Row> = Vec::new();
+    // Rows are made again only when the fleet, the marks or the view
+    // changed; the clock's redraw reuses them.
+    let mut stale = true;
+    let mut marks_due: Option<Instant> = None;
     let mut dirty = true;
     let mut last_draw = Instant::now() - REDRAW_EVERY;
     let mut page = 10;
     tokio::pin!(until);
     loop {
         let snapshot = fleet.snapshot();
-        let next_mark = view.expire(&snapshot);
         let now = Instant::now();
+        if marks_due.is_some_and(|due| due <= now) {
+            stale = true;
+        }
         if dirty && now - last_draw >= REDRAW_EVERY {
-            rows = view.rows(&snapshot, named);
+            if stale {
+                marks_due = view.expire(&snapshot);
+                rows = view.rows(&snapshot, named);
+                stale = false;
+            }
             screen.terminal.draw(|frame| {
                 page = frame.area().height.saturating_sub(4).max(1) as usize;
                 draw::draw(frame, &snapshot, &mut view, &rows, named);
@@ -84,10 +94,11 @@ pub async fn run<F: std::future::Future>(
             dirty = false;
         }
         // Wake for the pending redraw, the next mark to go, or the clock.
+        let clock = last_draw + Duration::from_secs(1);
         let wake = if dirty {
             last_draw + REDRAW_EVERY
         } else {
-            next_mark.unwrap_or(last_draw + Duration::from_secs(1))
+            marks_due.map_or(clock, |due| due.min(clock))
         };
         tokio::select! {
             done = &mut until => return Ok(Some(done)),
@@ -96,12 +107,14 @@ pub async fn run<F: std::future::Future>(
                     view.take_in(&change, &fleet.snapshot());
                 }
                 dirty = true;
+                stale = true;
             }
             key = keys.next() => match key {
                 Some(Ok(Event::Key(key))) => match asked(&mut view, &rows, key, page) {
                     Asked::Quit => return Ok(None),
                     Asked::Redraw => {
                         dirty = true;
+                        stale = true;
                         // Keys answer at once, not at the next redraw slot.
                         last_draw = Instant::now() - REDRAW_EVERY;
                     }

@@ -349,25 +349,26 @@ impl View {
     }
 
     fn order(&self, engine: &FleetEngine, containers: &mut [(Arc<Container>, Option<Mark>)]) {
-        let group = |c: &Container| -> String {
-            match self.grouping {
-                Grouping::Project => c.project().to_owned(),
-                Grouping::Pod => c
-                    .pod()
-                    .map(|pod| format!("{}/{}", pod.namespace, pod.name))
-                    .unwrap_or_default(),
-            }
-        };
+        let pod = |c: &Container| c.pod().map(|pod| (pod.namespace.clone(), pod.name.clone()));
         let pid = |c: &Container| engine.local_pid_of(c.id()).unwrap_or(c.pid());
         // Youngest first; unknown start times last.
         let age = |c: &Container| std::cmp::Reverse(c.started().unwrap_or(SystemTime::UNIX_EPOCH));
-        containers.sort_by(|(a, _), (b, _)| match self.sort {
-            Sort::Project => (group(a), a.name()).cmp(&(group(b), b.name())),
-            Sort::Name => a.name().cmp(b.name()),
-            Sort::Engine => a.id().cmp(b.id()),
-            Sort::Pid => pid(a).cmp(&pid(b)),
-            Sort::Age => age(a).cmp(&age(b)).then_with(|| a.name().cmp(b.name())),
-        });
+        // No allocation per comparison: at 5,000 containers, ten times a
+        // second, it shows.
+        match (self.sort, self.grouping) {
+            (Sort::Project, Grouping::Project) => containers.sort_unstable_by(|(a, _), (b, _)| {
+                (a.project(), a.name()).cmp(&(b.project(), b.name()))
+            }),
+            (Sort::Project, Grouping::Pod) => {
+                containers.sort_by_cached_key(|(c, _)| (pod(c), c.name().to_owned()))
+            }
+            (Sort::Name, _) => containers.sort_unstable_by(|(a, _), (b, _)| a.name().cmp(b.name())),
+            (Sort::Engine, _) => containers.sort_unstable_by(|(a, _), (b, _)| a.id().cmp(b.id())),
+            (Sort::Pid, _) => containers.sort_unstable_by_key(|(c, _)| pid(c)),
+            (Sort::Age, _) => containers.sort_unstable_by(|(a, _), (b, _)| {
+                age(a).cmp(&age(b)).then_with(|| a.name().cmp(b.name()))
+            }),
+        }
     }
 
     /// Moves the cursor by `delta` rows (within `rows`), and remembers
