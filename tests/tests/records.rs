@@ -7,15 +7,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bollard::models::HostConfig;
 use k8s_cri::v1::ContainerStatusRequest;
 use whalewatcher_containerd::ContainerdEngine;
-use whalewatcher_core::{Container, EventKind, Exit};
+use whalewatcher_core::{Container, Event, EventKind, EventSource, Exit, Health};
 use whalewatcher_cri::CriEngine;
 use whalewatcher_moby::MobyEngine;
 use whalewatcher_tests::containerd::ContainerdTest;
 use whalewatcher_tests::cri::CriTest;
 use whalewatcher_tests::docker::DockerTest;
 use whalewatcher_tests::rig::{self, Rig};
-use whalewatcher_tests::run_command;
 use whalewatcher_tests::watching::Watching;
+use whalewatcher_tests::{run_command, within};
 
 /// Waits in the container until `/tmp/go` exists, then exits with 3.
 /// (The workload image has `sh` and `sleep`, not `touch`: see [`GO`].)
@@ -177,6 +177,101 @@ async fn an_oom_kill_on_podman_is_told_with_the_exit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oom_kill_on_podman_58_is_told_with_the_exit() {
     an_oom_kill_is_told_with_the_exit(&Rig::load().podman58).await;
+}
+
+/// A container with a health check (on Docker, whose dockerd runs the
+/// checks; podman needs systemd's timers for them, which the rig's podman
+/// does not have) becomes healthy, and a rename shows at once: each an
+/// `Updated` event from the engine's report, the record inspected again.
+async fn health_and_renames_are_kept_current(engine: &rig::Engine, health: bool) {
+    let t = DockerTest::connect(engine, "records-health").await;
+    let mut w = Watching::synced(MobyEngine::new(&engine.endpoint).unwrap()).await;
+    let name = format!("checked-{}", t.label);
+    let label = format!("{}={}", whalewatcher_tests::TEST_LABEL, t.label);
+    let mut args = vec![
+        "-H",
+        &engine.endpoint,
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--label",
+        &label,
+        "--name",
+        &name,
+    ];
+    if health {
+        args.extend(["--health-cmd", "true", "--health-interval", "1s"]);
+    }
+    args.extend([engine.image(), "sleep", "1d"]);
+    let id = run_command("docker", &args).trim().to_owned();
+    w.events_of(&id, "its start", |k| k.contains(&EventKind::Started))
+        .await;
+    if health {
+        let healthy = updated(&mut w, &id, "the update to healthy", |c| {
+            c.health() == Some(Health::Healthy)
+        })
+        .await;
+        assert_eq!(healthy.source, EventSource::Engine);
+    }
+    let renamed = format!("renamed-{}", t.label);
+    run_command(
+        "docker",
+        &["-H", &engine.endpoint, "rename", &name, &renamed],
+    );
+    let event = updated(&mut w, &id, "the update to the new name", |c| {
+        c.name() == renamed
+    })
+    .await;
+    assert_eq!(
+        event.container.health(),
+        health.then_some(Health::Healthy),
+        "the rest of the record as it was"
+    );
+    w.stop().await;
+}
+
+/// Reads events until one of `id` is an `Updated` whose container passes
+/// `holds`; returns it.
+async fn updated(
+    w: &mut Watching,
+    id: &str,
+    what: &str,
+    holds: impl Fn(&Container) -> bool,
+) -> Event {
+    let from = w.seen.len();
+    let found = |seen: &[Event]| {
+        seen.iter()
+            .find(|e| e.kind == EventKind::Updated && e.container.id() == id && holds(&e.container))
+            .cloned()
+    };
+    within(what, async {
+        loop {
+            if let Some(event) = found(&w.seen[from..]) {
+                return event;
+            }
+            let seen = w.seen.len();
+            let id_events = w.seen.iter().filter(|e| e.container.id() == id).count();
+            w.events_of(id, what, |kinds| kinds.len() > id_events).await;
+            assert!(w.seen.len() > seen);
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_renames_on_dockerd_are_kept_current() {
+    health_and_renames_are_kept_current(&Rig::load().host_docker, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_renames_on_dockerd_28_are_kept_current() {
+    health_and_renames_are_kept_current(&Rig::load().docker28, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renames_on_podman_58_are_kept_current() {
+    health_and_renames_are_kept_current(&Rig::load().podman58, false).await;
 }
 
 // ---- containerd ----

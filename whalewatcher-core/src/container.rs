@@ -36,6 +36,8 @@ pub struct Container {
     project: Box<str>,
     pid: u32,
     paused: bool,
+    // One byte beside `paused`: no larger a record.
+    health: Option<Health>,
     // Shared, as many containers run one image.
     image: Option<Arc<str>>,
     image_id: Option<Arc<str>>,
@@ -93,6 +95,40 @@ impl StringPool {
     }
 }
 
+/// A container's health, as its health check last said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Health {
+    /// Not checked often enough yet to tell.
+    Starting,
+    /// The last checks passed.
+    Healthy,
+    /// The checks failed as often as the container allows.
+    Unhealthy,
+}
+
+impl Health {
+    /// As Docker and podman name it: `starting`, `healthy`, `unhealthy`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Starting => "starting",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+        }
+    }
+
+    /// From the engines' name; `None` for `none` and what is unknown.
+    pub fn parse(text: &str) -> Option<Health> {
+        match text {
+            "starting" => Some(Health::Starting),
+            "healthy" => Some(Health::Healthy),
+            "unhealthy" => Some(Health::Unhealthy),
+            _ => None,
+        }
+    }
+}
+
 /// The pod a container belongs to (a CRI pod, or a podman pod), shared by
 /// its containers.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -116,6 +152,7 @@ impl Container {
             project: Box::from(""),
             pid,
             paused: false,
+            health: None,
             image: None,
             image_id: None,
             created: None,
@@ -190,6 +227,12 @@ impl Container {
         self
     }
 
+    /// Sets the container's health, as its engine's health check tells.
+    pub fn with_health(mut self, health: Health) -> Self {
+        self.health = Some(health);
+        self
+    }
+
     /// Sets the PID of the container's initial process.
     pub fn with_pid(mut self, pid: u32) -> Self {
         self.pid = pid;
@@ -242,6 +285,13 @@ impl Container {
     /// Whether the container is paused (its processes frozen).
     pub fn is_paused(&self) -> bool {
         self.paused
+    }
+
+    /// The result of the container's health check, where it has one and
+    /// the engine tells (Docker, podman); kept current as the engine
+    /// reports a change.
+    pub fn health(&self) -> Option<Health> {
+        self.health
     }
 
     /// The image as the container was created from it, if the engine tells.
@@ -312,6 +362,7 @@ impl PartialEq for Container {
             && self.pid == other.pid
             && self.project == other.project
             && self.paused == other.paused
+            && self.health == other.health
             && self.labels == other.labels
             && self.image == other.image
             && self.image_id == other.image_id
@@ -327,12 +378,13 @@ impl Eq for Container {}
 impl Serialize for Container {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let nanos = |t: &Option<NonZeroU64>| t.map(NonZeroU64::get);
-        let mut s = serializer.serialize_struct("Container", 13)?;
+        let mut s = serializer.serialize_struct("Container", 14)?;
         s.serialize_field("id", &*self.id)?;
         s.serialize_field("name", &*self.name)?;
         s.serialize_field("pid", &self.pid)?;
         s.serialize_field("project", &*self.project)?;
         s.serialize_field("paused", &self.paused)?;
+        s.serialize_field("health", &self.health)?;
         s.serialize_field("image", &self.image.as_deref())?;
         s.serialize_field("image_id", &self.image_id.as_deref())?;
         s.serialize_field("created", &nanos(&self.created))?;
@@ -521,7 +573,7 @@ mod tests {
             json,
             serde_json::json!({
                 "id": "abc", "name": "web", "pid": 42, "project": "shop", "paused": false,
-                "image": null, "image_id": null, "created": null, "started": null,
+                "health": null, "image": null, "image_id": null, "created": null, "started": null,
                 "restarts": null, "pod": null,
                 "labels": {"com.docker.compose.project": "shop"}
             })

@@ -29,8 +29,11 @@ pub enum EventKind {
     /// The container's processes were thawed.
     Unpaused,
     /// The container's record changed while its initial process stayed the
-    /// same — a new name (`docker rename`), other labels or project — as a
-    /// (re)synchronization or an inspect found. Never from an engine event.
+    /// same — a new name (`docker rename`), its health, other labels or
+    /// project — as a (re)synchronization or an inspect found. From an
+    /// engine, an `Updated` event says the record changed (a rename, a
+    /// health check's new result): the watcher inspects the container
+    /// again, and publishes `Updated` when the record differs.
     Updated,
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bollard::models::{ContainerInspectResponse, EventMessage, EventMessageTypeEnum, SystemInfo};
 use serde::Deserialize;
 use whalewatcher_core::{
-    Container, EngineError, EngineEvent, EventKind, Exit, Labels, OomKills, PodInfo,
+    Container, EngineError, EngineEvent, EventKind, Exit, Health, Labels, OomKills, PodInfo,
     COMPOSE_PROJECT_LABEL,
 };
 
@@ -59,6 +59,14 @@ struct InspectedState<'a> {
     pid: Option<i64>,
     #[serde(borrow)]
     started_at: Option<Cow<'a, str>>,
+    health: Option<InspectedHealth<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct InspectedHealth<'a> {
+    #[serde(borrow)]
+    status: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -192,6 +200,14 @@ pub(crate) fn container(
     {
         container = container.with_started(started);
     }
+    let health = inspected
+        .state
+        .as_ref()
+        .and_then(|state| state.health.as_ref()?.status.as_deref())
+        .and_then(Health::parse);
+    if let Some(health) = health {
+        container = container.with_health(health);
+    }
     if let Some(restarts) = inspected.restart_count.and_then(|n| u32::try_from(n).ok()) {
         container = container.with_restarts(restarts);
     }
@@ -241,7 +257,7 @@ pub(crate) fn lifecycle_event(message: &EventMessage, kills: &mut OomKills) -> O
 
 /// The lifecycle event in an engine event, if it is one: a container's
 /// start, die (podman's native name: died, both with the exit code), pause
-/// or unpause.
+/// or unpause; a rename or a health check's new result as an update.
 pub(crate) fn engine_event(message: &EventMessage) -> Option<EngineEvent> {
     if message.typ != Some(EventMessageTypeEnum::CONTAINER) {
         return None;
@@ -251,6 +267,10 @@ pub(crate) fn engine_event(message: &EventMessage) -> Option<EngineEvent> {
         "die" | "died" => EventKind::Exited,
         "pause" => EventKind::Paused,
         "unpause" => EventKind::Unpaused,
+        // The record changed: inspected again. Docker's health action is
+        // `health_status: healthy` (and the like).
+        "rename" => EventKind::Updated,
+        action if action.starts_with("health_status") => EventKind::Updated,
         _ => return None,
     };
     let actor = message.actor.as_ref()?;
@@ -622,13 +642,15 @@ mod tests {
             engine_event(&event("unpause")).unwrap().kind,
             EventKind::Unpaused
         );
-        for other in [
-            "create",
-            "kill",
-            "destroy",
-            "exec_start: sh",
-            "health_status: healthy",
-        ] {
+        // The record changed: to be inspected again.
+        for updated in ["rename", "health_status: healthy", "health_status"] {
+            assert_eq!(
+                engine_event(&event(updated)).unwrap().kind,
+                EventKind::Updated,
+                "{updated}"
+            );
+        }
+        for other in ["create", "kill", "destroy", "exec_start: sh"] {
             assert!(engine_event(&event(other)).is_none(), "{other}");
         }
         let network: EventMessage =

@@ -548,8 +548,20 @@ impl Engine for MobyEngine {
         let since = self.clock().await?;
         let filters = HashMap::from([
             ("type", vec!["container"]),
-            // oom: to tell on the die that follows.
-            ("event", vec!["start", "die", "pause", "unpause", "oom"]),
+            // oom: to tell on the die that follows; rename and
+            // health_status: the record changed, to be inspected again.
+            (
+                "event",
+                vec![
+                    "start",
+                    "die",
+                    "pause",
+                    "unpause",
+                    "oom",
+                    "rename",
+                    "health_status",
+                ],
+            ),
         ]);
         let options = EventsOptionsBuilder::new()
             .since(&since)

@@ -751,8 +751,17 @@ impl SyncLoop {
                     None => Applied::nothing(),
                 }
             }
-            // Engines do not report updates; only a list or inspect finds them.
-            EventKind::Updated => Applied::nothing(),
+            // The engine says the record changed: inspected again, the
+            // difference published when it is in. Not news of itself: a
+            // replayed rename changes nothing.
+            EventKind::Updated => {
+                if working.container(&event.id).is_some()
+                    && !self.inspections.is_tracking(&event.id)
+                {
+                    self.inspections.start(event.id, event.timestamp);
+                }
+                Applied::nothing()
+            }
         }
     }
 

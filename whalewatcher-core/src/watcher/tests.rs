@@ -483,6 +483,37 @@ async fn engine_lost_keeps_the_old_portfolio_until_the_relist_then_reports_the_d
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_update_the_engine_reports_is_inspected_and_published_when_it_changed_something() {
+    let engine = ScriptedEngine::new();
+    engine.add([container("a")]);
+    let mut h = Harness::start(&engine);
+    h.watcher.ready().await.unwrap();
+
+    // Renamed and now healthy, as `docker rename` and a health check tell.
+    let renamed = Container::new("a", "renamed", 100).with_health(crate::Health::Healthy);
+    engine.add([renamed.clone()]);
+    engine.emit(EngineEvent::new(EventKind::Updated, "a"));
+    // The same report again (replayed): nothing changed, nothing published.
+    engine.emit(EngineEvent::new(EventKind::Updated, "a"));
+    // Of a container not known: nothing to inspect.
+    engine.emit(EngineEvent::new(EventKind::Updated, "unknown"));
+    h.fence().await;
+    let events = h.log.events();
+    let updates: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::Updated)
+        .collect();
+    assert_eq!(updates.len(), 1, "{:?}", h.log.summary());
+    assert_eq!(*updates[0].container, renamed);
+    assert_eq!(
+        *h.watcher.portfolio().container("a").unwrap().as_ref(),
+        renamed
+    );
+    assert!(h.watcher.portfolio().container("unknown").is_none());
+    h.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
 async fn exits_unheard_during_an_outage_carry_what_the_engine_kept_of_them() {
     let engine = ScriptedEngine::new();
     engine.add([

@@ -81,7 +81,7 @@ struct Args {
     #[arg(long, short = 'f', value_name = "KEY=VALUE", action = ArgAction::Append)]
     filter: Vec<Filter>,
     /// table (the default), json, or a comma-separated list of fields
-    /// (id, name, project, pod, pid, state, image, engine) printed
+    /// (id, name, project, pod, pid, state, health, image, engine) printed
     /// tab-separated.
     #[arg(long, value_name = "FORMAT", conflicts_with = "json")]
     format: Option<Format>,

@@ -42,12 +42,13 @@ pub enum Field {
     Pod,
     Pid,
     State,
+    Health,
     Image,
     Engine,
 }
 
 /// The fields `--format` takes, for its help and errors.
-pub const FIELDS: &str = "id, name, project, pod, pid, state, image, engine";
+pub const FIELDS: &str = "id, name, project, pod, pid, state, health, image, engine";
 
 impl std::str::FromStr for Format {
     type Err = String;
@@ -65,6 +66,7 @@ impl std::str::FromStr for Format {
                     "pod" => Ok(Field::Pod),
                     "pid" => Ok(Field::Pid),
                     "state" => Ok(Field::State),
+                    "health" => Ok(Field::Health),
                     "image" => Ok(Field::Image),
                     "engine" => Ok(Field::Engine),
                     other => Err(format!(
@@ -275,12 +277,19 @@ impl Printing<'_> {
                 .local_pid_of(container.id())
                 .unwrap_or(container.pid())
                 .to_string(),
-            Field::State => if container.is_paused() {
-                "paused"
-            } else {
-                "running"
+            // As docker ps says it: `running (healthy)`.
+            Field::State => {
+                let state = if container.is_paused() {
+                    "paused"
+                } else {
+                    "running"
+                };
+                match container.health() {
+                    Some(health) => format!("{state} ({})", health.as_str()),
+                    None => state.to_owned(),
+                }
             }
-            .to_owned(),
+            Field::Health => or_dash(container.health().map(|h| h.as_str()).unwrap_or_default()),
             Field::Image => or_dash(container.image().unwrap_or_default()),
             Field::Engine => engine.info().api.clone(),
         }

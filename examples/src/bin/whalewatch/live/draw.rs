@@ -93,11 +93,15 @@ fn cells(engine: &FleetEngine, row: &Row, view: &View) -> Option<[String; 6]> {
             .map(|pod| pod.name.to_string())
             .unwrap_or_default(),
     };
+    let health = container
+        .health()
+        .map(|health| format!(" ({})", health.as_str()))
+        .unwrap_or_default();
     let state = match mark {
         Some(Mark::Exited(Some(code))) => format!("exited ({code})"),
         Some(Mark::Exited(None)) => "exited".to_owned(),
-        _ if container.is_paused() => "paused".to_owned(),
-        _ => "running".to_owned(),
+        _ if container.is_paused() => format!("paused{health}"),
+        _ => format!("running{health}"),
     };
     let pid = engine
         .local_pid_of(container.id())
