@@ -4,7 +4,7 @@
 //! PIDs, and stop cleanly.
 //!
 //! ```sh
-//! cargo run -p whalewatch --example portfolio -- unix:///var/run/docker.sock
+//! cargo run -p whalewatcher --example portfolio -- unix:///var/run/docker.sock
 //! ```
 
 use whalewatcher::RetryPolicy;

@@ -3,7 +3,7 @@
 //! the containers alive when it started, then every change.
 //!
 //! ```sh
-//! cargo run -p whalewatch --example follow
+//! cargo run -p whalewatcher --example follow
 //! ```
 
 use futures::StreamExt;

@@ -9,25 +9,23 @@
 //! whalewatch --containerd /run/containerd/containerd.sock --follow
 //! ```
 
+mod engines;
 mod filter;
+mod follow;
 mod live;
 mod output;
 
-use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{ArgAction, CommandFactory, Parser};
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
-use whalewatcher::discovery::{Discovery, Scan};
-use whalewatcher::{
-    CancellationToken, EngineError, Fleet, FleetChange, FleetMember, MemberId, RetryPolicy,
-    SyncState, SyncStatus, WatchError, Watcher,
-};
+use whalewatcher::discovery::Discovery;
+use whalewatcher::{CancellationToken, EngineError, Fleet, FleetMember, WatchError, Watcher};
 
 use filter::Filter;
-use output::{ContainerJson, EventJson, Format, Printing, What};
+use output::{Format, Printing};
 
 /// Shows the alive containers of container engines, and follows their
 /// lifecycle events.
@@ -125,10 +123,10 @@ fn seconds(text: &str) -> Result<Duration, String> {
 }
 
 /// One engine being watched.
-struct Watched {
+pub(crate) struct Watched {
     /// Which option asked for it, for messages: `docker`, `cri`, ...
-    option: &'static str,
-    watcher: Watcher,
+    pub(crate) option: &'static str,
+    pub(crate) watcher: Watcher,
 }
 
 fn main() -> ExitCode {
@@ -183,7 +181,7 @@ async fn run() -> ExitCode {
     } else {
         None
     };
-    let (engines, discover) = match engines(&args) {
+    let (engines, discover) = match engines::engines(&args) {
         Ok(engines) => engines,
         Err((option, message)) => return fail(option, &message),
     };
@@ -263,13 +261,13 @@ async fn run() -> ExitCode {
                 return fail("discover", &whalewatcher::describe(&error));
             }
         };
-        tell_unreached(&scan);
+        engines::tell_unreached(&scan);
         // Nothing to show, and nothing to wait for: unless asked to
         // discover while following, where engines that start later join.
         let waits_for_engines = args.discover && (args.follow || args.live);
         if engines.is_empty() && scan.engines.is_empty() && !waits_for_engines {
             cancel.cancel();
-            return fail_nothing_watched(&scan);
+            return engines::fail_nothing_watched(&scan);
         }
     }
     // Engines that start or stop while following join or leave.
@@ -282,7 +280,7 @@ async fn run() -> ExitCode {
         // Raced here, not inside: a write blocked on a full pipe must not
         // keep the signal waiting.
         tokio::select! {
-            code = follow(&fleet, &args.filter, engines.len(), &mut watches) => code,
+            code = follow::follow(&fleet, &args.filter, engines.len(), &mut watches) => code,
             () = Signals::requested(&mut signals) => ExitCode::SUCCESS,
         }
     } else if args.live {
@@ -331,124 +329,7 @@ async fn run() -> ExitCode {
     code
 }
 
-/// The watchers the options ask for, and whether to discover engines:
-/// asked for, or no engine option and no Docker named by DOCKER_HOST or a
-/// docker context. Each engine crate finds an endpoint not named by the
-/// rules of its tools (the docker CLI's, podman's, crictl's).
-fn engines(args: &Args) -> Result<(Vec<Watched>, bool), (&'static str, String)> {
-    let retry = RetryPolicy::default;
-    let endpoint = |url: &String| Some(url.clone()).filter(|url| !url.is_empty());
-    let describe =
-        |option: &'static str| move |e: EngineError| (option, whalewatcher::describe(&e));
-    let no_engine_option = args.docker.is_empty()
-        && args.podman.is_empty()
-        && args.containerd.is_empty()
-        && args.cri.is_empty();
-    let mut engines = Vec::new();
-    let mut discover = args.discover;
-    if no_engine_option && !args.discover {
-        // The Docker the docker CLI would use, when DOCKER_HOST or a
-        // context other than the default names one; else discovery.
-        let configured = whalewatcher::moby::configured_endpoint().map_err(describe("docker"))?;
-        if configured.is_some() {
-            let watcher =
-                whalewatcher::docker_watcher(None, retry()).map_err(describe("docker"))?;
-            engines.push(Watched {
-                option: "docker",
-                watcher,
-            });
-        } else {
-            discover = true;
-        }
-    }
-    for url in &args.docker {
-        let watcher = whalewatcher::docker_watcher(endpoint(url).as_deref(), retry())
-            .map_err(describe("docker"))?;
-        engines.push(Watched {
-            option: "docker",
-            watcher,
-        });
-    }
-    for url in &args.podman {
-        let watcher = whalewatcher::podman_watcher(endpoint(url).as_deref(), retry())
-            .map_err(describe("podman"))?;
-        engines.push(Watched {
-            option: "podman",
-            watcher,
-        });
-    }
-    for socket in &args.containerd {
-        let watcher = whalewatcher::containerd_watcher(path(socket), retry())
-            .map_err(describe("containerd"))?;
-        engines.push(Watched {
-            option: "containerd",
-            watcher,
-        });
-    }
-    for socket in &args.cri {
-        let watcher = whalewatcher::cri_watcher(path(socket), retry()).map_err(describe("cri"))?;
-        engines.push(Watched {
-            option: "cri",
-            watcher,
-        });
-    }
-    Ok((engines, discover))
-}
-
-/// A socket path option's value; `None` when empty (the option without a
-/// value).
-fn path(path: &str) -> Option<&std::path::Path> {
-    Some(std::path::Path::new(path)).filter(|path| !path.as_os_str().is_empty())
-}
-
-/// Says on stderr which engine processes (or APIs of one), and which
-/// well-known sockets, discovery could not watch, and why.
-fn tell_unreached(scan: &Scan) {
-    for unreached in &scan.unreached {
-        let api = unreached
-            .api
-            .map(|api| format!(" {api}"))
-            .unwrap_or_default();
-        eprintln!(
-            "whalewatch: --discover: not watched: {}{api} (PID {}): {}",
-            unreached.process, unreached.pid, unreached.reason
-        );
-    }
-    for unreached in &scan.unreached_sockets {
-        eprintln!(
-            "whalewatch: --discover: not watched: {} at {}: {}",
-            unreached.api,
-            unreached.socket.display(),
-            unreached.reason
-        );
-    }
-    if scan
-        .unreached
-        .iter()
-        .any(|unreached| unreached.reason.contains("Permission denied"))
-    {
-        eprintln!("whalewatch: --discover: looking into other users' engines takes root");
-    }
-}
-
-/// No engine found by process, none at a well-known socket, none named:
-/// says what was looked at, and fails.
-fn fail_nothing_watched(scan: &Scan) -> ExitCode {
-    let unreached = scan.unreached.len() + scan.unreached_sockets.len();
-    let why = if unreached == 0 {
-        "no engine process runs here, and no engine listens at a well-known socket".to_owned()
-    } else {
-        format!("none of the {unreached} engines and sockets above could be watched")
-    };
-    eprintln!(
-        "whalewatch: no engine to watch among {} processes: {why} \
-         (name one with --docker, --podman, --containerd or --cri)",
-        scan.processes
-    );
-    ExitCode::FAILURE
-}
-
-fn fail(option: &str, message: &str) -> ExitCode {
+pub(crate) fn fail(option: &str, message: &str) -> ExitCode {
     eprintln!("whalewatch: --{option}: {message}");
     ExitCode::FAILURE
 }
@@ -459,7 +340,7 @@ fn fail_engine(option: &str, error: &EngineError) -> ExitCode {
     fail(option, &format!("{message}{}", hint(option, error)))
 }
 
-fn fail_watch(option: &str, ended: Result<(), WatchError>) -> ExitCode {
+pub(crate) fn fail_watch(option: &str, ended: Result<(), WatchError>) -> ExitCode {
     match ended {
         Ok(()) => ExitCode::SUCCESS,
         Err(WatchError::Unsupported(error) | WatchError::GaveUp { last: error, .. }) => {
@@ -507,140 +388,6 @@ fn hint(option: &str, error: &EngineError) -> String {
     }
 }
 
-/// Prints the alive containers that pass the filters, then each of
-/// their events, until Ctrl-C (or SIGTERM) or a watch ends for good.
-async fn follow(
-    fleet: &Fleet,
-    filters: &[Filter],
-    named: usize,
-    watches: &mut FuturesUnordered<
-        impl std::future::Future<Output = (&'static str, Result<(), WatchError>)>,
-    >,
-) -> ExitCode {
-    let (snapshot, mut changes) = fleet.subscribe();
-    // The alive containers in one write, not a write per line.
-    let mut alive = Vec::new();
-    for picture in output::in_tree_order(&snapshot, named) {
-        let engine = &picture.engine;
-        for container in filter::shown(filters, engine.info(), engine.portfolio()) {
-            let what = What::Alive {
-                kind: "alive",
-                container: ContainerJson::of(engine, container),
-            };
-            if let Err(error) = output::push_line(engine, &snapshot, what, &mut alive) {
-                return exit_after_writing(Err(error));
-            }
-        }
-    }
-    if let Err(error) = output::write_out(&alive).await {
-        return exit_after_writing(Err(error));
-    }
-    let mut connections: HashMap<MemberId, Connection> = snapshot
-        .engines()
-        .map(|engine| (engine.member(), Connection::new(engine.status())))
-        .collect();
-    loop {
-        let change = tokio::select! {
-            Some((option, ended)) = watches.next() => return fail_watch(option, ended),
-            change = changes.next() => change,
-        };
-        let change = match change {
-            Some(Ok(change)) => change,
-            Some(Err(lagged)) => {
-                eprintln!("whalewatch: {lagged}");
-                continue;
-            }
-            // The fleet closed.
-            None => return ExitCode::SUCCESS,
-        };
-        let engine = &change.engine;
-        let member = engine.member();
-        let lines: Vec<What<'_>> = match &change.change {
-            FleetChange::Joined => {
-                connections.insert(member, Connection::new(engine.status()));
-                vec![What::Connection {
-                    kind: "engine-joined",
-                    error: None,
-                }]
-            }
-            FleetChange::Left { error } => {
-                connections.remove(&member);
-                vec![What::Connection {
-                    kind: "engine-left",
-                    error: error.as_ref().map(|e| whalewatcher::describe(e)),
-                }]
-            }
-            FleetChange::Container { event, local_pid } => {
-                if filter::passes(filters, engine.info(), &event.container) {
-                    vec![What::Event(EventJson::of(event, *local_pid))]
-                } else {
-                    Vec::new()
-                }
-            }
-            FleetChange::Status => connections
-                .get_mut(&member)
-                .map(|connection| connection.changes(engine.status()))
-                .unwrap_or_default(),
-            _ => Vec::new(),
-        };
-        let now = fleet.snapshot();
-        let mut bytes = Vec::new();
-        let pushed = lines
-            .into_iter()
-            .try_for_each(|what| output::push_line(engine, &now, what, &mut bytes));
-        if let Err(error) = pushed {
-            return exit_after_writing(Err(error));
-        }
-        if let Err(error) = output::write_out(&bytes).await {
-            return exit_after_writing(Err(error));
-        }
-    }
-}
-
-/// Whether an engine followed by `--follow` is connected, from its status:
-/// so that a follower can tell a quiet engine from a lost one.
-struct Connection {
-    lost: bool,
-    /// The attempts count of the last synchronized status seen: a new one
-    /// means a resync happened, even if the statuses between were missed.
-    synced_attempts: u64,
-}
-
-impl Connection {
-    fn new(status: &SyncStatus) -> Self {
-        Connection {
-            lost: false,
-            synced_attempts: status.attempts,
-        }
-    }
-
-    /// The lines a new status calls for: `engine-lost` when the engine is
-    /// gone, `engine-back` once it is synchronized again.
-    fn changes(&mut self, status: &SyncStatus) -> Vec<What<'static>> {
-        let mut lines = Vec::new();
-        let resynced = status.state == SyncState::Synced && status.attempts != self.synced_attempts;
-        if !self.lost && (status.state != SyncState::Synced || resynced) {
-            self.lost = true;
-            lines.push(What::Connection {
-                kind: "engine-lost",
-                error: status
-                    .last_error
-                    .as_ref()
-                    .map(|e| whalewatcher::describe(e)),
-            });
-        }
-        if self.lost && status.state == SyncState::Synced {
-            self.lost = false;
-            self.synced_attempts = status.attempts;
-            lines.push(What::Connection {
-                kind: "engine-back",
-                error: None,
-            });
-        }
-        lines
-    }
-}
-
 /// Ctrl-C (SIGINT) and SIGTERM (from `kill` or a service manager),
 /// caught from when they are installed.
 struct Signals {
@@ -673,7 +420,7 @@ impl Signals {
 
 /// Success, unless the output could not be written: a closed pipe
 /// (`| head`) is the reader's choice, not an error; a full disk is.
-fn exit_after_writing(written: std::io::Result<()>) -> ExitCode {
+pub(crate) fn exit_after_writing(written: std::io::Result<()>) -> ExitCode {
     match written {
         Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
             eprintln!("whalewatch: cannot write the output: {error}");
