@@ -42,6 +42,7 @@ mod fleet;
 mod portfolio;
 mod retry;
 pub mod support;
+mod task;
 mod watcher;
 
 #[cfg(any(test, feature = "testing"))]
@@ -58,6 +59,7 @@ pub use fleet::{
 };
 pub use portfolio::{Pod, Portfolio, Project};
 pub use retry::{RetryPolicy, MIN_RETRY_DELAY};
+pub use task::StopOnDrop;
 pub use watcher::{Deadlines, SyncState, SyncStatus, WatchHandle, Watcher, WatcherBuilder};
 
 /// Re-exported so users need not depend on async-trait to implement

@@ -38,6 +38,8 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use futures::FutureExt;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
+
+use crate::task::StopOnDrop;
 use tracing::{info_span, Instrument};
 
 use crate::engine::{Engine, EngineInfo};
@@ -615,12 +617,11 @@ impl Watcher {
     /// # Ok(()) }
     /// ```
     pub fn spawn(&self) -> WatchHandle {
-        let cancel = CancellationToken::new();
         // Asked for here, so that `ready` right after answers for it.
+        let cancel = CancellationToken::new();
         let task = tokio::spawn(self.watch(cancel.clone()));
         WatchHandle {
-            cancel,
-            task: Some(task),
+            task: StopOnDrop::of(task, cancel),
         }
     }
 
@@ -640,16 +641,14 @@ impl Watcher {
 /// it stops the watch (without waiting for it to end).
 #[derive(Debug)]
 pub struct WatchHandle {
-    cancel: CancellationToken,
-    /// Taken by [`stop`](Self::stop) and [`ended`](Self::ended).
-    task: Option<tokio::task::JoinHandle<Result<(), WatchError>>>,
+    task: StopOnDrop<Result<(), WatchError>>,
 }
 
 impl WatchHandle {
     /// Stops the watch and waits until it has ended: `Ok(())`, or the error
     /// it ended with before it was stopped.
     pub async fn stop(mut self) -> Result<(), WatchError> {
-        self.cancel.cancel();
+        self.task.stop_soon();
         self.join().await
     }
 
@@ -661,14 +660,14 @@ impl WatchHandle {
 
     /// Whether the watch has ended.
     pub fn is_finished(&self) -> bool {
-        self.task.as_ref().is_none_or(|task| task.is_finished())
+        self.task.is_finished()
     }
 
     /// Waits until the watch ends, keeping the handle: cancel-safe, for a
     /// `select!` that may stop the watch instead. Pending forever once it
     /// has reported its end.
     pub(crate) async fn finished(&mut self) -> Result<(), WatchError> {
-        if self.task.is_none() {
+        if self.task.reported() {
             return std::future::pending().await;
         }
         self.join().await
@@ -677,26 +676,16 @@ impl WatchHandle {
     /// Waits for the task in place, so that dropping this future midway
     /// keeps the handle whole.
     async fn join(&mut self) -> Result<(), WatchError> {
-        let Some(task) = self.task.as_mut() else {
-            return Ok(());
-        };
-        let joined = task.await;
-        self.task = None;
-        match joined {
-            Ok(ended) => ended,
+        match self.task.join().await {
+            None => Ok(()),
+            Some(Ok(ended)) => ended,
             // The watch catches its own panics; this is one outside it.
-            Err(error) if error.is_panic() => Err(WatchError::Panicked {
+            Some(Err(error)) if error.is_panic() => Err(WatchError::Panicked {
                 message: panic_message(&*error.into_panic()),
             }),
             // Its runtime shut down.
-            Err(_) => Ok(()),
+            Some(Err(_)) => Ok(()),
         }
-    }
-}
-
-impl Drop for WatchHandle {
-    fn drop(&mut self) {
-        self.cancel.cancel();
     }
 }
 

@@ -73,7 +73,7 @@ use tracing::{debug, info};
 use whalewatcher_core::support::lock;
 use whalewatcher_core::{
     describe, Deadlines, EngineError, EngineInfo, Fleet, FleetMember, FoundBy, MemberId,
-    ParentContainer, RetryPolicy, SyncState, Watcher,
+    ParentContainer, RetryPolicy, StopOnDrop, SyncState, Watcher,
 };
 
 pub use pids::{PidLevels, PidTranslator};
@@ -521,14 +521,9 @@ impl Discovery {
     /// Runs [`run`](Self::run) in a task of its own; the handle stops it
     /// (and so does dropping it). Panics outside a tokio runtime.
     pub fn spawn(&self) -> DiscoveryHandle {
-        let cancel = CancellationToken::new();
-        let task = tokio::spawn({
-            let (discovery, cancel) = (self.clone(), cancel.clone());
-            async move { discovery.run(cancel).await }
-        });
+        let discovery = self.clone();
         DiscoveryHandle {
-            cancel,
-            task: Some(task),
+            task: StopOnDrop::spawn(|cancel| async move { discovery.run(cancel).await }),
         }
     }
 
@@ -894,28 +889,18 @@ async fn read_processes(procfs: Procfs) -> std::io::Result<ProcessTable> {
 /// Dropping it stops the rescans (without waiting).
 #[derive(Debug)]
 pub struct DiscoveryHandle {
-    cancel: CancellationToken,
-    task: Option<tokio::task::JoinHandle<Result<(), DiscoveryError>>>,
+    task: StopOnDrop<Result<(), DiscoveryError>>,
 }
 
 impl DiscoveryHandle {
     /// Stops the rescans and waits until they have ended; the error, if
     /// they ended before because `/proc` could not be read.
     pub async fn stop(mut self) -> Result<(), DiscoveryError> {
-        self.cancel.cancel();
-        match self.task.take() {
-            Some(task) => match task.await {
-                Ok(ended) => ended,
-                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-                Err(_) => Ok(()),
-            },
-            None => Ok(()),
+        self.task.stop_soon();
+        match self.task.join().await {
+            Some(Ok(ended)) => ended,
+            Some(Err(error)) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            _ => Ok(()),
         }
-    }
-}
-
-impl Drop for DiscoveryHandle {
-    fn drop(&mut self) {
-        self.cancel.cancel();
     }
 }

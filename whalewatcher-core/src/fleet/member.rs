@@ -200,7 +200,7 @@ impl Following {
                 _ => break,
             }
         }
-        let mut translated: Vec<(Event, Option<u32>)> = batch
+        let translated: Vec<(Event, Option<u32>)> = batch
             .into_iter()
             .map(|event| {
                 // An exited process can no longer be found: its exit
@@ -212,30 +212,49 @@ impl Following {
                 (event, local)
             })
             .collect();
+        self.publish_changes(translated, |changed, changes| {
+            let portfolio = Arc::make_mut(&mut changed.portfolio);
+            for (event, _) in changes {
+                match event.kind {
+                    EventKind::Exited => {
+                        portfolio.remove(event.container.shared_id());
+                    }
+                    _ => {
+                        portfolio.insert(event.container.clone());
+                    }
+                }
+            }
+            portfolio.set_revision(revision);
+        });
+    }
+
+    /// Publishes `changes` of this member as one fleet revision: its
+    /// portfolio as `update` makes it, its local PIDs following the
+    /// changes (an exit takes the PID it had here along), a fleet event
+    /// each.
+    fn publish_changes(
+        &self,
+        mut changes: Vec<(Event, Option<u32>)>,
+        update: impl FnOnce(&mut FleetEngine, &[(Event, Option<u32>)]),
+    ) {
         let id = self.id;
         self.shared.publish(|engines| {
             let Some(engine) = engines.get(&id) else {
                 return Vec::new();
             };
             let mut changed = (**engine).clone();
-            let portfolio = Arc::make_mut(&mut changed.portfolio);
-            for (event, local) in &mut translated {
+            update(&mut changed, &changes);
+            for (event, local) in &mut changes {
                 let container_id = event.container.shared_id();
-                match event.kind {
-                    EventKind::Exited => {
-                        portfolio.remove(container_id);
-                        *local = changed.local_pids.remove(container_id);
-                    }
-                    _ => {
-                        portfolio.insert(event.container.clone());
-                        set_local(&mut changed.local_pids, container_id, *local);
-                    }
+                if event.kind == EventKind::Exited {
+                    *local = changed.local_pids.remove(container_id);
+                } else {
+                    set_local(&mut changed.local_pids, container_id, *local);
                 }
             }
-            portfolio.set_revision(revision);
             let changed = Arc::new(changed);
             engines.insert(id, changed.clone());
-            translated
+            changes
                 .into_iter()
                 .map(|(event, local_pid)| FleetEvent {
                     engine: changed.clone(),
@@ -254,7 +273,7 @@ impl Following {
         let Some(before) = self.shared.snapshot.load().engine(self.id).cloned() else {
             return;
         };
-        let mut changes: Vec<(Event, Option<u32>)> = snapshot
+        let changes: Vec<(Event, Option<u32>)> = snapshot
             .changes_since(&before.portfolio)
             .into_iter()
             .map(|(kind, container)| {
@@ -265,32 +284,7 @@ impl Following {
                 (sync_event(kind, &container, snapshot.revision()), local)
             })
             .collect();
-        let id = self.id;
-        self.shared.publish(|engines| {
-            let Some(engine) = engines.get(&id) else {
-                return Vec::new();
-            };
-            let mut changed = (**engine).clone();
-            for (event, local) in &mut changes {
-                let container_id = event.container.shared_id();
-                if event.kind == EventKind::Exited {
-                    *local = changed.local_pids.remove(container_id);
-                } else {
-                    set_local(&mut changed.local_pids, container_id, *local);
-                }
-            }
-            changed.portfolio = snapshot.clone();
-            let changed = Arc::new(changed);
-            engines.insert(id, changed.clone());
-            changes
-                .into_iter()
-                .map(|(event, local_pid)| FleetEvent {
-                    engine: changed.clone(),
-                    change: FleetChange::Container { event, local_pid },
-                    revision: 0,
-                })
-                .collect()
-        });
+        self.publish_changes(changes, |changed, _| changed.portfolio = snapshot.clone());
     }
 
     /// Publishes the watcher's connection state and engine info, when
