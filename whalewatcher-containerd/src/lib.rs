@@ -233,7 +233,7 @@ impl ContainerdEngine {
     pub async fn channel(&self) -> Result<Channel, EngineError> {
         self.channel
             .get_or_try_init(|| async {
-                containerd_client::connect(&self.socket)
+                whalewatcher_core::support::connect_unix(self.socket.clone())
                     .await
                     .map_err(|e| EngineError::unreachable(self.api.clone(), e))
             })

@@ -172,6 +172,27 @@ pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// A tonic channel to the gRPC server at the unix socket `socket` (the
+/// channel reconnects by itself after a loss, an engine's restart say);
+/// an error that says what failed, not only tonic's "transport error".
+#[cfg(feature = "grpc")]
+pub async fn connect_unix(socket: PathBuf) -> Result<tonic::transport::Channel, std::io::Error> {
+    use std::error::Error as _;
+    // The URI is required but unused: the connector dials the socket.
+    let endpoint = tonic::transport::Endpoint::from_static("http://[::]");
+    endpoint
+        .connect_with_connector(tower::service_fn(move |_| {
+            let socket = socket.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(socket).await?,
+                ))
+            }
+        }))
+        .await
+        .map_err(|error| crate::io_error_with_causes(error.to_string(), error.source()))
+}
+
 /// A gRPC status as the core's error: `NotFound` for the container `id`
 /// the call was about, `Unimplemented` as [`EngineError::Unsupported`]
 /// (`what` names the API), a lost or failed connection as

@@ -46,7 +46,6 @@
 //! - CRI has no engine id; the engine's host name stands in (see
 //!   [`CriEngineBuilder::pid`]).
 
-mod connection;
 mod convert;
 mod hostname;
 
@@ -326,7 +325,7 @@ impl CriEngine {
     /// service, or containerd's own services on the same socket.
     pub async fn channel(&self) -> Result<Channel, EngineError> {
         self.channel
-            .get_or_try_init(|| connection::connect(self.socket.clone()))
+            .get_or_try_init(|| whalewatcher_core::support::connect_unix(self.socket.clone()))
             .await
             .cloned()
             .map_err(|e| EngineError::unreachable(self.api.clone(), e))
