@@ -27,6 +27,7 @@
 //! - **Stopped** — before the first watch and after the last: stopped by
 //!   its token, [`Watcher::close`], dropping it, or given up.
 
+mod backoff;
 mod inspections;
 mod sync_loop;
 

@@ -34,6 +34,7 @@ use crate::error::{describe as describe_error, EngineError, WatchError};
 use crate::event::{EngineEvent, Event, EventKind, EventSource, Exit};
 use crate::portfolio::{Difference, Portfolio};
 
+use super::backoff::{Backoff, Call, Next, Outcome};
 use super::inspections::{Inspected, Inspections};
 use super::{Shared, Transition};
 use crate::support::lock;
@@ -95,31 +96,6 @@ async fn diagnosed(engine: Arc<dyn crate::Engine>, error: EngineError) -> Engine
     tokio::time::timeout(DIAGNOSIS_DEADLINE, engine.diagnose(error.clone()))
         .await
         .unwrap_or(error)
-}
-
-/// Where in a session an engine failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Call {
-    Subscribe,
-    Events,
-    List,
-    Inspect,
-    Ping,
-}
-
-impl Call {
-    /// Whether a permanent error from here says that the engine cannot be
-    /// watched at all. Before the first sync, any call may tell. After it,
-    /// only the engine's answer to a fresh subscribe: the subscribe
-    /// itself, or its stream when the stream before it said the same
-    /// (`doubted`). A stream that says so once after a sync — the CRI
-    /// engine calls a stream that ends before its first event unsupported,
-    /// and an idle engine that goes away may do just that — is one stream
-    /// failing; the next session subscribes afresh and asks again. A list
-    /// or an inspect is one call failing, not the engine.
-    fn decides_the_engine(self, ever_synced: bool, doubted: bool) -> bool {
-        !ever_synced || self == Call::Subscribe || (self == Call::Events && doubted)
-    }
 }
 
 /// Why a session or relist was interrupted.
@@ -242,15 +218,6 @@ impl Applied {
 /// the follow phase applies before it publishes them, as one revision.
 const MAX_BATCH: usize = 256;
 
-/// What a session achieved before it ended.
-#[derive(Default)]
-struct Outcome {
-    /// Its list was published.
-    synced: bool,
-    /// It stayed up long enough, or delivered news: the engine works.
-    proven: bool,
-}
-
 /// The write side: the one writer of the portfolio (`Shared::current`),
 /// which it changes under its lock, one revision at a time.
 pub(super) struct SyncLoop {
@@ -278,16 +245,11 @@ impl SyncLoop {
 
     /// Sessions, with retries between them, until stopped or given up.
     pub(super) async fn run(mut self, stop: &Stop) -> Result<(), WatchError> {
-        let mut delays = self.shared.retry.delays();
-        let mut failures: u32 = 0;
-        let mut ever_synced = false;
-        // The last stream said "unsupported" after a sync: this session's
-        // stream is asked again.
-        let mut doubted = false;
+        let mut backoff = Backoff::new(self.shared.retry.clone());
         let mut session_number: u64 = 0;
         loop {
             session_number += 1;
-            let span = if ever_synced {
+            let span = if backoff.ever_synced() {
                 info_span!("resync", session = session_number)
             } else {
                 info_span!("sync", session = session_number)
@@ -315,32 +277,28 @@ impl SyncLoop {
                     None => return Ok(()),
                 }
             };
-            ever_synced |= outcome.synced;
-            if outcome.proven {
-                // The engine worked: a new failure sequence.
-                delays = self.shared.retry.delays();
-                failures = 0;
-                doubted = false;
-            }
-            failures += 1;
+            let next = backoff.after(&error, call, outcome);
             self.shared.report(Transition::Lost {
                 error: error.clone(),
                 counts_attempt: !outcome.synced,
             });
-            if error.is_permanent() && call.decides_the_engine(ever_synced, doubted) {
-                warn!(error = %describe_error(&error), "engine cannot be watched; giving up");
-                // Which engine refused is worth knowing.
-                finish(describing, stop).await;
-                return Err(WatchError::Unsupported(error));
-            }
-            doubted = error.is_permanent() && call == Call::Events;
-            let Some(delay) = delays.next() else {
-                warn!(error = %describe_error(&error), failures, "retry policy exhausted; giving up");
-                finish(describing, stop).await;
-                return Err(WatchError::GaveUp {
-                    attempts: failures,
-                    last: error,
-                });
+            let failures = backoff.failures();
+            let delay = match next {
+                Next::Retry(delay) => delay,
+                Next::Unsupported => {
+                    warn!(error = %describe_error(&error), "engine cannot be watched; giving up");
+                    // Which engine refused is worth knowing.
+                    finish(describing, stop).await;
+                    return Err(WatchError::Unsupported(error));
+                }
+                Next::GaveUp { attempts } => {
+                    warn!(error = %describe_error(&error), failures, "retry policy exhausted; giving up");
+                    finish(describing, stop).await;
+                    return Err(WatchError::GaveUp {
+                        attempts,
+                        last: error,
+                    });
+                }
             };
             warn!(
                 error = %describe_error(&error),
