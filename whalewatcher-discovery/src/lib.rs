@@ -438,16 +438,13 @@ impl Discovery {
         if self.wake_activated(&mut sockets, &table).await {
             table = self.processes().await?;
         }
-        self.prune(&mut tracked, &table).await;
+        let plan = Plan::of(tracked.keys().copied(), &table, |process| {
+            EngineProcess::of(&inner.procfs, process, &table)
+        });
+        self.prune(&mut tracked, &plan.gone).await;
         // New engine processes, and the ones still missing an API.
-        for process in table.values() {
-            let key = (process.pid, process.started);
-            if tracked.contains_key(&key) {
-                continue;
-            }
-            if let Some(kind) = EngineProcess::of(&inner.procfs, process, &table) {
-                tracked.insert(key, Tracked::new(kind, process.pid));
-            }
+        for ((pid, started), kind) in plan.new {
+            tracked.insert((pid, started), Tracked::new(kind, pid));
         }
         let keys: Vec<(u32, u64)> = tracked
             .iter()
@@ -535,15 +532,10 @@ impl Discovery {
 
     /// Engines whose process is gone (or got its PID reused) leave; those
     /// whose watch ended by itself are remembered as refused.
-    async fn prune(&self, tracked: &mut HashMap<(u32, u64), Tracked>, table: &ProcessTable) {
+    async fn prune(&self, tracked: &mut HashMap<(u32, u64), Tracked>, gone: &[(u32, u64)]) {
         let fleet = &self.inner.fleet;
-        let gone: Vec<(u32, u64)> = tracked
-            .keys()
-            .filter(|(pid, started)| table.get(pid).is_none_or(|p| p.started != *started))
-            .copied()
-            .collect();
         for key in gone {
-            let Some(t) = tracked.remove(&key) else {
+            let Some(t) = tracked.remove(key) else {
                 continue;
             };
             for found in &t.found {
@@ -860,6 +852,40 @@ impl Discovery {
     }
 }
 
+/// What a new look at the processes changes in what is tracked.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Plan {
+    /// Tracked processes gone, or whose PID another process has now.
+    gone: Vec<(u32, u64)>,
+    /// Engine processes not tracked yet, and their kind.
+    new: Vec<((u32, u64), EngineProcess)>,
+}
+
+impl Plan {
+    /// The plan for `table`, given the `tracked` processes (by PID and
+    /// start time) and what kind of engine a process is (`classify`).
+    fn of(
+        tracked: impl IntoIterator<Item = (u32, u64)>,
+        table: &ProcessTable,
+        classify: impl Fn(&procfs::Process) -> Option<EngineProcess>,
+    ) -> Plan {
+        let tracked: HashSet<(u32, u64)> = tracked.into_iter().collect();
+        let mut gone: Vec<(u32, u64)> = tracked
+            .iter()
+            .filter(|(pid, started)| table.get(pid).is_none_or(|p| p.started != *started))
+            .copied()
+            .collect();
+        let mut new: Vec<((u32, u64), EngineProcess)> = table
+            .values()
+            .filter(|process| !tracked.contains(&(process.pid, process.started)))
+            .filter_map(|process| Some(((process.pid, process.started), classify(process)?)))
+            .collect();
+        gone.sort_unstable();
+        new.sort_unstable();
+        Plan { gone, new }
+    }
+}
+
 /// What probing one socket of an engine process came to.
 enum Watched {
     /// The engine joined the fleet.
@@ -902,5 +928,95 @@ impl DiscoveryHandle {
             Some(Err(error)) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use procfs::Process;
+
+    fn table(processes: &[(u32, u32, &str, u64)]) -> ProcessTable {
+        processes
+            .iter()
+            .map(|(pid, ppid, name, started)| {
+                let process = Process {
+                    pid: *pid,
+                    ppid: *ppid,
+                    name: (*name).to_owned(),
+                    started: *started,
+                };
+                (*pid, process)
+            })
+            .collect()
+    }
+
+    /// Classifies as discovery does, without `/proc` (podman's command
+    /// line is the only read, and no podman is here).
+    fn plan(tracked: &[(u32, u64)], table: &ProcessTable) -> Plan {
+        let procfs = Procfs::new("/nonexistent");
+        Plan::of(tracked.iter().copied(), table, |process| {
+            EngineProcess::of(&procfs, process, table)
+        })
+    }
+
+    #[test]
+    fn a_new_engine_process_is_planned_and_a_tracked_one_is_not_again() {
+        let now = table(&[
+            (1, 0, "init", 1),
+            (10, 1, "dockerd", 5),
+            (11, 10, "containerd", 6),
+            (20, 1, "containerd", 7),
+            (30, 1, "crio", 8),
+            (40, 1, "bash", 9),
+        ]);
+        let first = plan(&[], &now);
+        assert_eq!(
+            first.new,
+            [
+                ((10, 5), EngineProcess::Dockerd),
+                // Not 11: the containerd a dockerd runs for itself.
+                ((20, 7), EngineProcess::Containerd),
+                ((30, 8), EngineProcess::Crio),
+            ]
+        );
+        assert!(first.gone.is_empty());
+        let tracked: Vec<(u32, u64)> = first.new.iter().map(|(key, _)| *key).collect();
+        assert_eq!(
+            plan(&tracked, &now),
+            Plan::default(),
+            "nothing new, nothing gone"
+        );
+    }
+
+    #[test]
+    fn a_process_gone_goes_and_a_reused_pid_is_a_new_process() {
+        let tracked = [(10, 5), (20, 7)];
+        // 10 ended; 20 ended and another dockerd got its PID.
+        let now = table(&[(1, 0, "init", 1), (20, 1, "dockerd", 99)]);
+        let planned = plan(&tracked, &now);
+        assert_eq!(planned.gone, [(10, 5), (20, 7)]);
+        assert_eq!(planned.new, [((20, 99), EngineProcess::Dockerd)]);
+    }
+
+    #[test]
+    fn a_socket_file_is_told_from_another_file_and_from_none() {
+        let dir = std::env::temp_dir().join(format!("ww-socket-file-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("engine.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let plain = dir.join("plain");
+        std::fs::write(&plain, "").unwrap();
+        let id = reach::socket_file(&socket).unwrap();
+        assert!(id.is_some());
+        assert_eq!(reach::socket_file(&plain).unwrap(), None, "not a socket");
+        assert_eq!(reach::socket_file(&dir.join("none")).unwrap(), None, "none");
+        // Bound again at the same path: another file, so another engine.
+        drop(_listener);
+        std::fs::remove_file(&socket).unwrap();
+        let _again = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        assert_ne!(reach::socket_file(&socket).unwrap(), id);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

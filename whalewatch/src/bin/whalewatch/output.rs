@@ -4,7 +4,7 @@
 //! another listed right after that one, indented.
 //!
 //! The JSON is one schema for both modes, versioned by its `schema`
-//! field ([`SCHEMA`]); the README documents it.
+//! field ([`SCHEMA`]); docs/whalewatch.md documents it.
 
 use std::io::Write;
 use std::sync::Arc;
