@@ -817,6 +817,27 @@ impl Terminal {
         );
     }
 
+    /// Sends `key` to `whalewatch --live` (run as `…; echo $? > FILE`),
+    /// and checks it exits 0 with the terminal back from the alternate
+    /// screen.
+    async fn quits_with(&self, key: &str, exit_file: &std::path::Path) {
+        self.keys(key);
+        // The shell creates the file, then writes the code and its newline.
+        let code = within(&format!("whalewatch to end on {key}"), async {
+            loop {
+                match std::fs::read_to_string(exit_file) {
+                    Ok(code) if code.ends_with('\n') => return code,
+                    _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                }
+            }
+        })
+        .await;
+        std::fs::remove_file(exit_file).unwrap();
+        assert_eq!(code.trim(), "0", "exit code");
+        self.shows("the normal screen", |s| !s.contains("whalewatch --live:"))
+            .await;
+    }
+
     fn keys(&self, keys: &str) {
         whalewatcher_tests::run_command(
             "tmux",
@@ -889,21 +910,7 @@ async fn live_fits_80_by_24_and_40_by_12_with_300_containers_and_shows_a_record(
             fits(40)(s) && !s.contains("IMAGE")
         })
         .await;
-    terminal.keys("q");
-    let code = within("whalewatch to end on q", async {
-        loop {
-            match std::fs::read_to_string(&exit_file) {
-                Ok(code) if code.ends_with('\n') => return code,
-                _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-            }
-        }
-    })
-    .await;
-    std::fs::remove_file(&exit_file).unwrap();
-    assert_eq!(code.trim(), "0", "exit code");
-    terminal
-        .shows("the normal screen", |s| !s.contains("whalewatch --live:"))
-        .await;
+    terminal.quits_with("q", &exit_file).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -968,23 +975,7 @@ async fn live_shows_starts_pauses_exits_and_a_lost_engine_in_a_terminal() {
         .shows("the engine back", |s| s.contains(", 0 shown · synced"))
         .await;
 
-    terminal.keys("C-c");
-    // The shell creates the file, then writes the code and its newline.
-    let code = within("whalewatch to end on Ctrl-C", async {
-        loop {
-            match std::fs::read_to_string(&exit_file) {
-                Ok(code) if code.ends_with('\n') => return code,
-                _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-            }
-        }
-    })
-    .await;
-    std::fs::remove_file(&exit_file).unwrap();
-    assert_eq!(code.trim(), "0", "exit code");
-    // The terminal is back from the alternate screen.
-    terminal
-        .shows("the normal screen", |s| !s.contains("whalewatch --live:"))
-        .await;
+    terminal.quits_with("C-c", &exit_file).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
