@@ -257,7 +257,8 @@ fn engine_heading(picture: &Picture, view: &View, shown: usize) -> String {
     )
 }
 
-/// Draws the whole screen.
+/// Draws the whole screen: the title area, the table with its header,
+/// the status line, and the pane asked for.
 pub fn draw(
     frame: &mut Frame,
     snapshot: &FleetSnapshot,
@@ -266,7 +267,6 @@ pub fn draw(
     named: usize,
 ) {
     let area = frame.area();
-    let width = area.width as usize;
     let pictures = in_tree_order(snapshot, named);
     // The title area: the fleet, then an engine a line while the table
     // keeps at least 3 rows.
@@ -281,6 +281,30 @@ pub fn draw(
     ])
     .areas(area);
 
+    draw_title(frame, title, snapshot, view, &pictures, engine_lines);
+    let height = draw_table(frame, header, table, view, rows);
+    draw_status(frame, status, view, rows, height);
+    if view.detail {
+        if let Some(row) = rows.get(view.cursor) {
+            detail(frame, area, row, view);
+        }
+    }
+    if view.help {
+        help(frame, area);
+    }
+}
+
+/// The title area: a line for the fleet, then one an engine (of the
+/// first `engine_lines`) with its event rate.
+fn draw_title(
+    frame: &mut Frame,
+    title: Rect,
+    snapshot: &FleetSnapshot,
+    view: &View,
+    pictures: &[Picture],
+    engine_lines: usize,
+) {
+    let width = title.width as usize;
     let alive: usize = snapshot.engines().map(|e| e.portfolio().len()).sum();
     let lost = snapshot
         .engines()
@@ -337,7 +361,18 @@ pub fn draw(
         title_lines.push(line);
     }
     frame.render_widget(Paragraph::new(title_lines), title);
+}
 
+/// The pinned header and the rows that fit (only those are formatted);
+/// how many rows fit.
+fn draw_table(
+    frame: &mut Frame,
+    header: Rect,
+    table: Rect,
+    view: &mut View,
+    rows: &[Row],
+) -> usize {
+    let width = table.width as usize;
     // The rows that fit: only those are formatted.
     let height = table.height as usize;
     view.scroll_to_cursor(height);
@@ -410,6 +445,12 @@ pub fn draw(
     }
     frame.render_widget(Paragraph::new(lines), table);
 
+    height
+}
+
+/// The status line: filter, sort, position, keys.
+fn draw_status(frame: &mut Frame, status: Rect, view: &View, rows: &[Row], height: usize) {
+    let width = status.width as usize;
     // The status line.
     let containers = rows
         .iter()
@@ -430,15 +471,6 @@ pub fn draw(
         Paragraph::new(Line::from(cut(&status_text, width)).reversed()),
         status,
     );
-
-    if view.detail {
-        if let Some(row) = rows.get(view.cursor) {
-            detail(frame, area, row, view);
-        }
-    }
-    if view.help {
-        help(frame, area);
-    }
 }
 
 /// A pane over the table, `lines` in a box.
