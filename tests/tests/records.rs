@@ -290,7 +290,8 @@ async fn containerd_records_names_and_exits_equal_what_ctr_tells() {
         &[("nerdctl/name", "three")],
         &EXIT_3_ON_GO,
     );
-    t.run(namespace, &killed, &[]);
+    // As containerd's restart monitor counts restarts.
+    t.run(namespace, &killed, &[("containerd.io/restart.count", "2")]);
     let (three_id, killed_id) = (
         format!("{namespace}/{three}"),
         format!("{namespace}/{killed}"),
@@ -307,7 +308,11 @@ async fn containerd_records_names_and_exits_equal_what_ctr_tells() {
             container.created(),
             Some(rfc3339(info["CreatedAt"].as_str().expect("CreatedAt")))
         );
-        assert_eq!((container.image_id(), container.restarts()), (None, None));
+        let restarts = (id == &killed_id).then_some(2);
+        assert_eq!(
+            (container.image_id(), container.restarts()),
+            (None, restarts)
+        );
     }
     // The Go module's names: namespace/name outside default.
     let portfolio = w.watcher.portfolio();

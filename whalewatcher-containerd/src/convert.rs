@@ -87,6 +87,10 @@ macro_rules! record_fields {
 
 record_fields!(Record, KeptRecord);
 
+/// The label in which containerd's restart monitor counts a container's
+/// restarts.
+pub(crate) const RESTART_COUNT_LABEL: &str = "containerd.io/restart.count";
+
 /// The container of a record and its task, if the task is alive: running,
 /// or pausing/paused.
 pub(crate) fn container(
@@ -116,7 +120,14 @@ pub(crate) fn container(
         .with_paused(paused);
     // containerd tells the image as named and the creation time; neither
     // an image id (that would take an image service call) nor a start
-    // time nor restarts.
+    // time. Restarts only as its restart monitor (`ctr run --restart`,
+    // nerdctl) counts them, in a label.
+    if let Some(restarts) = record
+        .label(RESTART_COUNT_LABEL)
+        .and_then(|n| n.parse().ok())
+    {
+        container = container.with_restarts(restarts);
+    }
     if !record.image().is_empty() {
         container = container.with_image(record.image());
     }
@@ -278,6 +289,13 @@ mod tests {
         assert_eq!(name("ns"), "ns/c2");
         let named = container("default", &record, &task(Status::Running)).unwrap();
         assert_eq!(named.name(), "web");
+        // Restarts as containerd's restart monitor counts them.
+        let mut restarted = record.clone();
+        restarted
+            .labels
+            .insert(RESTART_COUNT_LABEL.into(), "3".into());
+        let c = container("ns", &restarted, &task(Status::Running)).unwrap();
+        assert_eq!(c.restarts(), Some(3));
     }
 
     #[test]
