@@ -164,8 +164,10 @@ impl ContainerdEngineBuilder {
         self
     }
 
-    /// The engine's PID, when the caller knows it (otherwise containerd's
-    /// own answer is used, in its PID namespace).
+    /// The engine's PID in the reader's PID namespace, when the caller
+    /// knows it (discovery does). Without it the PID is unknown: the one
+    /// containerd reports is in its own PID namespace, which need not be
+    /// the reader's.
     pub fn pid(mut self, pid: u32) -> Self {
         self.pid = Some(pid);
         self
@@ -595,9 +597,10 @@ impl Engine for ContainerdEngine {
             // As the Go module reports it: "<version> <revision>".
             version: format!("{} {}", version.version, version.revision),
             api: self.api.clone(),
-            pid: self
-                .pid
-                .or(u32::try_from(server.pid).ok().filter(|pid| *pid != 0)),
+            // The PID containerd reports is in its own PID namespace,
+            // which may not be the reader's: unknown unless given, as the
+            // Go module leaves it (0).
+            pid: self.pid,
         })
     }
 
