@@ -1000,7 +1000,7 @@ mod tests {
     }
 
     #[test]
-    fn a_socket_file_is_told_from_another_file_and_from_none() {
+    fn a_socket_file_is_told_from_a_plain_file_and_from_none() {
         let dir = std::env::temp_dir().join(format!("ww-socket-file-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -1008,15 +1008,12 @@ mod tests {
         let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
         let plain = dir.join("plain");
         std::fs::write(&plain, "").unwrap();
-        let id = reach::socket_file(&socket).unwrap();
-        assert!(id.is_some());
+        assert!(reach::socket_file(&socket).unwrap().is_some());
         assert_eq!(reach::socket_file(&plain).unwrap(), None, "not a socket");
         assert_eq!(reach::socket_file(&dir.join("none")).unwrap(), None, "none");
-        // Bound again at the same path: another file, so another engine.
-        drop(_listener);
-        std::fs::remove_file(&socket).unwrap();
-        let _again = std::os::unix::net::UnixListener::bind(&socket).unwrap();
-        assert_ne!(reach::socket_file(&socket).unwrap(), id);
+        // (A socket bound again at its path may get the same inode number:
+        // the file's identity alone does not tell an engine's restart; the
+        // listening process's end does, where it is known.)
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
