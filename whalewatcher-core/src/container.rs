@@ -331,7 +331,15 @@ impl Container {
 }
 
 fn to_nanos(time: SystemTime) -> Option<NonZeroU64> {
-    crate::event::unix_nanos(time).and_then(NonZeroU64::new)
+    unix_nanos(time).and_then(NonZeroU64::new)
+}
+
+/// A time as nanoseconds since the Unix epoch, like the engines' own
+/// `timeNano` fields; `None` before the epoch. (Here, not in `event`,
+/// which uses containers: no import loop.)
+pub(crate) fn unix_nanos(time: SystemTime) -> Option<u64> {
+    let nanos = time.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
+    u64::try_from(nanos).ok()
 }
 
 fn from_nanos(nanos: NonZeroU64) -> SystemTime {

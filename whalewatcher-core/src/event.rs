@@ -181,13 +181,6 @@ pub struct Event {
     pub revision: u64,
 }
 
-/// A time as nanoseconds since the Unix epoch, like the engines' own
-/// `timeNano` fields; `None` before the epoch.
-pub(crate) fn unix_nanos(time: SystemTime) -> Option<u64> {
-    let nanos = time.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
-    u64::try_from(nanos).ok()
-}
-
 /// Serializes a timestamp as nanoseconds since the Unix epoch.
 mod unix_nanos {
     use std::time::SystemTime;
@@ -195,7 +188,7 @@ mod unix_nanos {
     use serde::Serializer;
 
     pub fn serialize<S: Serializer>(ts: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
-        match ts.and_then(super::unix_nanos) {
+        match ts.and_then(crate::container::unix_nanos) {
             Some(nanos) => s.serialize_u64(nanos),
             None => s.serialize_none(),
         }

@@ -28,6 +28,7 @@
 //!   its token, [`Watcher::close`], dropping it, or given up.
 
 mod backoff;
+mod deadline;
 mod inspections;
 mod sync_loop;
 

@@ -15,7 +15,7 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::event::EngineEvent;
 
-use super::sync_loop::within;
+use super::deadline::within;
 
 /// A finished inspect of a started container.
 pub(super) struct Inspected {

@@ -35,6 +35,7 @@ use crate::event::{EngineEvent, Event, EventKind, EventSource, Exit};
 use crate::portfolio::{Difference, Portfolio};
 
 use super::backoff::{Backoff, Call, Next, Outcome};
+use super::deadline::within;
 use super::inspections::{Inspected, Inspections};
 use super::{Shared, Transition};
 use crate::support::lock;
@@ -61,24 +62,6 @@ impl Stop {
             output = work => Some(output),
         }
     }
-}
-
-/// An engine call under its deadline.
-pub(super) async fn within<T>(
-    deadline: Duration,
-    api: &str,
-    call: &'static str,
-    work: impl Future<Output = Result<T, EngineError>>,
-) -> Result<T, EngineError> {
-    tokio::time::timeout(deadline, work)
-        .await
-        .unwrap_or_else(|_| {
-            Err(EngineError::Timeout {
-                endpoint: api.to_owned(),
-                call,
-                after: deadline,
-            })
-        })
 }
 
 /// How long the engine may take to say more of an unreachable endpoint.
