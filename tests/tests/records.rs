@@ -274,6 +274,77 @@ async fn renames_on_podman_58_are_kept_current() {
     health_and_renames_are_kept_current(&Rig::load().podman58, false).await;
 }
 
+/// A container on a network of its own (internal, in 198.18.0.0/24, outside
+/// the private ranges the rig keeps away from) shows the network mode and
+/// its address as `docker inspect` does; one with `--network none` has no
+/// network identity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_containers_network_identity_equals_what_docker_inspect_tells() {
+    let rig = Rig::load();
+    let engine = &rig.host_docker;
+    let t = DockerTest::connect(engine, "records-net").await;
+    let mut w = Watching::synced(MobyEngine::new(&engine.endpoint).unwrap()).await;
+    let network = format!("ww-net-{}", t.label);
+    let label = format!("{}={}", whalewatcher_tests::TEST_LABEL, t.label);
+    let docker = |args: &[&str]| {
+        run_command(
+            "docker",
+            &[&["-H", engine.endpoint.as_str()][..], args].concat(),
+        )
+    };
+    docker(&[
+        "network",
+        "create",
+        "--internal",
+        "--subnet",
+        "198.18.0.0/24",
+        "--label",
+        &label,
+        &network,
+    ]);
+    let on_net = docker(&[
+        "run",
+        "-d",
+        "--label",
+        &label,
+        "--network",
+        &network,
+        engine.image(),
+        "sleep",
+        "1d",
+    ])
+    .trim()
+    .to_owned();
+    let no_net = t.run("no-net", &[]).await;
+    for id in [&on_net, &no_net] {
+        w.events_of(id, "its start", |k| k.contains(&EventKind::Started))
+            .await;
+    }
+    let told = docker(&[
+        "inspect",
+        "-f",
+        &format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}"),
+        &on_net,
+    ]);
+    let portfolio = w.watcher.portfolio();
+    let identity = portfolio
+        .container(&on_net)
+        .and_then(|c| c.network().cloned())
+        .expect("a network identity");
+    assert_eq!(&*identity.mode, network.as_str());
+    let addresses: Vec<(&str, &str)> = identity
+        .addresses
+        .iter()
+        .map(|a| (&*a.network, &*a.ip))
+        .collect();
+    assert_eq!(addresses, [(network.as_str(), told.trim())]);
+    assert!(told.trim().starts_with("198.18.0."), "{told}");
+    assert!(portfolio.container(&no_net).unwrap().network().is_none());
+    w.stop().await;
+    t.remove(&on_net).await;
+    docker(&["network", "rm", &network]);
+}
+
 // ---- containerd ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -46,6 +46,7 @@ pub struct Container {
     started: Option<NonZeroU64>,
     restarts: Option<u32>,
     pod: Option<Arc<PodInfo>>,
+    network: Option<Arc<NetworkIdentity>>,
     rucksack: Option<Rucksack>,
 }
 
@@ -93,6 +94,41 @@ impl StringPool {
     pub fn is_empty(&self) -> bool {
         self.strings.is_empty()
     }
+}
+
+/// Where a container is on the network, as its engine tells: its network
+/// mode, its address on each network, its published ports.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct NetworkIdentity {
+    /// Docker's and podman's network mode: `host`, `bridge`, a network's
+    /// name, `container:ID`, …
+    pub mode: Box<str>,
+    /// Its addresses, IPv4 and IPv6, each on its network.
+    pub addresses: Box<[NetworkAddress]>,
+    /// Its ports published on the host.
+    pub ports: Box<[PublishedPort]>,
+}
+
+/// A container's address on one network.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct NetworkAddress {
+    /// The network's name.
+    pub network: Box<str>,
+    /// The address, as the engine writes it.
+    pub ip: Box<str>,
+}
+
+/// A container port published on the host.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct PublishedPort {
+    /// The port inside the container.
+    pub container_port: u16,
+    /// `tcp`, `udp` or `sctp`.
+    pub protocol: Box<str>,
+    /// The host address it is bound to (`0.0.0.0`, `::`, …).
+    pub host_ip: Box<str>,
+    /// The host port.
+    pub host_port: u16,
 }
 
 /// A container's health, as its health check last said.
@@ -153,6 +189,7 @@ impl Container {
             pid,
             paused: false,
             health: None,
+            network: None,
             image: None,
             image_id: None,
             created: None,
@@ -227,6 +264,12 @@ impl Container {
         self
     }
 
+    /// Sets where the container is on the network.
+    pub fn with_network(mut self, network: NetworkIdentity) -> Self {
+        self.network = Some(Arc::new(network));
+        self
+    }
+
     /// Sets the container's health, as its engine's health check tells.
     pub fn with_health(mut self, health: Health) -> Self {
         self.health = Some(health);
@@ -285,6 +328,13 @@ impl Container {
     /// Whether the container is paused (its processes frozen).
     pub fn is_paused(&self) -> bool {
         self.paused
+    }
+
+    /// Where the container is on the network — its mode, addresses and
+    /// published ports — where the engine tells (Docker, podman); `None`
+    /// for a container with no network (mode `none`, no address, no port).
+    pub fn network(&self) -> Option<&Arc<NetworkIdentity>> {
+        self.network.as_ref()
     }
 
     /// The result of the container's health check, where it has one and
@@ -378,6 +428,7 @@ impl PartialEq for Container {
             && self.started == other.started
             && self.restarts == other.restarts
             && self.pod == other.pod
+            && self.network == other.network
     }
 }
 
@@ -386,7 +437,7 @@ impl Eq for Container {}
 impl Serialize for Container {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let nanos = |t: &Option<NonZeroU64>| t.map(NonZeroU64::get);
-        let mut s = serializer.serialize_struct("Container", 14)?;
+        let mut s = serializer.serialize_struct("Container", 15)?;
         s.serialize_field("id", &*self.id)?;
         s.serialize_field("name", &*self.name)?;
         s.serialize_field("pid", &self.pid)?;
@@ -399,6 +450,7 @@ impl Serialize for Container {
         s.serialize_field("started", &nanos(&self.started))?;
         s.serialize_field("restarts", &self.restarts)?;
         s.serialize_field("pod", &self.pod.as_deref())?;
+        s.serialize_field("network", &self.network.as_deref())?;
         s.serialize_field("labels", &self.labels)?;
         s.end()
     }
@@ -582,7 +634,7 @@ mod tests {
             serde_json::json!({
                 "id": "abc", "name": "web", "pid": 42, "project": "shop", "paused": false,
                 "health": null, "image": null, "image_id": null, "created": null, "started": null,
-                "restarts": null, "pod": null,
+                "restarts": null, "pod": null, "network": null,
                 "labels": {"com.docker.compose.project": "shop"}
             })
         );

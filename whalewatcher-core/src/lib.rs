@@ -48,7 +48,10 @@ mod watcher;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use container::{Container, Health, Labels, PodInfo, Rucksack, StringPool};
+pub use container::{
+    Container, Health, Labels, NetworkAddress, NetworkIdentity, PodInfo, PublishedPort, Rucksack,
+    StringPool,
+};
 pub use engine::{Engine, EngineEvents, EngineInfo};
 pub use error::{describe, io_error_with_causes, Cause, EngineError, WatchError};
 pub use event::{EngineEvent, Event, EventKind, EventSource, EventStream, Exit, Lagged, OomKills};

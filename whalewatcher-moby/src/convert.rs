@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bollard::models::{ContainerInspectResponse, EventMessage, EventMessageTypeEnum, SystemInfo};
 use serde::Deserialize;
 use whalewatcher_core::{
-    Container, EngineError, EngineEvent, EventKind, Exit, Health, Labels, OomKills, PodInfo,
-    COMPOSE_PROJECT_LABEL,
+    Container, EngineError, EngineEvent, EventKind, Exit, Health, Labels, NetworkAddress,
+    NetworkIdentity, OomKills, PodInfo, PublishedPort, COMPOSE_PROJECT_LABEL,
 };
 
 use crate::{Packer, INFRA_LABEL, POD_ID_LABEL, POD_NAME_LABEL, PRIVILEGED_LABEL};
@@ -48,7 +48,39 @@ pub(crate) struct Inspected<'a> {
     state: Option<InspectedState<'a>>,
     #[serde(borrow)]
     config: Option<InspectedConfig<'a>>,
-    host_config: Option<InspectedHostConfig>,
+    #[serde(borrow)]
+    host_config: Option<InspectedHostConfig<'a>>,
+    #[serde(borrow)]
+    network_settings: Option<InspectedNetworkSettings<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct InspectedNetworkSettings<'a> {
+    /// Network name → the container's endpoint on it.
+    #[serde(borrow)]
+    networks: Option<std::collections::BTreeMap<Cow<'a, str>, InspectedEndpoint<'a>>>,
+    /// `80/tcp` → its bindings on the host (`null` when only exposed).
+    #[serde(borrow)]
+    ports: Option<std::collections::BTreeMap<Cow<'a, str>, Option<Vec<InspectedBinding<'a>>>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct InspectedEndpoint<'a> {
+    #[serde(borrow, rename = "IPAddress")]
+    ip_address: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "GlobalIPv6Address")]
+    global_ipv6_address: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct InspectedBinding<'a> {
+    #[serde(borrow)]
+    host_ip: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    host_port: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -81,8 +113,67 @@ struct InspectedConfig<'a> {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
-struct InspectedHostConfig {
+struct InspectedHostConfig<'a> {
     privileged: Option<bool>,
+    #[serde(borrow)]
+    network_mode: Option<Cow<'a, str>>,
+}
+
+/// Where the container is on the network; `None` for one with no network
+/// at all (mode `none`, no address, no port).
+fn network_identity(inspected: &Inspected<'_>) -> Option<NetworkIdentity> {
+    let mode = inspected
+        .host_config
+        .as_ref()
+        .and_then(|host| host.network_mode.as_deref())
+        .unwrap_or_default();
+    let settings = inspected.network_settings.as_ref();
+    let mut addresses: Vec<NetworkAddress> = Vec::new();
+    for (network, endpoint) in settings
+        .and_then(|s| s.networks.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        for ip in [&endpoint.ip_address, &endpoint.global_ipv6_address] {
+            if let Some(ip) = ip.as_deref().filter(|ip| !ip.is_empty()) {
+                addresses.push(NetworkAddress {
+                    network: network.as_ref().into(),
+                    ip: ip.into(),
+                });
+            }
+        }
+    }
+    let mut ports: Vec<PublishedPort> = Vec::new();
+    for (port, bindings) in settings
+        .and_then(|s| s.ports.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let (number, protocol) = port.split_once('/').unwrap_or((port, "tcp"));
+        let Ok(container_port) = number.parse() else {
+            continue;
+        };
+        for binding in bindings.iter().flatten() {
+            let Some(host_port) = binding.host_port.as_deref().and_then(|p| p.parse().ok()) else {
+                continue;
+            };
+            ports.push(PublishedPort {
+                container_port,
+                protocol: protocol.into(),
+                host_ip: binding.host_ip.as_deref().unwrap_or_default().into(),
+                host_port,
+            });
+        }
+    }
+    if (mode.is_empty() || mode == "none") && addresses.is_empty() && ports.is_empty() {
+        return None;
+    }
+    ports.sort();
+    Some(NetworkIdentity {
+        mode: mode.into(),
+        addresses: addresses.into(),
+        ports: ports.into(),
+    })
 }
 
 /// A JSON object of labels, as its pairs in the body's order.
@@ -199,6 +290,9 @@ pub(crate) fn container(
         .and_then(rfc3339)
     {
         container = container.with_started(started);
+    }
+    if let Some(network) = network_identity(inspected) {
+        container = container.with_network(network);
     }
     let health = inspected
         .state
@@ -468,6 +562,54 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn network_identity_has_the_mode_each_address_and_the_published_ports() {
+        let body = br#"{
+            "Id": "abc", "Name": "/web",
+            "State": {"Running": true, "Pid": 42},
+            "HostConfig": {"NetworkMode": "shop_net"},
+            "NetworkSettings": {
+                "Networks": {
+                    "shop_net": {"IPAddress": "198.18.0.2", "GlobalIPv6Address": "fd00::2"},
+                    "other": {"IPAddress": ""}
+                },
+                "Ports": {
+                    "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}, {"HostIp": "::", "HostPort": "8080"}],
+                    "53/udp": null
+                }
+            }
+        }"#;
+        let identity = network_identity(&parse_inspect(body).unwrap()).unwrap();
+        assert_eq!(&*identity.mode, "shop_net");
+        let addresses: Vec<(&str, &str)> = identity
+            .addresses
+            .iter()
+            .map(|a| (&*a.network, &*a.ip))
+            .collect();
+        assert_eq!(
+            addresses,
+            [("shop_net", "198.18.0.2"), ("shop_net", "fd00::2")]
+        );
+        let ports: Vec<(u16, &str, &str, u16)> = identity
+            .ports
+            .iter()
+            .map(|p| (p.container_port, &*p.protocol, &*p.host_ip, p.host_port))
+            .collect();
+        assert_eq!(
+            ports,
+            [(80, "tcp", "0.0.0.0", 8080), (80, "tcp", "::", 8080)]
+        );
+        // No network at all: nothing kept.
+        let none = br#"{"Id": "n", "HostConfig": {"NetworkMode": "none"},
+            "NetworkSettings": {"Networks": {"none": {"IPAddress": ""}}, "Ports": {}}}"#;
+        assert_eq!(network_identity(&parse_inspect(none).unwrap()), None);
+        // The host's network: no address of its own, but it says so.
+        let host = br#"{"Id": "h", "HostConfig": {"NetworkMode": "host"},
+            "NetworkSettings": {"Networks": {"host": {"IPAddress": ""}}}}"#;
+        let host = network_identity(&parse_inspect(host).unwrap()).unwrap();
+        assert_eq!((&*host.mode, host.addresses.len()), ("host", 0));
+    }
 
     /// An inspect response captured from dockerd 26 on the rig (shortened).
     const DOCKER_INSPECT: &str = r#"{

@@ -79,8 +79,8 @@ struct Args {
     #[arg(long, short = 'f', value_name = "KEY=VALUE", action = ArgAction::Append)]
     filter: Vec<Filter>,
     /// table (the default), json, or a comma-separated list of fields
-    /// (id, name, project, pod, pid, state, health, image, engine) printed
-    /// tab-separated.
+    /// (id, name, project, pod, pid, state, health, image, engine, ip,
+    /// ports) printed tab-separated.
     #[arg(long, value_name = "FORMAT", conflicts_with = "json")]
     format: Option<Format>,
     /// Print JSON instead of a table (the same as --format json).

@@ -45,10 +45,12 @@ pub enum Field {
     Health,
     Image,
     Engine,
+    Ip,
+    Ports,
 }
 
 /// The fields `--format` takes, for its help and errors.
-pub const FIELDS: &str = "id, name, project, pod, pid, state, health, image, engine";
+pub const FIELDS: &str = "id, name, project, pod, pid, state, health, image, engine, ip, ports";
 
 impl std::str::FromStr for Format {
     type Err = String;
@@ -69,6 +71,8 @@ impl std::str::FromStr for Format {
                     "health" => Ok(Field::Health),
                     "image" => Ok(Field::Image),
                     "engine" => Ok(Field::Engine),
+                    "ip" => Ok(Field::Ip),
+                    "ports" => Ok(Field::Ports),
                     other => Err(format!(
                         "unknown format or field {other:?} (table, json, or fields of: {FIELDS})"
                     )),
@@ -292,6 +296,37 @@ impl Printing<'_> {
             Field::Health => or_dash(container.health().map(|h| h.as_str()).unwrap_or_default()),
             Field::Image => or_dash(container.image().unwrap_or_default()),
             Field::Engine => engine.info().api.clone(),
+            // Every address, comma-separated, as docker inspect lists them.
+            Field::Ip => or_dash(
+                &container
+                    .network()
+                    .map(|n| {
+                        n.addresses
+                            .iter()
+                            .map(|a| &*a.ip)
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .unwrap_or_default(),
+            ),
+            // As docker ps writes them: 0.0.0.0:8080->80/tcp.
+            Field::Ports => or_dash(
+                &container
+                    .network()
+                    .map(|n| {
+                        n.ports
+                            .iter()
+                            .map(|p| {
+                                format!(
+                                    "{}:{}->{}/{}",
+                                    p.host_ip, p.host_port, p.container_port, p.protocol
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default(),
+            ),
         }
     }
 
