@@ -739,12 +739,7 @@ impl Discovery {
         socket: &std::path::Path,
         info: &EngineInfo,
     ) -> Option<MemberId> {
-        use std::os::unix::fs::MetadataExt;
-        let file = |path: &std::path::Path| {
-            std::fs::metadata(path)
-                .ok()
-                .map(|meta| (meta.dev(), meta.ino()))
-        };
+        let file = |path: &std::path::Path| reach::socket_file(path).ok().flatten();
         let probed = file(socket);
         let snapshot = self.inner.fleet.snapshot();
         let found = snapshot.engines().find(|engine| {

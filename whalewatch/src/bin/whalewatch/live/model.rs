@@ -167,7 +167,9 @@ pub struct View {
 
 /// A filter typed with `/`.
 pub enum Typed {
-    Filter(Filter),
+    /// A `--filter`, and the text it was typed as.
+    Filter(Filter, String),
+    /// Lower case.
     Substring(String),
 }
 
@@ -177,21 +179,20 @@ impl Typed {
             return None;
         }
         Some(match text.parse::<Filter>() {
-            Ok(filter) => Typed::Filter(filter),
+            Ok(filter) => Typed::Filter(filter, text.to_owned()),
             Err(_) => Typed::Substring(text.to_lowercase()),
         })
     }
 
     pub fn text(&self) -> String {
         match self {
-            Typed::Filter(filter) => format!("{filter:?}"),
-            Typed::Substring(text) => text.clone(),
+            Typed::Filter(_, text) | Typed::Substring(text) => text.clone(),
         }
     }
 
     fn passes(&self, engine: &FleetEngine, container: &Container) -> bool {
         match self {
-            Typed::Filter(filter) => {
+            Typed::Filter(filter, _) => {
                 filter::passes(std::slice::from_ref(filter), engine.info(), container)
             }
             Typed::Substring(text) => [
@@ -412,5 +413,21 @@ impl View {
             self.typed = Typed::parse(text.trim());
             self.top = 0;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_typed_filter_shows_as_typed() {
+        let typed = Typed::parse("name=web").expect("a filter");
+        assert!(matches!(typed, Typed::Filter(..)));
+        assert_eq!(typed.text(), "name=web");
+        let typed = Typed::parse("Web").expect("a substring");
+        assert!(matches!(typed, Typed::Substring(_)));
+        assert_eq!(typed.text(), "web");
+        assert!(Typed::parse("").is_none());
     }
 }
