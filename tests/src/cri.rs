@@ -78,7 +78,18 @@ impl CriTest {
     /// the host network namespace (the engine container's: loopback only)
     /// and without a hostname, so no CNI is needed.
     pub async fn run_pod(&self, name: &str, namespace: &str) -> Pod {
-        let config = PodSandboxConfig {
+        self.run_pod_with(name, namespace, |_| {}).await
+    }
+
+    /// Like [`run_pod`](Self::run_pod), with the configuration changed by
+    /// `change` first.
+    pub async fn run_pod_with(
+        &self,
+        name: &str,
+        namespace: &str,
+        change: impl FnOnce(&mut PodSandboxConfig),
+    ) -> Pod {
+        let mut config = PodSandboxConfig {
             metadata: Some(PodSandboxMetadata {
                 name: name.to_owned(),
                 uid: format!("{name}-{}", self.label),
@@ -99,6 +110,7 @@ impl CriTest {
             }),
             ..Default::default()
         };
+        change(&mut config);
         let id = rig::start_past_runc_init_deaths(name, || async {
             let mut client = self.client.clone();
             client
@@ -126,7 +138,19 @@ impl CriTest {
     /// Like [`run_container`](Self::run_container), running `command`
     /// instead of sleeping.
     pub async fn run_container_command(&self, pod: &Pod, name: &str, command: &[&str]) -> String {
-        self.run_container_with(pod, name, command, HashMap::new())
+        self.run_container_with(pod, name, command, HashMap::new(), |_| {})
+            .await
+    }
+
+    /// Like [`run_container`](Self::run_container), with the configuration
+    /// changed by `change` first.
+    pub async fn run_container_changed(
+        &self,
+        pod: &Pod,
+        name: &str,
+        change: impl FnOnce(&mut ContainerConfig),
+    ) -> String {
+        self.run_container_with(pod, name, &["sleep", "2147483647"], HashMap::new(), change)
             .await
     }
 
@@ -138,7 +162,7 @@ impl CriTest {
         name: &str,
         annotations: HashMap<String, String>,
     ) -> String {
-        self.run_container_with(pod, name, &["sleep", "2147483647"], annotations)
+        self.run_container_with(pod, name, &["sleep", "2147483647"], annotations, |_| {})
             .await
     }
 
@@ -148,9 +172,10 @@ impl CriTest {
         name: &str,
         command: &[&str],
         mut annotations: HashMap<String, String>,
+        change: impl FnOnce(&mut ContainerConfig),
     ) -> String {
         annotations.insert(ANNOTATION.to_owned(), format!("container {name}"));
-        let config = ContainerConfig {
+        let mut config = ContainerConfig {
             metadata: Some(ContainerMetadata {
                 name: name.to_owned(),
                 attempt: 0,
@@ -164,6 +189,7 @@ impl CriTest {
             annotations,
             ..Default::default()
         };
+        change(&mut config);
         let create_and_start = || async {
             let mut client = self.client.clone();
             let id = client

@@ -63,6 +63,15 @@ impl Answer {
         }
     }
 
+    /// No message, and the gRPC status `code`.
+    pub fn status(code: u32) -> Self {
+        Answer {
+            message: None,
+            status: Some(code),
+            delay: Duration::ZERO,
+        }
+    }
+
     /// `Unimplemented`, but only after `delay`: a refusal that comes late.
     pub fn unimplemented_after(delay: Duration) -> Self {
         Answer {
@@ -83,6 +92,8 @@ pub struct ScriptedGrpc {
 
 impl ScriptedGrpc {
     /// Serves `script` (method path → answer) at a fresh socket in `dir`.
+    /// A key `method@namespace` answers that method in that containerd
+    /// namespace only.
     pub fn start<M: Into<String>>(
         dir: &Path,
         script: impl IntoIterator<Item = (M, Answer)>,
@@ -141,11 +152,21 @@ async fn answer(
 ) -> Result<Response<BoxBody<Bytes, Infallible>>, Infallible> {
     let method = request.uri().path().to_owned();
     *calls.lock().unwrap().entry(method.clone()).or_default() += 1;
-    let answer = script.get(method.as_str()).cloned().unwrap_or(Answer {
-        message: None,
-        status: Some(UNIMPLEMENTED),
-        delay: Duration::ZERO,
-    });
+    // A containerd call's answer may depend on its namespace.
+    let namespaced = request
+        .headers()
+        .get("containerd-namespace")
+        .and_then(|ns| ns.to_str().ok())
+        .map(|ns| format!("{method}@{ns}"));
+    let answer = namespaced
+        .and_then(|key| script.get(&key))
+        .or_else(|| script.get(method.as_str()))
+        .cloned()
+        .unwrap_or(Answer {
+            message: None,
+            status: Some(UNIMPLEMENTED),
+            delay: Duration::ZERO,
+        });
     tokio::time::sleep(answer.delay).await;
     let mut frames: Vec<Result<Frame<Bytes>, Infallible>> = Vec::new();
     if let Some(message) = answer.message {

@@ -369,6 +369,82 @@ async fn an_engine_without_the_record_stream_is_listed_in_one_message() {
     assert_eq!(pids, [("old", 4242)]);
 }
 
+/// A namespace whose list fails is left out and said, as the Go module
+/// skips it, not the whole list failed; when every namespace fails, the
+/// list does. (No real containerd refuses one namespace's list alone:
+/// the scripted endpoint does.)
+#[tokio::test]
+async fn a_namespace_that_cannot_be_listed_is_left_out_and_said() {
+    use containerd_client::services::v1::{
+        Container, ListContainersResponse, ListNamespacesResponse, ListTasksResponse, Namespace,
+    };
+    use containerd_client::types::v1::{Process, Status};
+    const PERMISSION_DENIED: u32 = 7;
+    let namespaces = Answer::message(&ListNamespacesResponse {
+        namespaces: ["good", "bad"]
+            .map(|name| Namespace {
+                name: name.to_owned(),
+                ..Default::default()
+            })
+            .to_vec(),
+    });
+    let good = [
+        (
+            "/containerd.services.containers.v1.Containers/List@good",
+            Answer::message(&ListContainersResponse {
+                containers: vec![Container {
+                    id: "web".to_owned(),
+                    ..Default::default()
+                }],
+            }),
+        ),
+        (
+            "/containerd.services.tasks.v1.Tasks/List@good",
+            Answer::message(&ListTasksResponse {
+                tasks: vec![Process {
+                    id: "web".to_owned(),
+                    pid: 4242,
+                    status: Status::Running as i32,
+                    ..Default::default()
+                }],
+            }),
+        ),
+    ];
+    let refused = "/containerd.services.tasks.v1.Tasks/List";
+    let script = good.clone().into_iter().chain([
+        (
+            "/containerd.services.namespaces.v1.Namespaces/List",
+            namespaces.clone(),
+        ),
+        (refused, Answer::status(PERMISSION_DENIED)),
+    ]);
+    let endpoint = ScriptedGrpc::start(&std::env::temp_dir(), script);
+    let engine = ContainerdEngine::new(endpoint.socket()).expect("engine");
+    let listing = engine.list_with_omissions().await.expect("a list");
+    let ids: Vec<&str> = listing.containers.iter().map(|c| c.id()).collect();
+    assert_eq!(ids, ["good/web"]);
+    let omitted: Vec<&str> = listing.omitted.iter().map(|o| o.part.as_str()).collect();
+    assert_eq!(omitted, ["namespace \"bad\""]);
+    assert!(!listing.omitted[0].reason.is_empty());
+    assert_eq!(engine.list().await.expect("a list").len(), 1);
+
+    let all_refused = ScriptedGrpc::start(
+        &std::env::temp_dir(),
+        [
+            (
+                "/containerd.services.namespaces.v1.Namespaces/List",
+                namespaces,
+            ),
+            (refused, Answer::status(PERMISSION_DENIED)),
+        ],
+    );
+    let engine = ContainerdEngine::new(all_refused.socket()).expect("engine");
+    assert!(
+        engine.list_with_omissions().await.is_err(),
+        "nothing listed is no list"
+    );
+}
+
 #[tokio::test]
 async fn a_missing_socket_is_unreachable() {
     let engine =

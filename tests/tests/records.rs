@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bollard::models::HostConfig;
 use k8s_cri::v1::ContainerStatusRequest;
 use whalewatcher_containerd::ContainerdEngine;
-use whalewatcher_core::{Container, Event, EventKind, EventSource, Exit, Health};
+use whalewatcher_core::{
+    Container, Event, EventKind, EventSource, Exit, Health, HostNamespaces, Mount, Resources,
+};
 use whalewatcher_cri::CriEngine;
 use whalewatcher_moby::MobyEngine;
 use whalewatcher_tests::containerd::ContainerdTest;
@@ -345,6 +347,97 @@ async fn a_containers_network_identity_equals_what_docker_inspect_tells() {
     docker(&["network", "rm", &network]);
 }
 
+/// A privileged container with limits and a read-only bind mount: its
+/// record says each as the engine's inspect does; a plain container's says
+/// not privileged, no limits, no mounts.
+async fn moby_resources_mounts_and_privilege(engine: &rig::Engine) {
+    let t = DockerTest::connect(engine, "records-resources").await;
+    let mut w = Watching::synced(MobyEngine::new(&engine.endpoint).unwrap()).await;
+    let limited = t
+        .run_with(
+            "limited",
+            &[],
+            HostConfig {
+                privileged: Some(true),
+                memory: Some(64 << 20),
+                nano_cpus: Some(500_000_000),
+                cpu_shares: Some(512),
+                cpuset_cpus: Some("0".into()),
+                binds: Some(vec!["/tmp:/data:ro".into()]),
+                ..Default::default()
+            },
+        )
+        .await;
+    let plain = t.run("plain", &[]).await;
+    for id in [&limited, &plain] {
+        w.events_of(id, "its start", |k| k.contains(&EventKind::Started))
+            .await;
+    }
+    let portfolio = w.watcher.portfolio();
+    let record = portfolio.container(&limited).expect("listed");
+    let told = t.inspect_if_present(&limited).await.expect("inspected");
+    let host = told.host_config.expect("a host config");
+    assert_eq!(record.privileged(), host.privileged);
+    let resources = record.resources().expect("resources");
+    assert_eq!(resources.memory_limit, Some(64 << 20));
+    assert_eq!(
+        (resources.cpu_quota, resources.cpu_period),
+        (Some(50_000), Some(100_000)),
+        "--cpus 0.5 as the runtime gets it"
+    );
+    assert_eq!(resources.cpu_shares, Some(512));
+    assert_eq!(resources.cpuset_cpus.as_deref(), Some("0"));
+    assert_eq!(resources.cgroup_parent, None);
+    let told_mounts: Vec<(String, String, bool)> = told
+        .mounts
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| {
+            let destination = m.destination.unwrap_or_default();
+            (
+                destination,
+                m.source.unwrap_or_default(),
+                m.rw == Some(false),
+            )
+        })
+        .collect();
+    let mounts: Vec<(String, String, bool)> = record
+        .mounts()
+        .iter()
+        .map(|m| (m.destination.to_string(), m.source.to_string(), m.read_only))
+        .collect();
+    assert_eq!(mounts, told_mounts);
+    assert_eq!(mounts, [("/data".into(), "/tmp".into(), true)]);
+    assert_eq!(&*record.mounts()[0].kind, "bind");
+    let plain = portfolio.container(&plain).expect("listed");
+    assert_eq!(plain.privileged(), Some(false));
+    assert_eq!(plain.mounts(), &[]);
+    assert_eq!(plain.resources(), None, "no limits");
+    w.stop().await;
+}
+
+// The rig's host dockerd 20.10 cannot run a privileged container (runc:
+// "unable to apply caps"): the dockerds in the rig's containers can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dockerd_26_resources_mounts_and_privilege_equal_its_inspect() {
+    moby_resources_mounts_and_privilege(&Rig::load().docker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dockerd_28_resources_mounts_and_privilege_equal_its_inspect() {
+    moby_resources_mounts_and_privilege(&Rig::load().docker28).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_resources_mounts_and_privilege_equal_its_inspect() {
+    moby_resources_mounts_and_privilege(&Rig::load().podman).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_58_resources_mounts_and_privilege_equal_its_inspect() {
+    moby_resources_mounts_and_privilege(&Rig::load().podman58).await;
+}
+
 // ---- containerd ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -402,6 +495,51 @@ async fn containerd_records_names_and_exits_equal_what_ctr_tells() {
     assert_eq!(exit_of(&mut w, &three_id).await.code, Some(3));
     t.ctr(namespace, &["tasks", "kill", "-s", "SIGKILL", &killed]);
     assert_eq!(exit_of(&mut w, &killed_id).await.code, Some(137));
+    w.stop().await;
+}
+
+/// Where containerd runs in our PID namespace (the host's, under the
+/// host dockerd), a container's cgroup is read from `/proc/PID/cgroup`;
+/// where it does not (the rig's containerd, in a container), its PIDs are
+/// not ours and no cgroup is said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_says_the_cgroup_where_its_pids_are_ours() {
+    let rig = Rig::load();
+    let t = DockerTest::connect(&rig.host_docker, "records-cgroup").await;
+    let id = t.run("cgrouped", &[]).await;
+    let host_containerd = ContainerdEngine::builder()
+        .endpoint(rig.host_containerd.socket())
+        .ignore_namespaces(Vec::<String>::new())
+        .build()
+        .expect("engine");
+    let w = Watching::synced(host_containerd).await;
+    let portfolio = w.watcher.portfolio();
+    let record = portfolio
+        .container(&format!("moby/{id}"))
+        .expect("dockerd's container, in containerd's namespace moby");
+    let told = std::fs::read_to_string(format!("/proc/{}/cgroup", record.pid())).expect("readable");
+    let cgroup = record
+        .resources()
+        .and_then(|r| r.cgroup.as_deref())
+        .expect("a cgroup");
+    assert!(
+        told.lines()
+            .any(|line| line.ends_with(&format!(":{cgroup}"))),
+        "{cgroup} in\n{told}"
+    );
+    assert!(cgroup.contains(&id), "{cgroup} names the container");
+    w.stop().await;
+
+    let ct = ContainerdTest::connect(&rig.containerd, "records-no-cgroup").await;
+    let namespace = "whalewatcher-records";
+    let name = format!("nocgroup-{}", ct.label);
+    ct.run(namespace, &name, &[]);
+    let w = Watching::synced(ContainerdEngine::new(rig.containerd.socket()).expect("engine")).await;
+    let portfolio = w.watcher.portfolio();
+    let record = portfolio
+        .container(&format!("{namespace}/{name}"))
+        .expect("listed");
+    assert_eq!(record.resources(), None, "its PID is not ours to read");
     w.stop().await;
 }
 
@@ -466,5 +604,112 @@ async fn cri_records_pods_and_exits_equal_the_cri_status() {
     );
     t.stop_container(&killed).await; // no grace: SIGKILL
     assert_eq!(exit_of(&mut w, &killed).await.code, Some(137));
+    w.stop().await;
+}
+
+/// A pod in the host network whose container runs privileged, limited
+/// and with a read-only mount: the records say each, for the container
+/// listed at the sync and for the one started after it (its pod from the
+/// event), and equal what the CRI status tells.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cri_records_carry_pod_metadata_network_resources_and_mounts() {
+    use k8s_cri::v1::{LinuxContainerResources, Mount as CriMount};
+    let rig = Rig::load();
+    let t = CriTest::connect(&rig.containerd, "records-cri-details").await;
+    let pod = t
+        .run_pod_with("detailed", "details", |config| {
+            let linux = config.linux.get_or_insert_with(Default::default);
+            let context = linux.security_context.get_or_insert_with(Default::default);
+            context.privileged = true;
+        })
+        .await;
+    let limited = |config: &mut k8s_cri::v1::ContainerConfig| {
+        config.mounts.push(CriMount {
+            container_path: "/data".into(),
+            host_path: "/tmp".into(),
+            readonly: true,
+            ..Default::default()
+        });
+        let linux = config.linux.get_or_insert_with(Default::default);
+        linux.resources = Some(LinuxContainerResources {
+            memory_limit_in_bytes: 64 << 20,
+            cpu_quota: 50_000,
+            cpu_period: 100_000,
+            cpu_shares: 512,
+            cpuset_cpus: "0".into(),
+            ..Default::default()
+        });
+        let context = linux.security_context.get_or_insert_with(Default::default);
+        context.privileged = true;
+    };
+    let before = t.run_container_changed(&pod, "before", limited).await;
+    let plain = t.run_container(&pod, "plain").await;
+    let mut w = Watching::synced(CriEngine::new(rig.containerd.socket()).expect("engine")).await;
+    let after = t.run_container_changed(&pod, "after", limited).await;
+    w.events_of(
+        &after,
+        "the start of the container started after the sync",
+        |kinds| kinds.contains(&EventKind::Started),
+    )
+    .await;
+    let portfolio = w.watcher.portfolio();
+    let sandbox = portfolio.container(&pod.id).expect("the sandbox");
+    for id in [&before, &after, &plain, &pod.id] {
+        let container = portfolio.container(id).expect("listed");
+        let info = container.pod().expect("in its pod");
+        assert_eq!(&*info.sandbox_id, pod.id.as_str(), "{id}");
+        assert_eq!(
+            info.labels.get(whalewatcher_tests::TEST_LABEL),
+            Some(t.label.as_str())
+        );
+        assert_eq!(
+            info.annotations.get("whalewatcher-rig.test/annotation"),
+            Some("pod detailed")
+        );
+        assert_eq!(
+            info.host_namespaces,
+            HostNamespaces {
+                network: true,
+                pid: false,
+                ipc: false
+            }
+        );
+        let network = container.network().expect("a network identity");
+        assert_eq!((&*network.mode, network.addresses.len()), ("host", 0));
+        assert!(
+            std::sync::Arc::ptr_eq(container.pod().unwrap(), sandbox.pod().unwrap()),
+            "one pod record, shared"
+        );
+    }
+    for id in [&before, &after] {
+        let container = portfolio.container(id).expect("listed");
+        assert_eq!(container.privileged(), Some(true), "{id}");
+        let resources = container.resources().expect("resources");
+        assert_eq!(
+            **resources,
+            Resources {
+                cgroup: Some(format!("/k8s.io/{id}").into()),
+                cgroup_parent: None,
+                memory_limit: Some(64 << 20),
+                cpu_quota: Some(50_000),
+                cpu_period: Some(100_000),
+                cpu_shares: Some(512),
+                cpuset_cpus: Some("0".into()),
+                cpuset_mems: None,
+            }
+        );
+        assert_eq!(
+            container.mounts(),
+            &[Mount {
+                destination: "/data".into(),
+                source: "/tmp".into(),
+                kind: "bind".into(),
+                read_only: true
+            }]
+        );
+    }
+    let plain = portfolio.container(&plain).expect("listed");
+    assert_eq!(plain.privileged(), Some(false));
+    assert_eq!(plain.mounts(), &[]);
     w.stop().await;
 }

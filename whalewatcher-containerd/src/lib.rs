@@ -63,7 +63,8 @@ use futures::{StreamExt, TryStreamExt};
 use kept::{KeptRecord, KeptRecordMessage};
 use whalewatcher_core::support::{readable, status_error, Protocol};
 use whalewatcher_core::{
-    async_trait, Container, Engine, EngineError, EngineEvents, EngineInfo, Exit,
+    async_trait, Container, Engine, EngineError, EngineEvents, EngineInfo, Exit, Listing, Omission,
+    Resources,
 };
 
 pub use convert::NERDCTL_NAME_LABEL;
@@ -123,6 +124,8 @@ pub struct ContainerdEngine {
     packer: Option<Packer>,
     /// Connected on first use; tonic reconnects it after a loss.
     channel: tokio::sync::OnceCell<Channel>,
+    /// Whether containerd runs in our PID namespace; asked on first use.
+    pids_local: tokio::sync::OnceCell<bool>,
 }
 
 impl std::fmt::Debug for ContainerdEngine {
@@ -213,6 +216,7 @@ impl ContainerdEngineBuilder {
             }),
             packer: self.packer,
             channel: tokio::sync::OnceCell::new(),
+            pids_local: tokio::sync::OnceCell::new(),
         })
     }
 }
@@ -245,6 +249,16 @@ impl ContainerdEngine {
 
     fn error(&self, status: Status, id: Option<&str>) -> EngineError {
         status_error(&self.api, &status, id, "the containerd API")
+    }
+
+    /// Whether containerd's PIDs are this host's (it runs in our PID
+    /// namespace), so a container's `/proc/PID/cgroup` can be read: asked
+    /// once, of the process listening on the socket.
+    async fn pids_are_local(&self) -> bool {
+        *self
+            .pids_local
+            .get_or_init(|| whalewatcher_core::support::serves_our_pid_namespace(&self.socket))
+            .await
     }
 
     /// The container of a record and its task, if alive, packed.
@@ -375,6 +389,19 @@ impl ContainerdEngine {
             other => other,
         };
         listed.map_err(|s| self.error(s, None))
+    }
+}
+
+/// The container with its cgroup, read from `/proc/PID/cgroup` where its
+/// PID is this host's (`local`). containerd's spec, which names it too, is
+/// not read: it is most of a record's size.
+fn with_cgroup(container: Container, local: bool) -> Container {
+    match local.then(|| whalewatcher_core::support::cgroup_of(container.pid())) {
+        Some(Some(cgroup)) => container.with_resources(Resources {
+            cgroup: Some(cgroup),
+            ..Resources::default()
+        }),
+        _ => container,
     }
 }
 
@@ -614,6 +641,14 @@ impl Engine for ContainerdEngine {
     }
 
     async fn list(&self) -> Result<Vec<Container>, EngineError> {
+        self.list_with_omissions()
+            .await
+            .map(|listing| listing.containers)
+    }
+
+    /// Each watched namespace apart: one whose list fails is left out and
+    /// said (the Go module skips it too), unless all fail.
+    async fn list_with_omissions(&self) -> Result<Listing, EngineError> {
         let channel = self.channel().await?;
         let namespaces = NamespacesClient::new(channel.clone())
             .list(ListNamespacesRequest::default())
@@ -621,14 +656,35 @@ impl Engine for ContainerdEngine {
             .map_err(|s| self.error(s, None))?
             .into_inner()
             .namespaces;
-        let watched = namespaces
+        let watched: Vec<&str> = namespaces
             .iter()
-            .filter(|ns| !self.ignored.contains(&ns.name));
-        let lists = futures::future::try_join_all(
-            watched.map(|ns| self.list_namespace(&channel, &ns.name)),
-        )
-        .await?;
-        Ok(lists.into_iter().flatten().collect())
+            .map(|ns| ns.name.as_str())
+            .filter(|name| !self.ignored.contains(*name))
+            .collect();
+        let lists =
+            futures::future::join_all(watched.iter().map(|ns| self.list_namespace(&channel, ns)))
+                .await;
+        let local = self.pids_are_local().await;
+        let mut listing = Listing::default();
+        let mut first_error = None;
+        for (namespace, listed) in watched.iter().zip(lists) {
+            match listed {
+                Ok(containers) => listing
+                    .containers
+                    .extend(containers.into_iter().map(|c| with_cgroup(c, local))),
+                Err(error) => {
+                    listing.omitted.push(Omission {
+                        part: format!("namespace {namespace:?}"),
+                        reason: whalewatcher_core::describe(&error),
+                    });
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        match first_error {
+            Some(error) if listing.omitted.len() == watched.len() => Err(error),
+            _ => Ok(listing),
+        }
     }
 
     async fn inspect(&self, id: &str) -> Result<Container, EngineError> {
@@ -666,8 +722,10 @@ impl Engine for ContainerdEngine {
             .into_inner()
             .process
             .ok_or_else(|| EngineError::Processless { id: id.to_owned() })?;
-        self.container(namespace, &record, &task)
-            .ok_or_else(|| EngineError::Processless { id: id.to_owned() })
+        let container = self
+            .container(namespace, &record, &task)
+            .ok_or_else(|| EngineError::Processless { id: id.to_owned() })?;
+        Ok(with_cgroup(container, self.pids_are_local().await))
     }
 
     /// From the tasks containerd keeps stopped until they are deleted.

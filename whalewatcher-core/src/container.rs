@@ -9,6 +9,8 @@ use std::time::SystemTime;
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Serialize, Serializer};
 
+use crate::details::{Health, Mount, NetworkIdentity, PodInfo, Resources};
+
 /// An application-specific payload attached to a [`Container`] by a
 /// user-supplied packer from the engine's raw inspection data.
 ///
@@ -36,8 +38,9 @@ pub struct Container {
     project: Box<str>,
     pid: u32,
     paused: bool,
-    // One byte beside `paused`: no larger a record.
+    // One byte each beside `paused`: no larger a record.
     health: Option<Health>,
+    privileged: Option<bool>,
     // Shared, as many containers run one image.
     image: Option<Arc<str>>,
     image_id: Option<Arc<str>>,
@@ -47,6 +50,8 @@ pub struct Container {
     restarts: Option<u32>,
     pod: Option<Arc<PodInfo>>,
     network: Option<Arc<NetworkIdentity>>,
+    resources: Option<Arc<Resources>>,
+    mounts: Option<Arc<[Mount]>>,
     rucksack: Option<Rucksack>,
 }
 
@@ -96,87 +101,6 @@ impl StringPool {
     }
 }
 
-/// Where a container is on the network, as its engine tells: its network
-/// mode, its address on each network, its published ports.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
-pub struct NetworkIdentity {
-    /// Docker's and podman's network mode: `host`, `bridge`, a network's
-    /// name, `container:ID`, …
-    pub mode: Box<str>,
-    /// Its addresses, IPv4 and IPv6, each on its network.
-    pub addresses: Box<[NetworkAddress]>,
-    /// Its ports published on the host.
-    pub ports: Box<[PublishedPort]>,
-}
-
-/// A container's address on one network.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct NetworkAddress {
-    /// The network's name.
-    pub network: Box<str>,
-    /// The address, as the engine writes it.
-    pub ip: Box<str>,
-}
-
-/// A container port published on the host.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct PublishedPort {
-    /// The port inside the container.
-    pub container_port: u16,
-    /// `tcp`, `udp` or `sctp`.
-    pub protocol: Box<str>,
-    /// The host address it is bound to (`0.0.0.0`, `::`, …).
-    pub host_ip: Box<str>,
-    /// The host port.
-    pub host_port: u16,
-}
-
-/// A container's health, as its health check last said.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum Health {
-    /// Not checked often enough yet to tell.
-    Starting,
-    /// The last checks passed.
-    Healthy,
-    /// The checks failed as often as the container allows.
-    Unhealthy,
-}
-
-impl Health {
-    /// As Docker and podman name it: `starting`, `healthy`, `unhealthy`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Health::Starting => "starting",
-            Health::Healthy => "healthy",
-            Health::Unhealthy => "unhealthy",
-        }
-    }
-
-    /// From the engines' name; `None` for `none` and what is unknown.
-    pub fn parse(text: &str) -> Option<Health> {
-        match text {
-            "starting" => Some(Health::Starting),
-            "healthy" => Some(Health::Healthy),
-            "unhealthy" => Some(Health::Unhealthy),
-            _ => None,
-        }
-    }
-}
-
-/// The pod a container belongs to (a CRI pod, or a podman pod), shared by
-/// its containers.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct PodInfo {
-    /// The pod's unique id: the Kubernetes pod UID; podman's pod id.
-    pub uid: Box<str>,
-    /// The pod's name, unique within its namespace.
-    pub name: Box<str>,
-    /// The pod's Kubernetes namespace; `""` for a podman pod.
-    pub namespace: Box<str>,
-}
-
 impl Container {
     /// A running (not paused) container with the given id, name and PID of
     /// its initial process, without labels and not part of a project.
@@ -189,7 +113,10 @@ impl Container {
             pid,
             paused: false,
             health: None,
+            privileged: None,
             network: None,
+            resources: None,
+            mounts: None,
             image: None,
             image_id: None,
             created: None,
@@ -270,6 +197,34 @@ impl Container {
         self
     }
 
+    /// Sets where the container is on the network, sharing the value with
+    /// other containers in the same place (a pod's).
+    pub fn with_shared_network(mut self, network: Arc<NetworkIdentity>) -> Self {
+        self.network = Some(network);
+        self
+    }
+
+    /// Marked privileged (`true`) or not, as its engine tells.
+    pub fn with_privileged(mut self, privileged: bool) -> Self {
+        self.privileged = Some(privileged);
+        self
+    }
+
+    /// With its cgroup and limits; nothing is kept when `resources` tells
+    /// nothing.
+    pub fn with_resources(mut self, resources: Resources) -> Self {
+        self.resources = (!resources.is_empty()).then(|| Arc::new(resources));
+        self
+    }
+
+    /// With its mounts, sorted by destination; nothing is kept for none.
+    pub fn with_mounts(mut self, mounts: impl Into<Vec<Mount>>) -> Self {
+        let mut mounts = mounts.into();
+        mounts.sort();
+        self.mounts = (!mounts.is_empty()).then(|| mounts.into());
+        self
+    }
+
     /// Sets the container's health, as its engine's health check tells.
     pub fn with_health(mut self, health: Health) -> Self {
         self.health = Some(health);
@@ -342,6 +297,23 @@ impl Container {
     /// reports a change.
     pub fn health(&self) -> Option<Health> {
         self.health
+    }
+
+    /// Whether the container runs privileged, where the engine tells
+    /// (Docker, podman, a CRI runtime's verbose status).
+    pub fn privileged(&self) -> Option<bool> {
+        self.privileged
+    }
+
+    /// Its cgroup and resource limits, where the engine tells any.
+    pub fn resources(&self) -> Option<&Arc<Resources>> {
+        self.resources.as_ref()
+    }
+
+    /// Its mounts, sorted by destination; empty where it has none or the
+    /// engine does not tell (containerd, whose spec is not read).
+    pub fn mounts(&self) -> &[Mount] {
+        self.mounts.as_deref().unwrap_or_default()
     }
 
     /// The image as the container was created from it, if the engine tells.
@@ -429,6 +401,9 @@ impl PartialEq for Container {
             && self.restarts == other.restarts
             && self.pod == other.pod
             && self.network == other.network
+            && self.privileged == other.privileged
+            && self.resources == other.resources
+            && self.mounts == other.mounts
     }
 }
 
@@ -437,7 +412,7 @@ impl Eq for Container {}
 impl Serialize for Container {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let nanos = |t: &Option<NonZeroU64>| t.map(NonZeroU64::get);
-        let mut s = serializer.serialize_struct("Container", 15)?;
+        let mut s = serializer.serialize_struct("Container", 18)?;
         s.serialize_field("id", &*self.id)?;
         s.serialize_field("name", &*self.name)?;
         s.serialize_field("pid", &self.pid)?;
@@ -451,6 +426,9 @@ impl Serialize for Container {
         s.serialize_field("restarts", &self.restarts)?;
         s.serialize_field("pod", &self.pod.as_deref())?;
         s.serialize_field("network", &self.network.as_deref())?;
+        s.serialize_field("privileged", &self.privileged)?;
+        s.serialize_field("resources", &self.resources.as_deref())?;
+        s.serialize_field("mounts", self.mounts())?;
         s.serialize_field("labels", &self.labels)?;
         s.end()
     }
@@ -463,7 +441,7 @@ impl Serialize for Container {
 /// handful of labels, are built once and never change, so a binary search
 /// over one buffer beats a tree's per-node overhead and costs two
 /// allocations, not two per label.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Labels {
     /// Key, value, key, value, … one after the other.
     text: Box<str>,
@@ -635,6 +613,7 @@ mod tests {
                 "id": "abc", "name": "web", "pid": 42, "project": "shop", "paused": false,
                 "health": null, "image": null, "image_id": null, "created": null, "started": null,
                 "restarts": null, "pod": null, "network": null,
+                "privileged": null, "resources": null, "mounts": [],
                 "labels": {"com.docker.compose.project": "shop"}
             })
         );
@@ -642,6 +621,7 @@ mod tests {
             uid: "u1".into(),
             name: "shop".into(),
             namespace: "retail".into(),
+            ..Default::default()
         });
         let detailed = Container::new("abc", "web", 42)
             .with_image("nginx:1.27")
@@ -658,7 +638,42 @@ mod tests {
         assert_eq!(json["restarts"], 2);
         assert_eq!(
             json["pod"],
-            serde_json::json!({"uid": "u1", "name": "shop", "namespace": "retail"})
+            serde_json::json!({
+                "uid": "u1", "name": "shop", "namespace": "retail", "sandbox_id": "",
+                "labels": {}, "annotations": {},
+                "host_namespaces": {"network": false, "pid": false, "ipc": false}
+            })
+        );
+    }
+
+    #[test]
+    fn resources_and_mounts_are_kept_only_when_told() {
+        let bare = Container::new("a", "a", 1)
+            .with_resources(Resources::default())
+            .with_mounts(Vec::new());
+        assert_eq!((bare.resources(), bare.mounts()), (None, &[][..]));
+        let mount = |destination: &str| Mount {
+            destination: destination.into(),
+            source: "/src".into(),
+            kind: "bind".into(),
+            read_only: true,
+        };
+        let told = Container::new("a", "a", 1)
+            .with_privileged(true)
+            .with_resources(Resources {
+                memory_limit: Some(1 << 20),
+                ..Default::default()
+            })
+            .with_mounts(vec![mount("/z"), mount("/a")]);
+        assert_ne!(told, bare, "equality sees them");
+        assert_eq!(told.mounts(), &[mount("/a"), mount("/z")], "sorted");
+        let json = serde_json::to_value(&told).unwrap();
+        assert_eq!(json["privileged"], true);
+        assert_eq!(json["resources"]["memory_limit"], 1 << 20);
+        assert_eq!(json["resources"]["cpu_quota"], serde_json::Value::Null);
+        assert_eq!(
+            json["mounts"][0],
+            serde_json::json!({"destination": "/a", "source": "/src", "kind": "bind", "read_only": true})
         );
     }
 

@@ -35,6 +35,31 @@ pub struct EngineInfo {
     pub pid: Option<u32>,
 }
 
+/// A part of an engine that a list had to leave out, and why: a
+/// containerd namespace whose list failed. The next list tries it again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Omission {
+    /// The part, as the engine names it: `namespace "builds"`.
+    pub part: String,
+    /// Why it could not be listed.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Omission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} left out: {}", self.part, self.reason)
+    }
+}
+
+/// What a list found, and what it had to leave out.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// The alive containers of the parts that could be listed.
+    pub containers: Vec<Container>,
+    /// The parts that could not.
+    pub omitted: Vec<Omission>,
+}
+
 /// A container engine, as the watcher needs it: list, inspect, subscribe.
 ///
 /// Implemented once per engine (Docker/podman, containerd, CRI); the watcher
@@ -65,6 +90,19 @@ pub trait Engine: Any + Send + Sync + Debug {
 
     /// All alive (running or paused) containers, fully inspected.
     async fn list(&self) -> Result<Vec<Container>, EngineError>;
+
+    /// Like [`list`](Self::list), for an engine whose parts are listed
+    /// apart (containerd's namespaces): a part that fails is left out and
+    /// said, rather than failing the whole list, unless every part fails.
+    /// The watcher lists with this and shows the omissions in its
+    /// [`SyncStatus::omitted`](crate::SyncStatus::omitted). The default
+    /// lists and leaves nothing out.
+    async fn list_with_omissions(&self) -> Result<Listing, EngineError> {
+        Ok(Listing {
+            containers: self.list().await?,
+            omitted: Vec::new(),
+        })
+    }
 
     /// One container by id (or name, where the engine has names).
     ///

@@ -35,6 +35,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod container;
+mod details;
 mod engine;
 mod error;
 mod event;
@@ -48,11 +49,12 @@ mod watcher;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use container::{
-    Container, Health, Labels, NetworkAddress, NetworkIdentity, PodInfo, PublishedPort, Rucksack,
-    StringPool,
+pub use container::{Container, Labels, Rucksack, StringPool};
+pub use details::{
+    Health, HostNamespaces, Mount, NetworkAddress, NetworkIdentity, PodInfo, PublishedPort,
+    Resources,
 };
-pub use engine::{Engine, EngineEvents, EngineInfo};
+pub use engine::{Engine, EngineEvents, EngineInfo, Listing, Omission};
 pub use error::{describe, io_error_with_causes, Cause, EngineError, WatchError};
 pub use event::{EngineEvent, Event, EventKind, EventSource, EventStream, Exit, Lagged, OomKills};
 pub use fleet::{

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
-use crate::container::{Container, PodInfo};
+use crate::container::Container;
+use crate::details::PodInfo;
 use crate::event::EventKind;
 
 /// All containers by id: the look-up of the read path. foldhash instead
@@ -621,6 +622,7 @@ mod tests {
                 uid: uid.into(),
                 name: format!("pod-{uid}").into(),
                 namespace: "ns".into(),
+                ..Default::default()
             })
         };
         let mut portfolio: Portfolio = [

@@ -24,7 +24,7 @@ use futures::Stream;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::container::Container;
-use crate::engine::{Engine, EngineEvents, EngineInfo};
+use crate::engine::{Engine, EngineEvents, EngineInfo, Listing, Omission};
 use crate::error::EngineError;
 use crate::event::{EngineEvent, Event, EventKind, Exit};
 use crate::portfolio::Portfolio;
@@ -87,6 +87,8 @@ struct State {
     manual_lists: bool,
     manual_inspects: bool,
     inspect_latency: Duration,
+    /// What each list says it left out.
+    omitted: Vec<Omission>,
     streams: Vec<mpsc::UnboundedSender<Result<EngineEvent, EngineError>>>,
     stats: EngineStats,
 }
@@ -226,6 +228,11 @@ impl ScriptedEngine {
     /// The engine is back.
     pub fn come_up(&self) {
         self.update(|state| state.down = false);
+    }
+
+    /// Makes every list say it left out `omitted` (none: whole again).
+    pub fn omit(&self, omitted: Vec<Omission>) {
+        self.update(|state| state.omitted = omitted);
     }
 
     /// Ends every open event stream without an error, engine still up.
@@ -450,6 +457,15 @@ impl Engine for ScriptedEngine {
             engine: self.clone(),
         });
         answer.await.unwrap_or_else(|_| Err(unreachable()))
+    }
+
+    async fn list_with_omissions(&self) -> Result<Listing, EngineError> {
+        let containers = self.list().await?;
+        let omitted = self.state().omitted.clone();
+        Ok(Listing {
+            containers,
+            omitted,
+        })
     }
 
     async fn inspect(&self, id: &str) -> Result<Container, EngineError> {

@@ -44,7 +44,7 @@ use tokio_util::sync::CancellationToken;
 use crate::task::StopOnDrop;
 use tracing::{info_span, Instrument};
 
-use crate::engine::{Engine, EngineInfo};
+use crate::engine::{Engine, EngineInfo, Omission};
 use crate::error::{panic_message, EngineError, WatchError};
 use crate::event::{EventStream, Revision};
 use crate::portfolio::Portfolio;
@@ -100,6 +100,10 @@ pub struct SyncStatus {
     /// session's start (connect, subscribe, list, the engine's info) to
     /// the list's publication.
     pub sync_duration: Option<Duration>,
+    /// What the last list had to leave out (a containerd namespace that
+    /// could not be listed), tried again at the next list; empty when it
+    /// was whole.
+    pub omitted: Vec<Omission>,
 }
 
 impl SyncStatus {
@@ -118,6 +122,8 @@ enum Transition {
     Syncing,
     /// A session published its list, `took` after it began.
     Synced { took: Duration },
+    /// A list left these parts out (none: it was whole).
+    Listed { omitted: Vec<Omission> },
     /// A session ended with `error`; it finished an attempt unless it had
     /// synced (which counted its attempt already).
     Lost {
@@ -383,6 +389,11 @@ impl Shared {
                 status.last_error = None;
                 status.sync_duration = Some(took);
                 true
+            }
+            Transition::Listed { omitted } => {
+                let changed = status.omitted != omitted;
+                status.omitted = omitted;
+                changed
             }
             Transition::Lost {
                 error,

@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use k8s_cri::v1::{
-    ContainerEventResponse, ContainerEventType, ContainerStatus, PodSandboxMetadata,
-    PodSandboxStatus, VersionResponse,
+    ContainerEventResponse, ContainerEventType, ContainerStatus, NamespaceMode, PodSandboxStatus,
+    VersionResponse,
 };
 use serde::Deserialize;
 use whalewatcher_core::{
-    Container, EngineEvent, EventKind, Exit, Labels, PodInfo, COMPOSE_PROJECT_LABEL,
+    Container, EngineEvent, EventKind, Exit, HostNamespaces, Labels, Mount, NetworkAddress,
+    NetworkIdentity, PodInfo, Resources, COMPOSE_PROJECT_LABEL,
 };
 
 // The label names and values of the Go module (engineclient/cri/cri.go),
@@ -32,24 +33,66 @@ pub const POD_SANDBOX_LABEL: &str = "io.kubernetes.sandbox";
 /// with label keys.
 pub const ANNOTATION_KEY_PREFIX: &str = "io.kubernetes.annotation/";
 
-/// The pod of a container or sandbox, shared by all of the pod's.
-pub(crate) type Pod = Arc<PodInfo>;
+/// The pod of a container or sandbox, shared by all of the pod's, with
+/// where the pod is on the network, which its containers share too.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Pod {
+    pub info: Arc<PodInfo>,
+    pub network: Option<Arc<NetworkIdentity>>,
+}
 
-/// The pod a sandbox's metadata describes.
-pub(crate) fn pod_of(metadata: Option<&PodSandboxMetadata>) -> Pod {
-    Arc::new(
-        metadata
-            .map(|m| PodInfo {
-                uid: m.uid.as_str().into(),
-                name: m.name.as_str().into(),
-                namespace: m.namespace.as_str().into(),
-            })
-            .unwrap_or_else(|| PodInfo {
-                uid: "".into(),
-                name: "".into(),
-                namespace: "".into(),
-            }),
-    )
+/// The network name given to a pod's addresses: the CRI names none.
+pub const POD_NETWORK: &str = "pod";
+
+/// The pod a sandbox's status describes: metadata, labels, annotations,
+/// which host namespaces it shares, its addresses.
+pub(crate) fn pod_of(status: &PodSandboxStatus) -> Pod {
+    let metadata = status.metadata.clone().unwrap_or_default();
+    let options = status
+        .linux
+        .as_ref()
+        .and_then(|l| l.namespaces.as_ref())
+        .and_then(|n| n.options.as_ref());
+    let node = |mode: Option<i32>| mode == Some(NamespaceMode::Node as i32);
+    let host_namespaces = HostNamespaces {
+        network: node(options.map(|o| o.network)),
+        pid: node(options.map(|o| o.pid)),
+        ipc: node(options.map(|o| o.ipc)),
+    };
+    let addresses: Vec<NetworkAddress> = status
+        .network
+        .iter()
+        .flat_map(|n| {
+            std::iter::once(n.ip.as_str()).chain(n.additional_ips.iter().map(|ip| ip.ip.as_str()))
+        })
+        .filter(|ip| !ip.is_empty())
+        .map(|ip| NetworkAddress {
+            network: POD_NETWORK.into(),
+            ip: ip.into(),
+        })
+        .collect();
+    let network = NetworkIdentity {
+        mode: if host_namespaces.network {
+            "host"
+        } else {
+            "pod"
+        }
+        .into(),
+        addresses: addresses.into(),
+        ports: Box::default(),
+    };
+    Pod {
+        info: Arc::new(PodInfo {
+            uid: metadata.uid.into(),
+            name: metadata.name.into(),
+            namespace: metadata.namespace.into(),
+            sandbox_id: status.id.as_str().into(),
+            labels: Labels::from(status.labels.clone()),
+            annotations: Labels::from(status.annotations.clone()),
+            host_namespaces,
+        }),
+        network: Some(Arc::new(network)),
+    }
 }
 
 /// The part of a verbose status's `info` JSON we need. Both containers and
@@ -61,6 +104,46 @@ pub(crate) struct VerboseInfo {
     pub pid: u32,
     #[serde(rename = "sandboxID", default)]
     pub sandbox_id: Option<String>,
+    /// cri-o tells it here.
+    #[serde(default)]
+    pub privileged: Option<bool>,
+    /// containerd: the container's CRI configuration.
+    #[serde(default)]
+    pub config: Option<InfoConfig>,
+    #[serde(rename = "runtimeSpec", default)]
+    pub runtime_spec: Option<InfoSpec>,
+}
+
+/// What we read of the CRI configuration in containerd's verbose info.
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+pub(crate) struct InfoConfig {
+    #[serde(default)]
+    pub linux: Option<InfoConfigLinux>,
+}
+
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+pub(crate) struct InfoConfigLinux {
+    #[serde(default)]
+    pub security_context: Option<InfoSecurityContext>,
+}
+
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+pub(crate) struct InfoSecurityContext {
+    #[serde(default)]
+    pub privileged: bool,
+}
+
+/// What we read of the OCI runtime spec in the verbose info: the cgroup.
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+pub(crate) struct InfoSpec {
+    #[serde(default)]
+    pub linux: Option<InfoSpecLinux>,
+}
+
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+pub(crate) struct InfoSpecLinux {
+    #[serde(rename = "cgroupsPath", default)]
+    pub cgroups_path: Option<String>,
 }
 
 impl VerboseInfo {
@@ -69,12 +152,35 @@ impl VerboseInfo {
     pub fn parse(info: &HashMap<String, String>) -> Option<VerboseInfo> {
         serde_json::from_str(info.get("info")?).ok()
     }
+
+    /// Whether the container is privileged: cri-o says it, containerd
+    /// repeats the configuration.
+    pub fn privileged(&self) -> Option<bool> {
+        self.privileged.or_else(|| {
+            let linux = self.config.as_ref()?.linux.as_ref();
+            let context = linux.and_then(|l| l.security_context.as_ref());
+            Some(context.is_some_and(|c| c.privileged))
+        })
+    }
+
+    /// The cgroup the runtime put the container in.
+    pub fn cgroup(&self) -> Option<&str> {
+        let path = self
+            .runtime_spec
+            .as_ref()?
+            .linux
+            .as_ref()?
+            .cgroups_path
+            .as_deref();
+        path.filter(|p| !p.is_empty())
+    }
 }
 
 /// A running container of `pod`, with the pod as labels and the
 /// annotations as prefixed labels, and what else its status tells: image,
 /// times, attempt.
-pub(crate) fn container(status: &ContainerStatus, pod: &Pod, pid: u32) -> Container {
+pub(crate) fn container(status: &ContainerStatus, info: &VerboseInfo, pod: &Pod) -> Container {
+    let pid = info.pid;
     let name = status.metadata.as_ref().map_or("", |m| m.name.as_str());
     let extra = [(POD_CONTAINER_NAME_LABEL, name)];
     let mut container = build(
@@ -99,11 +205,49 @@ pub(crate) fn container(status: &ContainerStatus, pod: &Pod, pid: u32) -> Contai
     if let Some(started) = time(status.started_at) {
         container = container.with_started(started);
     }
+    if let Some(privileged) = info.privileged() {
+        container = container.with_privileged(privileged);
+    }
+    container = container
+        .with_resources(resources(status, info))
+        .with_mounts(mounts(status));
     with_times_and_attempt(
         container,
         status.created_at,
         status.metadata.as_ref().map(|m| m.attempt),
     )
+}
+
+/// The container's limits as its status tells them (0: not set) and its
+/// cgroup as the runtime spec has it.
+fn resources(status: &ContainerStatus, info: &VerboseInfo) -> Resources {
+    let linux = status.resources.as_ref().and_then(|r| r.linux.as_ref());
+    let positive = |n: i64| u64::try_from(n).ok().filter(|n| *n > 0);
+    let text = |s: &str| (!s.is_empty()).then(|| s.into());
+    Resources {
+        cgroup: info.cgroup().map(Into::into),
+        cgroup_parent: None,
+        memory_limit: linux.and_then(|l| positive(l.memory_limit_in_bytes)),
+        cpu_quota: linux.map(|l| l.cpu_quota).filter(|q| *q > 0),
+        cpu_period: linux.and_then(|l| positive(l.cpu_period)),
+        cpu_shares: linux.and_then(|l| positive(l.cpu_shares)),
+        cpuset_cpus: linux.and_then(|l| text(&l.cpuset_cpus)),
+        cpuset_mems: linux.and_then(|l| text(&l.cpuset_mems)),
+    }
+}
+
+/// The CRI's mounts: host paths bound into the container.
+fn mounts(status: &ContainerStatus) -> Vec<Mount> {
+    status
+        .mounts
+        .iter()
+        .map(|m| Mount {
+            destination: m.container_path.as_str().into(),
+            source: m.host_path.as_str().into(),
+            kind: "bind".into(),
+            read_only: m.readonly,
+        })
+        .collect()
 }
 
 /// A ready pod sandbox, as a container marked with the sandbox label and
@@ -167,16 +311,19 @@ fn build(
                 .map(|(k, v)| (format!("{ANNOTATION_KEY_PREFIX}{k}"), v.as_str())),
         )
         .chain([
-            (POD_NAME_LABEL.to_owned(), &*pod.name),
-            (POD_NAMESPACE_LABEL.to_owned(), &*pod.namespace),
-            (POD_UID_LABEL.to_owned(), &*pod.uid),
+            (POD_NAME_LABEL.to_owned(), &*pod.info.name),
+            (POD_NAMESPACE_LABEL.to_owned(), &*pod.info.namespace),
+            (POD_UID_LABEL.to_owned(), &*pod.info.uid),
         ])
         .chain(extra.iter().map(|(k, v)| ((*k).to_owned(), *v)))
         .collect();
     let mut container = Container::new(id, name, pid);
     // A pod without a uid (a sandbox without metadata) is no grouping.
-    if !pod.uid.is_empty() {
-        container = container.with_pod(pod.clone());
+    if !pod.info.uid.is_empty() {
+        container = container.with_pod(pod.info.clone());
+    }
+    if let Some(network) = &pod.network {
+        container = container.with_shared_network(network.clone());
     }
     if let Some(project) = labels.get(COMPOSE_PROJECT_LABEL) {
         container = container.with_project(project.as_str());
@@ -230,12 +377,61 @@ mod tests {
     use super::*;
 
     fn pod() -> Pod {
-        pod_of(Some(&PodSandboxMetadata {
-            name: "web".into(),
-            namespace: "shop".into(),
-            uid: "u-1".into(),
-            attempt: 0,
-        }))
+        pod_of(&PodSandboxStatus {
+            id: "s1".into(),
+            metadata: Some(k8s_cri::v1::PodSandboxMetadata {
+                name: "web".into(),
+                namespace: "shop".into(),
+                uid: "u-1".into(),
+                attempt: 0,
+            }),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_pod_tells_its_host_namespaces_and_addresses() {
+        use k8s_cri::v1::{LinuxPodSandboxStatus, Namespace, NamespaceOption, PodIp};
+        let status = |network: NamespaceMode, ips: &[&str]| PodSandboxStatus {
+            id: "s1".into(),
+            network: Some(k8s_cri::v1::PodSandboxNetworkStatus {
+                ip: ips.first().copied().unwrap_or_default().into(),
+                additional_ips: ips[1.min(ips.len())..]
+                    .iter()
+                    .map(|ip| PodIp { ip: (*ip).into() })
+                    .collect(),
+            }),
+            linux: Some(LinuxPodSandboxStatus {
+                namespaces: Some(Namespace {
+                    options: Some(NamespaceOption {
+                        network: network as i32,
+                        pid: NamespaceMode::Node as i32,
+                        ipc: NamespaceMode::Pod as i32,
+                        ..Default::default()
+                    }),
+                }),
+            }),
+            labels: HashMap::from([("app".to_owned(), "web".to_owned())]),
+            ..Default::default()
+        };
+        let own = pod_of(&status(NamespaceMode::Pod, &["198.18.0.5", "2001:db8::5"]));
+        assert_eq!(&*own.info.sandbox_id, "s1");
+        assert_eq!(own.info.labels.get("app"), Some("web"));
+        assert_eq!(
+            own.info.host_namespaces,
+            HostNamespaces {
+                network: false,
+                pid: true,
+                ipc: false
+            }
+        );
+        let network = own.network.expect("told");
+        assert_eq!(&*network.mode, "pod");
+        let ips: Vec<&str> = network.addresses.iter().map(|a| &*a.ip).collect();
+        assert_eq!(ips, ["198.18.0.5", "2001:db8::5"]);
+        let host = pod_of(&status(NamespaceMode::Node, &[]));
+        assert!(host.info.host_namespaces.network);
+        assert_eq!(&*host.network.expect("told").mode, "host");
     }
 
     #[test]
@@ -260,7 +456,11 @@ mod tests {
             started_at: 1_700_000_000_000_000_002,
             ..Default::default()
         };
-        let c = container(&status, &pod(), 42);
+        let info = VerboseInfo {
+            pid: 42,
+            ..Default::default()
+        };
+        let c = container(&status, &info, &pod());
         assert_eq!((c.id(), c.name(), c.pid()), ("c1", "nginx", 42));
         assert_eq!(c.project(), "shop");
         // The Go module's values, as literals from engineclient/cri/cri.go.
@@ -313,9 +513,32 @@ mod tests {
             VerboseInfo::parse(&info),
             Some(VerboseInfo {
                 pid: 1234,
-                sandbox_id: Some("s1".into())
+                sandbox_id: Some("s1".into()),
+                runtime_spec: Some(InfoSpec::default()),
+                ..Default::default()
             })
         );
+        // containerd repeats the configuration; cri-o says it itself.
+        let containerd = HashMap::from([(
+            "info".to_owned(),
+            r#"{"config":{"linux":{"security_context":{"privileged":true}}},
+                "runtimeSpec":{"linux":{"cgroupsPath":"/k8s.io/c1"}}}"#
+                .to_owned(),
+        )]);
+        let parsed = VerboseInfo::parse(&containerd).unwrap();
+        assert_eq!(
+            (parsed.privileged(), parsed.cgroup()),
+            (Some(true), Some("/k8s.io/c1"))
+        );
+        let plain = HashMap::from([("info".to_owned(), r#"{"config":{}}"#.to_owned())]);
+        assert_eq!(
+            VerboseInfo::parse(&plain).unwrap().privileged(),
+            Some(false)
+        );
+        let crio = HashMap::from([("info".to_owned(), r#"{"privileged":true}"#.to_owned())]);
+        assert_eq!(VerboseInfo::parse(&crio).unwrap().privileged(), Some(true));
+        let silent = HashMap::from([("info".to_owned(), "{}".to_owned())]);
+        assert_eq!(VerboseInfo::parse(&silent).unwrap().privileged(), None);
         assert_eq!(VerboseInfo::parse(&HashMap::new()), None);
         let garbage = HashMap::from([("info".to_owned(), "{".to_owned())]);
         assert_eq!(VerboseInfo::parse(&garbage), None);

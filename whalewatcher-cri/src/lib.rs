@@ -291,18 +291,15 @@ impl CriEngine {
             .map_err(|s| self.error(s, None))?
             .into_inner()
             .containers;
-        // The pods as they are now; what events added meanwhile is at worst
-        // fetched again.
-        *self.pods() = sandboxes
-            .iter()
-            .map(|s| (s.id.clone(), convert::pod_of(s.metadata.as_ref())))
-            .collect();
-        let ids = sandboxes
-            .into_iter()
-            .map(|s| (s.id, true))
-            .chain(containers.into_iter().map(|c| (c.id, false)))
-            .collect();
-        self.inspect_all(&client, ids).await
+        // The pods as they are now, from their sandboxes' statuses, before
+        // their containers, which share them: what events added meanwhile
+        // is at worst fetched again.
+        self.pods().clear();
+        let sandboxes = sandboxes.into_iter().map(|s| (s.id, true)).collect();
+        let mut alive = self.inspect_all(&client, sandboxes).await?;
+        let containers = containers.into_iter().map(|c| (c.id, false)).collect();
+        alive.extend(self.inspect_all(&client, containers).await?);
+        Ok(alive)
     }
 
     fn pack(&self, container: Container, inspection: Inspection<'_>) -> Container {
@@ -370,13 +367,13 @@ impl CriEngine {
             .into_inner();
         let running = |s: &ContainerStatus| s.state == ContainerState::ContainerRunning as i32;
         let (status, info) = self.alive(id, response.status, running, &response.info)?;
-        let sandbox_id = info.sandbox_id.unwrap_or_default();
+        let sandbox_id = info.sandbox_id.clone().unwrap_or_default();
         let known = self.pods().get(&sandbox_id).cloned();
         let pod = match known {
             Some(pod) => pod,
             None => self.fetch_pod(client, &sandbox_id).await?,
         };
-        let container = convert::container(&status, &pod, info.pid);
+        let container = convert::container(&status, &info, &pod);
         Ok(self.pack(
             container,
             Inspection::Container {
@@ -401,7 +398,7 @@ impl CriEngine {
             .map_err(|s| self.error(s, Some(sandbox_id)))?
             .into_inner()
             .status;
-        let pod = convert::pod_of(status.as_ref().and_then(|s| s.metadata.as_ref()));
+        let pod = convert::pod_of(&status.unwrap_or_default());
         self.pods().insert(sandbox_id.to_owned(), pod.clone());
         Ok(pod)
     }
@@ -423,11 +420,8 @@ impl CriEngine {
         let ready = |s: &PodSandboxStatus| s.state == PodSandboxState::SandboxReady as i32;
         let (status, info) = self.alive(id, response.status, ready, &response.info)?;
         // One pod record, shared by the pod's containers.
-        let pod = self
-            .pods()
-            .entry(status.id.clone())
-            .or_insert_with(|| convert::pod_of(status.metadata.as_ref()))
-            .clone();
+        let pod = convert::pod_of(&status);
+        self.pods().insert(status.id.clone(), pod.clone());
         let sandbox = convert::sandbox(&status, &pod, info.pid);
         Ok(self.pack(
             sandbox,
@@ -845,7 +839,7 @@ fn remember_pod(pods: &Mutex<HashMap<String, Pod>>, event: &ContainerEventRespon
         pods.remove(&sandbox.id);
     } else if !deleted && !sandbox.id.is_empty() {
         pods.entry(sandbox.id.clone())
-            .or_insert_with(|| convert::pod_of(sandbox.metadata.as_ref()));
+            .or_insert_with(|| convert::pod_of(sandbox));
     }
 }
 

@@ -72,17 +72,6 @@ pub(crate) fn socket_file(path: &Path) -> io::Result<Option<FileId>> {
     }
 }
 
-/// Connects to the socket at `path` and asks who listens on it: the PID
-/// here of the process that listens (`SO_PEERCRED`), when it is in our PID
-/// namespace or below.
-async fn listener(path: &Path) -> io::Result<Option<u32>> {
-    let stream = tokio::net::UnixStream::connect(path).await?;
-    let pid = stream.peer_cred().ok().and_then(|cred| cred.pid());
-    Ok(pid
-        .and_then(|pid| u32::try_from(pid).ok())
-        .filter(|pid| *pid > 0))
-}
-
 /// An engine watched at a well-known socket.
 #[derive(Debug)]
 pub(crate) struct AtSocket {
@@ -313,9 +302,12 @@ impl Discovery {
         table: &ProcessTable,
     ) -> Result<Option<AtSocket>, EngineError> {
         let inner = &self.inner;
-        let listening = tokio::time::timeout(inner.settings.probe_deadline, listener(path))
-            .await
-            .unwrap_or_else(|_| Err(io::Error::from(io::ErrorKind::TimedOut)));
+        let listening = tokio::time::timeout(
+            inner.settings.probe_deadline,
+            whalewatcher_core::support::listener_pid(path),
+        )
+        .await
+        .unwrap_or_else(|_| Err(io::Error::from(io::ErrorKind::TimedOut)));
         let pid = listening
             .map_err(|error| EngineError::unreachable(path.display().to_string(), error))?;
         // The listener's PIDs, when it is an engine process (not an

@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bollard::models::{ContainerInspectResponse, EventMessage, EventMessageTypeEnum, SystemInfo};
 use serde::Deserialize;
 use whalewatcher_core::{
-    Container, EngineError, EngineEvent, EventKind, Exit, Health, Labels, NetworkAddress,
-    NetworkIdentity, OomKills, PodInfo, PublishedPort, COMPOSE_PROJECT_LABEL,
+    Container, EngineError, EngineEvent, EventKind, Exit, Health, Labels, Mount, NetworkAddress,
+    NetworkIdentity, OomKills, PodInfo, PublishedPort, Resources, COMPOSE_PROJECT_LABEL,
 };
 
 use crate::{Packer, INFRA_LABEL, POD_ID_LABEL, POD_NAME_LABEL, PRIVILEGED_LABEL};
@@ -52,6 +52,21 @@ pub(crate) struct Inspected<'a> {
     host_config: Option<InspectedHostConfig<'a>>,
     #[serde(borrow)]
     network_settings: Option<InspectedNetworkSettings<'a>>,
+    #[serde(borrow)]
+    mounts: Option<Vec<InspectedMount<'a>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct InspectedMount<'a> {
+    #[serde(borrow, rename = "Type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    source: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    destination: Option<Cow<'a, str>>,
+    #[serde(rename = "RW")]
+    rw: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,6 +132,65 @@ struct InspectedHostConfig<'a> {
     privileged: Option<bool>,
     #[serde(borrow)]
     network_mode: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    cgroup_parent: Option<Cow<'a, str>>,
+    memory: Option<i64>,
+    nano_cpus: Option<i64>,
+    cpu_quota: Option<i64>,
+    cpu_period: Option<i64>,
+    cpu_shares: Option<i64>,
+    #[serde(borrow)]
+    cpuset_cpus: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    cpuset_mems: Option<Cow<'a, str>>,
+}
+
+/// The period Docker and podman give `--cpus` (`NanoCpus`): 100 ms.
+const NANO_CPUS_PERIOD_MICROS: i64 = 100_000;
+
+/// The limits of `HostConfig` (0: not set) and the cgroup parent asked
+/// for; neither Docker's inspect nor podman's compatible one names the
+/// container's cgroup itself.
+fn resources(inspected: &Inspected<'_>) -> Resources {
+    let Some(host) = inspected.host_config.as_ref() else {
+        return Resources::default();
+    };
+    let positive = |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok()).filter(|n| *n > 0);
+    let text = |s: &Option<Cow<'_, str>>| s.as_deref().filter(|s| !s.is_empty()).map(Into::into);
+    // `--cpus` is a quota of a 100 ms period, as the runtime gets it.
+    let (cpu_quota, cpu_period) = match host.nano_cpus.filter(|n| *n > 0) {
+        Some(nanos) => (
+            Some(nanos * NANO_CPUS_PERIOD_MICROS / 1_000_000_000),
+            Some(NANO_CPUS_PERIOD_MICROS as u64),
+        ),
+        None => (host.cpu_quota.filter(|q| *q > 0), positive(host.cpu_period)),
+    };
+    Resources {
+        cgroup: None,
+        cgroup_parent: text(&host.cgroup_parent),
+        memory_limit: positive(host.memory),
+        cpu_quota,
+        cpu_period,
+        cpu_shares: positive(host.cpu_shares),
+        cpuset_cpus: text(&host.cpuset_cpus),
+        cpuset_mems: text(&host.cpuset_mems),
+    }
+}
+
+/// The mounts as the inspect's `Mounts` lists them.
+fn mounts(inspected: &Inspected<'_>) -> Vec<Mount> {
+    let text = |s: &Option<Cow<'_, str>>| Box::from(s.as_deref().unwrap_or_default());
+    inspected
+        .mounts
+        .iter()
+        .flatten()
+        .map(|m| Mount {
+            destination: text(&m.destination),
+            source: text(&m.source),
+            kind: text(&m.kind),
+            read_only: m.rw == Some(false),
+        })
+        .collect()
 }
 
 /// Where the container is on the network; `None` for one with no network
@@ -294,6 +368,12 @@ pub(crate) fn container(
     if let Some(network) = network_identity(inspected) {
         container = container.with_network(network);
     }
+    if let Some(privileged) = inspected.host_config.as_ref().and_then(|h| h.privileged) {
+        container = container.with_privileged(privileged);
+    }
+    container = container
+        .with_resources(resources(inspected))
+        .with_mounts(mounts(inspected));
     let health = inspected
         .state
         .as_ref()
@@ -309,7 +389,7 @@ pub(crate) fn container(
         container = container.with_pod(std::sync::Arc::new(PodInfo {
             uid: pod.pod_id.as_str().into(),
             name: pod.pod_name.as_str().into(),
-            namespace: "".into(),
+            ..Default::default()
         }));
     }
     Ok(match packer {
@@ -609,6 +689,48 @@ mod tests {
             "NetworkSettings": {"Networks": {"host": {"IPAddress": ""}}}}"#;
         let host = network_identity(&parse_inspect(host).unwrap()).unwrap();
         assert_eq!((&*host.mode, host.addresses.len()), ("host", 0));
+    }
+
+    #[test]
+    fn resources_are_the_limits_set_and_mounts_say_read_only() {
+        let body = br#"{
+            "Id": "abc",
+            "HostConfig": {"CgroupParent": "/shop", "Memory": 0, "NanoCpus": 0,
+                "CpuQuota": 25000, "CpuPeriod": 50000, "CpuShares": 0,
+                "CpusetCpus": "", "CpusetMems": "0"},
+            "Mounts": [
+                {"Type": "volume", "Name": "v", "Source": "/var/lib/docker/volumes/v/_data",
+                 "Destination": "/v", "RW": true},
+                {"Type": "bind", "Source": "/etc", "Destination": "/host-etc", "RW": false}
+            ]
+        }"#;
+        let inspected = parse_inspect(body).unwrap();
+        assert_eq!(
+            resources(&inspected),
+            Resources {
+                cgroup_parent: Some("/shop".into()),
+                cpu_quota: Some(25_000),
+                cpu_period: Some(50_000),
+                cpuset_mems: Some("0".into()),
+                ..Default::default()
+            },
+            "0 and \"\" are not set"
+        );
+        let told = mounts(&inspected);
+        let told: Vec<(&str, &str, &str, bool)> = told
+            .iter()
+            .map(|m| (&*m.destination, &*m.source, &*m.kind, m.read_only))
+            .collect();
+        assert_eq!(
+            told,
+            [
+                ("/v", "/var/lib/docker/volumes/v/_data", "volume", false),
+                ("/host-etc", "/etc", "bind", true)
+            ]
+        );
+        let none = parse_inspect(br#"{"Id": "n"}"#).unwrap();
+        assert!(resources(&none).is_empty());
+        assert!(mounts(&none).is_empty());
     }
 
     /// An inspect response captured from dockerd 26 on the rig (shortened).

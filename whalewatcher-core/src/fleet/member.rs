@@ -302,6 +302,7 @@ impl Following {
             if known.state == status.state
                 && known.attempts == status.attempts
                 && known.sync_duration == status.sync_duration
+                && known.omitted == status.omitted
                 && error_text(&known.last_error) == error_text(&status.last_error)
                 && *engine.info == *info
             {

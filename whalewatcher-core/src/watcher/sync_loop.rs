@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, debug_span, info, info_span, warn, Instrument};
 
 use crate::container::{Container, StringPool};
-use crate::engine::{EngineEvents, EngineInfo};
+use crate::engine::{EngineEvents, EngineInfo, Listing};
 use crate::error::{describe as describe_error, EngineError, WatchError};
 use crate::event::{EngineEvent, Event, EventKind, EventSource, Exit};
 use crate::portfolio::{Difference, Portfolio};
@@ -502,7 +502,7 @@ impl SyncLoop {
             self.shared.deadlines.list,
             engine.api(),
             "list",
-            engine.list(),
+            engine.list_with_omissions(),
         );
         tokio::pin!(listing);
         let mut held_back = Vec::new();
@@ -533,6 +533,14 @@ impl SyncLoop {
                 () = describing(&mut self.describing) => {}
             }
         };
+        let Listing {
+            containers: listed,
+            omitted,
+        } = listed;
+        for omission in &omitted {
+            warn!(%omission, "the list left a part of the engine out");
+        }
+        self.shared.report(Transition::Listed { omitted });
         let exits = self.exits_of_the_unheard(&listed, &held_back, stop).await?;
         self.take_in_list(listed, held_back, &exits);
         Ok(())

@@ -163,6 +163,31 @@ fn ids(portfolio: &Portfolio) -> Vec<String> {
 
 // ---- subscribe, then list ----
 
+/// A list that leaves a part out is published with what it has; the
+/// status says the part and why until a list is whole again.
+#[tokio::test(start_paused = true)]
+async fn what_a_list_left_out_is_in_the_status_until_a_list_is_whole() {
+    let engine = ScriptedEngine::new();
+    engine.add([container("a")]);
+    let omission = crate::Omission {
+        part: "namespace \"bad\"".into(),
+        reason: "permission denied".into(),
+    };
+    engine.omit(vec![omission.clone()]);
+    let h = Harness::start(&engine);
+    h.watcher.ready().await.expect("synced");
+    assert_eq!(ids(&h.watcher.portfolio()), ["a"]);
+    assert_eq!(h.watcher.status().omitted, [omission]);
+    engine.omit(Vec::new());
+    engine.end_streams();
+    eventually("a whole list clears the omission", || {
+        let status = h.watcher.status();
+        status.is_synced() && status.attempts == 2 && status.omitted.is_empty()
+    })
+    .await;
+    h.stop().await.unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn container_that_dies_while_the_list_is_in_flight_never_appears() {
     let engine = ScriptedEngine::new();
