@@ -445,6 +445,29 @@ async fn a_namespace_that_cannot_be_listed_is_left_out_and_said() {
     );
 }
 
+/// A channel of the caller's is used as it is: the engine syncs over it
+/// although its endpoint names a socket where nothing listens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_given_channel_is_talked_over() {
+    let rig = Rig::load();
+    let t = ContainerdTest::connect(&rig.containerd, "cd-given-channel").await;
+    let namespace = "whalewatcher-given";
+    let name = format!("given-{}", t.label);
+    t.run(namespace, &name, &[]);
+    let engine = ContainerdEngine::builder()
+        .endpoint("/run/whalewatcher-rig/no-such-containerd.sock")
+        .channel(t.channel.clone())
+        .build()
+        .expect("engine");
+    let w = Watching::synced(engine).await;
+    assert!(w
+        .watcher
+        .portfolio()
+        .container(&format!("{namespace}/{name}"))
+        .is_some());
+    w.stop().await;
+}
+
 #[tokio::test]
 async fn a_missing_socket_is_unreachable() {
     let engine =

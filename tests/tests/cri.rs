@@ -706,3 +706,23 @@ macro_rules! on_every_cri_containerd {
 
 // The CRI plugins of containerd 1.7 (Debian trixie's) and 2.1 (unstable's).
 on_every_cri_containerd!(containerd, containerd2);
+
+/// A channel of the caller's is used as it is: the engine syncs over it
+/// although its endpoint names a socket where nothing listens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_given_channel_is_talked_over() {
+    let rig = Rig::load();
+    let t = CriTest::connect(&rig.containerd, "cri-given-channel").await;
+    let pod = t.run_pod("given", "channels").await;
+    let channel = containerd_client::connect(rig.containerd.socket())
+        .await
+        .expect("a channel");
+    let engine = CriEngine::builder()
+        .endpoint("/run/whalewatcher-rig/no-such-cri.sock")
+        .channel(channel)
+        .build()
+        .expect("engine");
+    let w = Watching::synced(engine).await;
+    assert!(w.watcher.portfolio().container(&pod.id).is_some());
+    w.stop().await;
+}

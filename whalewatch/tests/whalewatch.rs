@@ -517,6 +517,40 @@ async fn quiet_filters_and_fields_pick_what_docker_ps_picks() {
     usage_error(&["--format", "id,size"], "unknown format or field \"size\"");
 }
 
+/// The record's limits, privilege and mounts as `--format` fields, as
+/// docker run took them (dockerd 28: the rig's host dockerd cannot run a
+/// privileged container).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fields_say_privilege_limits_and_mounts_as_docker_run_took_them() {
+    let rig = Rig::load();
+    let t = DockerTest::connect(&rig.docker28, "cli-resources").await;
+    let limited = whalewatcher_tests::docker::HostConfig {
+        privileged: Some(true),
+        memory: Some(64 << 20),
+        nano_cpus: Some(500_000_000),
+        binds: Some(vec!["/tmp:/data:ro".into()]),
+        ..Default::default()
+    };
+    t.run_with("limited", &[], limited).await;
+    t.run("plain", &[]).await;
+    let rows = lines_of(&[
+        "--docker",
+        &rig.docker28.endpoint,
+        "--filter",
+        &format!("label={TEST_LABEL}={}", t.label),
+        "--format",
+        "name,privileged,memory,cpus,mounts,network,cgroup",
+    ]);
+    let name = |n: &str| format!("{n}-{}", t.label);
+    assert_eq!(
+        rows,
+        [
+            format!("{}\tyes\t64MiB\t0.5\t/tmp:/data:ro\t-\t-", name("limited")),
+            format!("{}\tno\t-\t-\t-\t-\t-", name("plain")),
+        ]
+    );
+}
+
 /// Asserts whalewatch refuses `args` as a usage error (exit 2), saying
 /// `message`.
 fn usage_error(args: &[&str], message: &str) {

@@ -146,6 +146,7 @@ pub struct ContainerdEngineBuilder {
     pid: Option<u32>,
     ignored: Option<BTreeSet<String>>,
     packer: Option<Packer>,
+    channel: Option<Channel>,
 }
 
 impl std::fmt::Debug for ContainerdEngineBuilder {
@@ -155,6 +156,7 @@ impl std::fmt::Debug for ContainerdEngineBuilder {
             .field("pid", &self.pid)
             .field("ignored", &self.ignored)
             .field("packer", &self.packer.is_some())
+            .field("channel", &self.channel.is_some())
             .finish()
     }
 }
@@ -197,6 +199,15 @@ impl ContainerdEngineBuilder {
         self
     }
 
+    /// Talks over this channel instead of connecting on first use: a
+    /// channel of your own, shared (as the Go module takes a client). The
+    /// endpoint still names the engine in messages and is where a failure
+    /// is diagnosed: name it too unless it is the default.
+    pub fn channel(mut self, channel: Channel) -> Self {
+        self.channel = Some(channel);
+        self
+    }
+
     /// Builds the engine. Does no I/O: an engine that is not there shows
     /// when the watcher first talks to it. Fails for an endpoint that is
     /// no unix socket path.
@@ -215,7 +226,7 @@ impl ContainerdEngineBuilder {
                     .collect()
             }),
             packer: self.packer,
-            channel: tokio::sync::OnceCell::new(),
+            channel: tokio::sync::OnceCell::new_with(self.channel),
             pids_local: tokio::sync::OnceCell::new(),
         })
     }

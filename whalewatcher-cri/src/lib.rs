@@ -155,6 +155,7 @@ pub struct CriEngineBuilder {
     pid: Option<u32>,
     max_concurrent_inspects: Option<usize>,
     packer: Option<Packer>,
+    channel: Option<Channel>,
 }
 
 impl std::fmt::Debug for CriEngineBuilder {
@@ -164,6 +165,7 @@ impl std::fmt::Debug for CriEngineBuilder {
             .field("pid", &self.pid)
             .field("max_concurrent_inspects", &self.max_concurrent_inspects)
             .field("packer", &self.packer.is_some())
+            .field("channel", &self.channel.is_some())
             .finish()
     }
 }
@@ -204,6 +206,15 @@ impl CriEngineBuilder {
         self
     }
 
+    /// Talks over this channel instead of connecting on first use: a
+    /// channel of your own, shared (as the Go module takes a client). The
+    /// endpoint still names the engine in messages and is where a failure
+    /// is diagnosed: name it too unless it is the default.
+    pub fn channel(mut self, channel: Channel) -> Self {
+        self.channel = Some(channel);
+        self
+    }
+
     /// Builds the engine. Does no I/O: an engine that is not there shows
     /// when the watcher first talks to it. Fails for an endpoint that is
     /// no unix socket path.
@@ -219,7 +230,7 @@ impl CriEngineBuilder {
                 .max_concurrent_inspects
                 .unwrap_or(DEFAULT_MAX_CONCURRENT_INSPECTS),
             packer: self.packer,
-            channel: tokio::sync::OnceCell::new(),
+            channel: tokio::sync::OnceCell::new_with(self.channel),
             pods: Arc::default(),
             refusal_window_ends: Mutex::new(None),
             task_events: std::sync::atomic::AtomicBool::new(false),

@@ -47,10 +47,17 @@ pub enum Field {
     Engine,
     Ip,
     Ports,
+    Network,
+    Privileged,
+    Memory,
+    Cpus,
+    Cgroup,
+    Mounts,
 }
 
 /// The fields `--format` takes, for its help and errors.
-pub const FIELDS: &str = "id, name, project, pod, pid, state, health, image, engine, ip, ports";
+pub const FIELDS: &str = "id, name, project, pod, pid, state, health, image, engine, ip, ports, \
+                          network, privileged, memory, cpus, cgroup, mounts";
 
 impl std::str::FromStr for Format {
     type Err = String;
@@ -73,6 +80,12 @@ impl std::str::FromStr for Format {
                     "engine" => Ok(Field::Engine),
                     "ip" => Ok(Field::Ip),
                     "ports" => Ok(Field::Ports),
+                    "network" => Ok(Field::Network),
+                    "privileged" => Ok(Field::Privileged),
+                    "memory" => Ok(Field::Memory),
+                    "cpus" => Ok(Field::Cpus),
+                    "cgroup" => Ok(Field::Cgroup),
+                    "mounts" => Ok(Field::Mounts),
                     other => Err(format!(
                         "unknown format or field {other:?} (table, json, or fields of: {FIELDS})"
                     )),
@@ -93,6 +106,20 @@ const TABLE_COLUMNS: [Field; 6] = [
     Field::Id,
 ];
 pub const TABLE_HEADER: [&str; 6] = ["PROJECT", "CONTAINER", "IMAGE", "PID", "STATE", "ID"];
+
+/// A size in bytes as docker stats writes it: `64MiB`, `1.5GiB`, `512B`.
+fn bytes(size: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = size as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let text = format!("{value:.2}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text}{}", UNITS[unit])
+}
 
 /// The rows as lines, each column as wide as its widest cell.
 pub fn align<const N: usize>(rows: Vec<[String; N]>) -> Vec<String> {
@@ -262,6 +289,7 @@ impl Printing<'_> {
 
     fn cell(&self, field: Field, engine: &FleetEngine, container: &Container) -> String {
         let or_dash = |text: &str| if text.is_empty() { "-" } else { text }.to_owned();
+        let resources = container.resources();
         match field {
             Field::Id => self.id(container.id()).to_owned(),
             Field::Name => container.name().to_owned(),
@@ -326,6 +354,39 @@ impl Printing<'_> {
                             .join(", ")
                     })
                     .unwrap_or_default(),
+            ),
+            Field::Network => or_dash(container.network().map_or("", |n| &*n.mode)),
+            Field::Privileged => or_dash(match container.privileged() {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "",
+            }),
+            Field::Memory => or_dash(
+                &resources
+                    .and_then(|r| r.memory_limit)
+                    .map(bytes)
+                    .unwrap_or_default(),
+            ),
+            // As docker run --cpus takes it: the quota over the period.
+            Field::Cpus => or_dash(
+                &resources
+                    .and_then(|r| Some((r.cpu_quota?, r.cpu_period?)))
+                    .filter(|(_, period)| *period > 0)
+                    .map(|(quota, period)| format!("{}", quota as f64 / period as f64))
+                    .unwrap_or_default(),
+            ),
+            Field::Cgroup => or_dash(resources.and_then(|r| r.cgroup.as_deref()).unwrap_or("")),
+            // As docker run -v writes them: source:destination[:ro].
+            Field::Mounts => or_dash(
+                &container
+                    .mounts()
+                    .iter()
+                    .map(|m| {
+                        let ro = if m.read_only { ":ro" } else { "" };
+                        format!("{}:{}{ro}", m.source, m.destination)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
             ),
         }
     }
@@ -416,14 +477,24 @@ struct Document<'a> {
 
 /// Said after the count of an engine that is not synchronized (yet).
 fn unsynced(engine: &FleetEngine) -> String {
+    let omitted = &engine.status().omitted;
     if engine.status().is_synced() {
-        return String::new();
+        return match omitted.is_empty() {
+            true => String::new(),
+            false => format!(" ({})", joined(omitted)),
+        };
     }
     let why = engine
         .last_error()
         .map(|error| format!(": {}", whalewatcher::describe(error)))
         .unwrap_or_default();
     format!(" (not synchronized{why})")
+}
+
+/// What lists left out, as one phrase.
+pub fn joined(omitted: &[whalewatcher::Omission]) -> String {
+    let each: Vec<String> = omitted.iter().map(ToString::to_string).collect();
+    each.join("; ")
 }
 
 #[derive(Serialize)]
@@ -443,6 +514,9 @@ pub struct EngineRecord<'a> {
     info: &'a EngineInfo,
     parent: Option<ParentJson<'a>>,
     found: &'a FoundBy,
+    /// What its last list left out (a containerd namespace): `[{part,
+    /// reason}]`.
+    omitted: &'a [whalewatcher::Omission],
 }
 
 impl<'a> EngineRecord<'a> {
@@ -460,6 +534,7 @@ impl<'a> EngineRecord<'a> {
             info: engine.info(),
             parent,
             found: engine.found_by(),
+            omitted: &engine.status().omitted,
         }
     }
 }

@@ -211,6 +211,9 @@ pub fn condition(status: &SyncStatus) -> String {
             .unwrap_or_default()
     };
     match status.state {
+        SyncState::Synced if !status.omitted.is_empty() => {
+            format!("synced, {}", crate::output::joined(&status.omitted))
+        }
         SyncState::Synced => "synced".to_owned(),
         SyncState::Syncing => "resynchronizing".to_owned(),
         SyncState::Lost => format!("LOST, retrying{}", why()),
