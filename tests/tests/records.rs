@@ -467,10 +467,7 @@ async fn containerd_says_the_cgroup_where_its_pids_are_ours() {
         .container(&format!("moby/{id}"))
         .expect("dockerd's container, in containerd's namespace moby");
     let told = std::fs::read_to_string(format!("/proc/{}/cgroup", record.pid())).expect("readable");
-    let cgroup = record
-        .resources()
-        .and_then(|r| r.cgroup.as_deref())
-        .expect("a cgroup");
+    let cgroup = record.cgroup().expect("a cgroup");
     assert!(
         told.lines()
             .any(|line| line.ends_with(&format!(":{cgroup}"))),
@@ -488,7 +485,7 @@ async fn containerd_says_the_cgroup_where_its_pids_are_ours() {
     let record = portfolio
         .container(&format!("{namespace}/{name}"))
         .expect("listed");
-    assert_eq!(record.resources(), None, "its PID is not ours to read");
+    assert_eq!(record.cgroup(), None, "its PID is not ours to read");
     w.stop().await;
 }
 
@@ -560,11 +557,9 @@ async fn cri_records_pods_and_exits_equal_the_cri_status() {
 /// and with a read-only mount: the records say each, for the container
 /// listed at the sync and for the one started after it (its pod from the
 /// event), and equal what the CRI status tells.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cri_records_carry_pod_metadata_network_resources_and_mounts() {
+async fn cri_records_carry_pod_metadata_network_resources_and_mounts(engine: &rig::Engine) {
     use k8s_cri::v1::{LinuxContainerResources, Mount as CriMount};
-    let rig = Rig::load();
-    let t = CriTest::connect(&rig.containerd, "records-cri-details").await;
+    let t = CriTest::connect(engine, "records-cri-details").await;
     let pod = t
         .run_pod_with("detailed", "details", |config| {
             let linux = config.linux.get_or_insert_with(Default::default);
@@ -593,7 +588,7 @@ async fn cri_records_carry_pod_metadata_network_resources_and_mounts() {
     };
     let before = t.run_container_changed(&pod, "before", limited).await;
     let plain = t.run_container(&pod, "plain").await;
-    let mut w = Watching::synced(CriEngine::new(rig.containerd.socket()).expect("engine")).await;
+    let mut w = Watching::synced(CriEngine::new(engine.socket()).expect("engine")).await;
     let after = t.run_container_changed(&pod, "after", limited).await;
     w.events_of(
         &after,
@@ -633,11 +628,11 @@ async fn cri_records_carry_pod_metadata_network_resources_and_mounts() {
     for id in [&before, &after] {
         let container = portfolio.container(id).expect("listed");
         assert_eq!(container.privileged(), Some(true), "{id}");
+        assert_eq!(container.cgroup(), Some(format!("/k8s.io/{id}").as_str()));
         let resources = container.resources().expect("resources");
         assert_eq!(
             **resources,
             Resources {
-                cgroup: Some(format!("/k8s.io/{id}").into()),
                 cgroup_parent: None,
                 memory_limit: Some(64 << 20),
                 cpu_quota: Some(50_000),
@@ -661,4 +656,14 @@ async fn cri_records_carry_pod_metadata_network_resources_and_mounts() {
     assert_eq!(plain.privileged(), Some(false));
     assert_eq!(plain.mounts(), &[]);
     w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cri_records_on_containerd_carry_pod_metadata_network_resources_and_mounts() {
+    cri_records_carry_pod_metadata_network_resources_and_mounts(&Rig::load().containerd).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cri_records_on_containerd_21_carry_pod_metadata_network_resources_and_mounts() {
+    cri_records_carry_pod_metadata_network_resources_and_mounts(&Rig::load().containerd2).await;
 }

@@ -64,7 +64,6 @@ use kept::{KeptRecord, KeptRecordMessage};
 use whalewatcher_core::support::{readable, status_error, Protocol};
 use whalewatcher_core::{
     async_trait, Container, Engine, EngineError, EngineEvents, EngineInfo, Exit, Listing, Omission,
-    Resources,
 };
 
 pub use convert::NERDCTL_NAME_LABEL;
@@ -408,10 +407,7 @@ impl ContainerdEngine {
 /// not read: it is most of a record's size.
 fn with_cgroup(container: Container, local: bool) -> Container {
     match local.then(|| whalewatcher_core::support::cgroup_of(container.pid())) {
-        Some(Some(cgroup)) => container.with_resources(Resources {
-            cgroup: Some(cgroup),
-            ..Resources::default()
-        }),
+        Some(Some(cgroup)) => container.with_cgroup(cgroup),
         _ => container,
     }
 }

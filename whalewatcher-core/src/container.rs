@@ -50,6 +50,7 @@ pub struct Container {
     restarts: Option<u32>,
     pod: Option<Arc<PodInfo>>,
     network: Option<Arc<NetworkIdentity>>,
+    cgroup: Option<Box<str>>,
     resources: Option<Arc<Resources>>,
     mounts: Option<Arc<[Mount]>>,
     rucksack: Option<Rucksack>,
@@ -115,6 +116,7 @@ impl Container {
             health: None,
             privileged: None,
             network: None,
+            cgroup: None,
             resources: None,
             mounts: None,
             image: None,
@@ -210,8 +212,13 @@ impl Container {
         self
     }
 
-    /// With its cgroup and limits; nothing is kept when `resources` tells
-    /// nothing.
+    /// With its cgroup, as a path (see [`cgroup`](Self::cgroup)).
+    pub fn with_cgroup(mut self, cgroup: impl Into<Box<str>>) -> Self {
+        self.cgroup = Some(cgroup.into());
+        self
+    }
+
+    /// With its limits; nothing is kept when `resources` tells nothing.
     pub fn with_resources(mut self, resources: Resources) -> Self {
         self.resources = (!resources.is_empty()).then(|| Arc::new(resources));
         self
@@ -305,7 +312,15 @@ impl Container {
         self.privileged
     }
 
-    /// Its cgroup and resource limits, where the engine tells any.
+    /// Its cgroup, where known: as a path below the reader's cgroup root
+    /// (`/proc/PID/cgroup`, for containerd in the reader's PID namespace)
+    /// or as the engine names it (a CRI runtime's `cgroupsPath`, which may
+    /// be systemd's `slice:prefix:name`).
+    pub fn cgroup(&self) -> Option<&str> {
+        self.cgroup.as_deref()
+    }
+
+    /// Its resource limits, where the engine tells any.
     pub fn resources(&self) -> Option<&Arc<Resources>> {
         self.resources.as_ref()
     }
@@ -402,6 +417,7 @@ impl PartialEq for Container {
             && self.pod == other.pod
             && self.network == other.network
             && self.privileged == other.privileged
+            && self.cgroup == other.cgroup
             && self.resources == other.resources
             && self.mounts == other.mounts
     }
@@ -412,7 +428,7 @@ impl Eq for Container {}
 impl Serialize for Container {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let nanos = |t: &Option<NonZeroU64>| t.map(NonZeroU64::get);
-        let mut s = serializer.serialize_struct("Container", 18)?;
+        let mut s = serializer.serialize_struct("Container", 19)?;
         s.serialize_field("id", &*self.id)?;
         s.serialize_field("name", &*self.name)?;
         s.serialize_field("pid", &self.pid)?;
@@ -427,6 +443,7 @@ impl Serialize for Container {
         s.serialize_field("pod", &self.pod.as_deref())?;
         s.serialize_field("network", &self.network.as_deref())?;
         s.serialize_field("privileged", &self.privileged)?;
+        s.serialize_field("cgroup", &self.cgroup.as_deref())?;
         s.serialize_field("resources", &self.resources.as_deref())?;
         s.serialize_field("mounts", self.mounts())?;
         s.serialize_field("labels", &self.labels)?;
@@ -613,7 +630,7 @@ mod tests {
                 "id": "abc", "name": "web", "pid": 42, "project": "shop", "paused": false,
                 "health": null, "image": null, "image_id": null, "created": null, "started": null,
                 "restarts": null, "pod": null, "network": null,
-                "privileged": null, "resources": null, "mounts": [],
+                "privileged": null, "cgroup": null, "resources": null, "mounts": [],
                 "labels": {"com.docker.compose.project": "shop"}
             })
         );

@@ -2,6 +2,8 @@
 //! health, pod, resources and mounts. Kept in the record as shared,
 //! optional parts, so they cost nothing where an engine does not tell.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use crate::container::Labels;
@@ -88,8 +90,9 @@ pub struct PodInfo {
     pub name: Box<str>,
     /// The pod's Kubernetes namespace; `""` for a podman pod.
     pub namespace: Box<str>,
-    /// The CRI pod sandbox's id; `""` where not told (podman).
-    pub sandbox_id: Box<str>,
+    /// The CRI pod sandbox's id; `""` where not told (podman). Shared with
+    /// the sandbox's own record.
+    pub sandbox_id: Arc<str>,
     /// The pod's own labels (a CRI pod's metadata; its containers carry
     /// their own).
     pub labels: Labels,
@@ -112,14 +115,12 @@ pub struct HostNamespaces {
     pub ipc: bool,
 }
 
-/// Where a container's resources are accounted and what they are limited
-/// to, as its engine tells; each field `None` where not told or not set.
+/// What a container's resources are limited to, and the parent cgroup
+/// it was asked to be put under, as its engine tells; each field `None`
+/// where not told or not set. (Its own cgroup is
+/// [`Container::cgroup`](crate::Container::cgroup).)
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct Resources {
-    /// The container's cgroup, as a path below the cgroup root of the
-    /// reader (`/proc/PID/cgroup`) or as the engine names it (a CRI
-    /// runtime's `cgroupsPath`, which may be systemd's `slice:prefix:name`).
-    pub cgroup: Option<Box<str>>,
     /// The parent cgroup the container was asked to be put under (Docker's
     /// and podman's `CgroupParent`).
     pub cgroup_parent: Option<Box<str>>,

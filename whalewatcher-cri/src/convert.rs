@@ -1,7 +1,7 @@
 //! Pure conversions of CRI records and events into the core's model.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use k8s_cri::v1::{
@@ -71,15 +71,20 @@ pub(crate) fn pod_of(status: &PodSandboxStatus) -> Pod {
             ip: ip.into(),
         })
         .collect();
-    let network = NetworkIdentity {
-        mode: if host_namespaces.network {
-            "host"
-        } else {
-            "pod"
-        }
-        .into(),
-        addresses: addresses.into(),
-        ports: Box::default(),
+    let network = if addresses.is_empty() {
+        // Most pods of a node share the host's network or wait for an
+        // address: one value each, for all of them.
+        static HOST: OnceLock<Arc<NetworkIdentity>> = OnceLock::new();
+        static POD: OnceLock<Arc<NetworkIdentity>> = OnceLock::new();
+        let (shared, mode) = match host_namespaces.network {
+            true => (&HOST, "host"),
+            false => (&POD, "pod"),
+        };
+        shared
+            .get_or_init(|| Arc::new(network_identity(mode, Vec::new())))
+            .clone()
+    } else {
+        Arc::new(network_identity("pod", addresses))
     };
     Pod {
         info: Arc::new(PodInfo {
@@ -87,11 +92,19 @@ pub(crate) fn pod_of(status: &PodSandboxStatus) -> Pod {
             name: metadata.name.into(),
             namespace: metadata.namespace.into(),
             sandbox_id: status.id.as_str().into(),
-            labels: Labels::from(status.labels.clone()),
-            annotations: Labels::from(status.annotations.clone()),
+            labels: status.labels.iter().collect(),
+            annotations: status.annotations.iter().collect(),
             host_namespaces,
         }),
-        network: Some(Arc::new(network)),
+        network: Some(network),
+    }
+}
+
+fn network_identity(mode: &str, addresses: Vec<NetworkAddress>) -> NetworkIdentity {
+    NetworkIdentity {
+        mode: mode.into(),
+        addresses: addresses.into(),
+        ports: Box::default(),
     }
 }
 
@@ -184,7 +197,7 @@ pub(crate) fn container(status: &ContainerStatus, info: &VerboseInfo, pod: &Pod)
     let name = status.metadata.as_ref().map_or("", |m| m.name.as_str());
     let extra = [(POD_CONTAINER_NAME_LABEL, name)];
     let mut container = build(
-        &status.id,
+        Arc::from(status.id.as_str()),
         name,
         &status.labels,
         &status.annotations,
@@ -208,8 +221,11 @@ pub(crate) fn container(status: &ContainerStatus, info: &VerboseInfo, pod: &Pod)
     if let Some(privileged) = info.privileged() {
         container = container.with_privileged(privileged);
     }
+    if let Some(cgroup) = info.cgroup() {
+        container = container.with_cgroup(cgroup);
+    }
     container = container
-        .with_resources(resources(status, info))
+        .with_resources(resources(status))
         .with_mounts(mounts(status));
     with_times_and_attempt(
         container,
@@ -218,14 +234,12 @@ pub(crate) fn container(status: &ContainerStatus, info: &VerboseInfo, pod: &Pod)
     )
 }
 
-/// The container's limits as its status tells them (0: not set) and its
-/// cgroup as the runtime spec has it.
-fn resources(status: &ContainerStatus, info: &VerboseInfo) -> Resources {
+/// The container's limits as its status tells them (0: not set).
+fn resources(status: &ContainerStatus) -> Resources {
     let linux = status.resources.as_ref().and_then(|r| r.linux.as_ref());
     let positive = |n: i64| u64::try_from(n).ok().filter(|n| *n > 0);
     let text = |s: &str| (!s.is_empty()).then(|| s.into());
     Resources {
-        cgroup: info.cgroup().map(Into::into),
         cgroup_parent: None,
         memory_limit: linux.and_then(|l| positive(l.memory_limit_in_bytes)),
         cpu_quota: linux.map(|l| l.cpu_quota).filter(|q| *q > 0),
@@ -256,8 +270,13 @@ fn mounts(status: &ContainerStatus) -> Vec<Mount> {
 pub(crate) fn sandbox(status: &PodSandboxStatus, pod: &Pod, pid: u32) -> Container {
     let id = status.id.as_str();
     let extra = [(POD_SANDBOX_LABEL, ""), (POD_CONTAINER_NAME_LABEL, id)];
+    // Its id, shared with its pod's record where that is its own.
+    let shared_id = match &*pod.info.sandbox_id == id {
+        true => pod.info.sandbox_id.clone(),
+        false => Arc::from(id),
+    };
     let sandbox = build(
-        id,
+        shared_id,
         id,
         &status.labels,
         &status.annotations,
@@ -294,7 +313,7 @@ fn time(nanos: i64) -> Option<SystemTime> {
 }
 
 fn build(
-    id: &str,
+    id: Arc<str>,
     name: &str,
     labels: &HashMap<String, String>,
     annotations: &HashMap<String, String>,

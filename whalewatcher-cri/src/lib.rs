@@ -52,7 +52,7 @@ mod hostname;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -66,7 +66,7 @@ use k8s_cri::v1::{
 };
 use tonic::transport::Channel;
 use tonic::{Code, Response, Status, Streaming};
-use whalewatcher_core::support::{lock, status_error, Protocol};
+use whalewatcher_core::support::{status_error, Protocol};
 use whalewatcher_core::{
     async_trait, Container, Engine, EngineError, EngineEvents, EngineInfo, EventKind, Exit,
 };
@@ -344,7 +344,7 @@ impl CriEngine {
     }
 
     fn pods(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pod>> {
-        lock(&self.pods)
+        self.pods.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The container or sandbox `id`, as the runtime has it now.
@@ -536,7 +536,11 @@ impl Engine for CriEngine {
         // the event call that comes in this window ends the session before
         // it counts as synced. Waited out alongside the list, it costs
         // nothing once the list takes longer.
-        let window_ends = lock(&self.refusal_window_ends).take();
+        let window_ends = self
+            .refusal_window_ends
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         let (listed, ()) = futures::join!(self.list_alive(), async {
             if let Some(at) = window_ends {
                 tokio::time::sleep_until(at).await;
@@ -666,7 +670,10 @@ impl Engine for CriEngine {
         };
         let feed = match answered {
             None => {
-                *lock(&self.refusal_window_ends) = Some(called + REFUSAL_WINDOW);
+                *self
+                    .refusal_window_ends
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(called + REFUSAL_WINDOW);
                 Feed::Calling(call)
             }
             Some(Ok(response)) => Feed::Open(Box::new(response.into_inner()), false),
@@ -845,7 +852,7 @@ fn remember_pod(pods: &Mutex<HashMap<String, Pod>>, event: &ContainerEventRespon
     };
     let deleted =
         event.container_event_type == k8s_cri::v1::ContainerEventType::ContainerDeletedEvent as i32;
-    let mut pods = lock(pods);
+    let mut pods = pods.lock().unwrap_or_else(PoisonError::into_inner);
     if deleted && event.container_id == sandbox.id {
         pods.remove(&sandbox.id);
     } else if !deleted && !sandbox.id.is_empty() {

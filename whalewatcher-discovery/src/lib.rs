@@ -54,8 +54,11 @@
 //! reported in [`Scan::unreached`] with the reason — unless reached at a
 //! well-known socket — and the scan goes on.
 
+mod builder;
+mod found;
 mod parents;
 mod pids;
+mod plan;
 mod probe;
 mod procfs;
 mod reach;
@@ -63,22 +66,25 @@ mod sockets;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
-use whalewatcher_core::support::lock;
 use whalewatcher_core::{
-    describe, Deadlines, EngineError, EngineInfo, Fleet, FleetMember, FoundBy, MemberId,
-    ParentContainer, RetryPolicy, StopOnDrop, SyncState, Watcher,
+    describe, EngineError, EngineInfo, Fleet, FleetMember, FoundBy, MemberId, ParentContainer,
+    StopOnDrop, SyncState, Watcher,
 };
 
+pub use builder::DiscoveryBuilder;
+pub use found::{DiscoveryError, FoundEngine, Scan, Unreached, WatchedAlready};
 pub use pids::{PidLevels, PidTranslator};
 pub use probe::{Api, EngineProcess};
 pub use reach::UnreachedSocket;
+
+use found::{Joining, Translation};
+use plan::Plan;
 
 use parents::ContainerPids;
 use probe::WatchSettings;
@@ -93,215 +99,6 @@ pub const DEFAULT_PROBE_DEADLINE: Duration = Duration::from_secs(2);
 
 /// How long a scan waits for a new engine's first sync before it goes on.
 pub const DEFAULT_FIRST_SYNC_WAIT: Duration = Duration::from_secs(5);
-
-/// Why a scan could not look at the processes at all.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DiscoveryError {
-    /// The process list (`/proc`) cannot be read.
-    #[error("cannot read the processes in {}", path.display())]
-    Processes {
-        /// The `/proc` looked at.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// An engine a scan found, and where.
-#[derive(Clone, Debug, Serialize)]
-pub struct FoundEngine {
-    /// Its member in the fleet.
-    pub member: MemberId,
-    /// The API it is watched through.
-    pub api: Api,
-    /// How it was found: by its process, or at a well-known socket.
-    pub found_by: FoundBy,
-    /// The kind of process it is, when known (an engine reached at a
-    /// well-known socket whose listener is no engine process of ours to
-    /// see — an activator's, a proxy's — is not).
-    pub process: Option<EngineProcess>,
-    /// Its process's PIDs: here, and in its own PID namespace, when known.
-    pub pid: Option<PidLevels>,
-    /// Its PID namespace, as `/proc/PID/ns/pid` names it (`pid:[…]`), when
-    /// this process may look.
-    pub pid_namespace: Option<String>,
-    /// The socket as the engine bound it, in its mount namespace (for an
-    /// engine found at a well-known socket: that socket, here).
-    pub socket: PathBuf,
-    /// The endpoint it is reached at from here.
-    pub endpoint: String,
-}
-
-/// A probed engine about to join the fleet, and what is known of it.
-struct Joining {
-    api: Api,
-    process: Option<EngineProcess>,
-    socket: PathBuf,
-    found_by: FoundBy,
-    translation: Option<Translation>,
-    parent: Option<ParentContainer>,
-}
-
-/// How an engine's PIDs become ours: the translator, where its process
-/// sits, and its PID namespace (when we may look).
-type Translation = (Arc<PidTranslator>, PidLevels, Option<String>);
-
-/// An engine process a scan could not watch (or not through one of its
-/// APIs), and why.
-#[derive(Clone, Debug, Serialize)]
-pub struct Unreached {
-    /// The kind of process.
-    pub process: EngineProcess,
-    /// Its PID here.
-    pub pid: u32,
-    /// The API that failed, when it got that far.
-    pub api: Option<Api>,
-    /// The socket asked, when it got that far (as the engine bound it).
-    pub socket: Option<PathBuf>,
-    /// Why, on one line.
-    pub reason: String,
-}
-
-/// An engine a scan found that another member of the fleet — one added
-/// by the fleet's owner, not by discovery — watches already: at the same
-/// socket, or with the same engine type and id. It is not watched twice.
-#[derive(Clone, Debug, Serialize)]
-pub struct WatchedAlready {
-    /// The kind of process.
-    pub process: EngineProcess,
-    /// Its PID here.
-    pub pid: u32,
-    /// The API found.
-    pub api: Api,
-    /// The socket, as the engine bound it.
-    pub socket: PathBuf,
-    /// The member that watches it.
-    pub member: MemberId,
-}
-
-/// What a scan found: every engine watched now, and every engine process
-/// (or API of one) that could not be watched.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Scan {
-    /// The engines watched, by member.
-    pub engines: Vec<FoundEngine>,
-    /// What could not be watched, and why.
-    pub unreached: Vec<Unreached>,
-    /// Engines found that other members of the fleet watch already.
-    pub watched_already: Vec<WatchedAlready>,
-    /// Well-known sockets (and activators' sockets) where no engine could
-    /// be watched, and why; a well-known socket that is not there is not
-    /// listed.
-    pub unreached_sockets: Vec<UnreachedSocket>,
-    /// How many processes the scan looked at.
-    pub processes: usize,
-    /// How long the scan took (probes and first syncs of new engines
-    /// included).
-    pub took: Duration,
-}
-
-/// Configures a [`Discovery`].
-#[derive(Debug)]
-pub struct DiscoveryBuilder {
-    proc_root: PathBuf,
-    rescan: Duration,
-    first_sync_wait: Duration,
-    settings: WatchSettings,
-    fleet: Option<Fleet>,
-    well_known_sockets: bool,
-}
-
-impl DiscoveryBuilder {
-    /// Where the process list is (default `/proc`): a host's `/proc`
-    /// mounted elsewhere works as well, as long as its PIDs are ours.
-    pub fn proc_root(mut self, root: impl Into<PathBuf>) -> Self {
-        self.proc_root = root.into();
-        self
-    }
-
-    /// How often [`Discovery::run`] scans (default 5 s; at least 100 ms).
-    pub fn rescan(mut self, period: Duration) -> Self {
-        self.rescan = period.max(Duration::from_millis(100));
-        self
-    }
-
-    /// How long a socket may take to describe itself (default 2 s).
-    pub fn probe_deadline(mut self, deadline: Duration) -> Self {
-        self.settings.probe_deadline = deadline;
-        self
-    }
-
-    /// How long a scan waits for new engines' first syncs (default 5 s).
-    pub fn first_sync_wait(mut self, wait: Duration) -> Self {
-        self.first_sync_wait = wait;
-        self
-    }
-
-    /// The retry policy of the watchers (default: forever).
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
-        self.settings.retry = retry;
-        self
-    }
-
-    /// The deadlines of the watchers' engine calls.
-    pub fn deadlines(mut self, deadlines: Deadlines) -> Self {
-        self.settings.deadlines = deadlines;
-        self
-    }
-
-    /// The containerd namespaces not watched through containerd's native
-    /// API (default: `moby`, whose containers dockerd reports, and
-    /// `k8s.io`, CRI's).
-    pub fn ignore_namespaces<S: Into<String>>(
-        mut self,
-        namespaces: impl IntoIterator<Item = S>,
-    ) -> Self {
-        self.settings.ignore_namespaces = Some(namespaces.into_iter().map(Into::into).collect());
-        self
-    }
-
-    /// Whether to watch, besides the engines found by their processes,
-    /// the engines at the sockets where each kind listens by default
-    /// (default: yes) — the Docker sockets
-    /// ([`docker_sockets`](whalewatcher_moby::docker_sockets)), podman's
-    /// ([`podman_sockets`](whalewatcher_moby::podman_sockets)),
-    /// containerd's (natively and as CRI) and cri-o's — when this process
-    /// may connect to them: a user in the `docker` group reaches root's
-    /// dockerd there without seeing into its process. Each engine is
-    /// watched once: a socket whose engine is watched already (the same
-    /// file, or the same engine type and id) is not asked.
-    pub fn well_known_sockets(mut self, on: bool) -> Self {
-        self.well_known_sockets = on;
-        self
-    }
-
-    /// The fleet the engines found join (default: a fleet of its own), so
-    /// that engines named by hand and found ones are one fleet.
-    pub fn fleet(mut self, fleet: Fleet) -> Self {
-        self.fleet = Some(fleet);
-        self
-    }
-
-    /// The discovery; it looks at nothing until [`Discovery::scan`] or
-    /// [`Discovery::run`].
-    pub fn build(self) -> Discovery {
-        Discovery {
-            inner: Arc::new(Inner {
-                procfs: Procfs::new(self.proc_root),
-                rescan: self.rescan,
-                first_sync_wait: self.first_sync_wait,
-                settings: self.settings,
-                fleet: self.fleet.unwrap_or_default(),
-                well_known_sockets: self.well_known_sockets,
-                tracked: tokio::sync::Mutex::new(HashMap::new()),
-                sockets: tokio::sync::Mutex::new(Sockets::default()),
-                last: Mutex::new(None),
-            }),
-        }
-    }
-}
 
 /// Finds the engines of the host and keeps a fleet of their watchers.
 /// Cheap to clone; clones share the fleet and what was found.
@@ -397,19 +194,7 @@ impl Discovery {
 
     /// A builder, for other settings.
     pub fn builder() -> DiscoveryBuilder {
-        DiscoveryBuilder {
-            proc_root: PathBuf::from("/proc"),
-            rescan: DEFAULT_RESCAN,
-            first_sync_wait: DEFAULT_FIRST_SYNC_WAIT,
-            settings: WatchSettings {
-                retry: RetryPolicy::default(),
-                deadlines: Deadlines::default(),
-                probe_deadline: DEFAULT_PROBE_DEADLINE,
-                ignore_namespaces: None,
-            },
-            fleet: None,
-            well_known_sockets: true,
-        }
+        DiscoveryBuilder::default()
     }
 
     /// The fleet of the engines found.
@@ -419,7 +204,11 @@ impl Discovery {
 
     /// What the last scan found, if one ran.
     pub fn last_scan(&self) -> Option<Arc<Scan>> {
-        lock(&self.inner.last).clone()
+        self.inner
+            .last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Looks for engines once: engines whose process is gone leave the
@@ -478,7 +267,7 @@ impl Discovery {
         self.wait_for_first_syncs(&joined).await;
         self.link_parents(&tracked, &sockets, &table);
         let scan = Arc::new(self.report(&tracked, &sockets, table.len(), began.elapsed()));
-        *lock(&inner.last) = Some(scan.clone());
+        *inner.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(scan.clone());
         debug!(
             engines = scan.engines.len(),
             unreached = scan.unreached.len(),
@@ -847,40 +636,6 @@ impl Discovery {
     }
 }
 
-/// What a new look at the processes changes in what is tracked.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Plan {
-    /// Tracked processes gone, or whose PID another process has now.
-    gone: Vec<(u32, u64)>,
-    /// Engine processes not tracked yet, and their kind.
-    new: Vec<((u32, u64), EngineProcess)>,
-}
-
-impl Plan {
-    /// The plan for `table`, given the `tracked` processes (by PID and
-    /// start time) and what kind of engine a process is (`classify`).
-    fn of(
-        tracked: impl IntoIterator<Item = (u32, u64)>,
-        table: &ProcessTable,
-        classify: impl Fn(&procfs::Process) -> Option<EngineProcess>,
-    ) -> Plan {
-        let tracked: HashSet<(u32, u64)> = tracked.into_iter().collect();
-        let mut gone: Vec<(u32, u64)> = tracked
-            .iter()
-            .filter(|(pid, started)| table.get(pid).is_none_or(|p| p.started != *started))
-            .copied()
-            .collect();
-        let mut new: Vec<((u32, u64), EngineProcess)> = table
-            .values()
-            .filter(|process| !tracked.contains(&(process.pid, process.started)))
-            .filter_map(|process| Some(((process.pid, process.started), classify(process)?)))
-            .collect();
-        gone.sort_unstable();
-        new.sort_unstable();
-        Plan { gone, new }
-    }
-}
-
 /// What probing one socket of an engine process came to.
 enum Watched {
     /// The engine joined the fleet.
@@ -923,92 +678,5 @@ impl DiscoveryHandle {
             Some(Err(error)) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
             _ => Ok(()),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use procfs::Process;
-
-    fn table(processes: &[(u32, u32, &str, u64)]) -> ProcessTable {
-        processes
-            .iter()
-            .map(|(pid, ppid, name, started)| {
-                let process = Process {
-                    pid: *pid,
-                    ppid: *ppid,
-                    name: (*name).to_owned(),
-                    started: *started,
-                };
-                (*pid, process)
-            })
-            .collect()
-    }
-
-    /// Classifies as discovery does, without `/proc` (podman's command
-    /// line is the only read, and no podman is here).
-    fn plan(tracked: &[(u32, u64)], table: &ProcessTable) -> Plan {
-        let procfs = Procfs::new("/nonexistent");
-        Plan::of(tracked.iter().copied(), table, |process| {
-            EngineProcess::of(&procfs, process, table)
-        })
-    }
-
-    #[test]
-    fn a_new_engine_process_is_planned_and_a_tracked_one_is_not_again() {
-        let now = table(&[
-            (1, 0, "init", 1),
-            (10, 1, "dockerd", 5),
-            (11, 10, "containerd", 6),
-            (20, 1, "containerd", 7),
-            (30, 1, "crio", 8),
-            (40, 1, "bash", 9),
-        ]);
-        let first = plan(&[], &now);
-        assert_eq!(
-            first.new,
-            [
-                ((10, 5), EngineProcess::Dockerd),
-                // Not 11: the containerd a dockerd runs for itself.
-                ((20, 7), EngineProcess::Containerd),
-                ((30, 8), EngineProcess::Crio),
-            ]
-        );
-        assert!(first.gone.is_empty());
-        let tracked: Vec<(u32, u64)> = first.new.iter().map(|(key, _)| *key).collect();
-        assert_eq!(
-            plan(&tracked, &now),
-            Plan::default(),
-            "nothing new, nothing gone"
-        );
-    }
-
-    #[test]
-    fn a_process_gone_goes_and_a_reused_pid_is_a_new_process() {
-        let tracked = [(10, 5), (20, 7)];
-        // 10 ended; 20 ended and another dockerd got its PID.
-        let now = table(&[(1, 0, "init", 1), (20, 1, "dockerd", 99)]);
-        let planned = plan(&tracked, &now);
-        assert_eq!(planned.gone, [(10, 5), (20, 7)]);
-        assert_eq!(planned.new, [((20, 99), EngineProcess::Dockerd)]);
-    }
-
-    #[test]
-    fn a_socket_file_is_told_from_a_plain_file_and_from_none() {
-        let dir = std::env::temp_dir().join(format!("ww-socket-file-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let socket = dir.join("engine.sock");
-        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
-        let plain = dir.join("plain");
-        std::fs::write(&plain, "").unwrap();
-        assert!(reach::socket_file(&socket).unwrap().is_some());
-        assert_eq!(reach::socket_file(&plain).unwrap(), None, "not a socket");
-        assert_eq!(reach::socket_file(&dir.join("none")).unwrap(), None, "none");
-        // (A socket bound again at its path may get the same inode number:
-        // the file's identity alone does not tell an engine's restart; the
-        // listening process's end does, where it is known.)
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

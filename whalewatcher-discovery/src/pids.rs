@@ -9,9 +9,8 @@
 //! process in it; a hit is checked with one read of its `status`.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
-use whalewatcher_core::support::lock;
 use whalewatcher_core::PidTranslation;
 
 use crate::procfs::Procfs;
@@ -127,13 +126,18 @@ impl PidTranslation for PidTranslator {
         if self.depth == 0 || pid == 0 {
             return Some(pid).filter(|pid| *pid != 0);
         }
-        let known = lock(&self.index).get(&pid).copied();
+        let known = self
+            .index
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&pid)
+            .copied();
         if let Some(local) = known.filter(|local| self.is(*local, pid)) {
             return Some(local);
         }
         let (seen, whole) = self.walk(pid);
         let found = seen.get(&pid).copied();
-        let mut index = lock(&self.index);
+        let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
         if whole || index.len() + seen.len() > MAX_INDEXED {
             *index = seen;
         } else {

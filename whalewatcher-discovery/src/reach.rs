@@ -13,10 +13,11 @@ use serde::Serialize;
 use tracing::{debug, info};
 use whalewatcher_core::{describe, EngineError, FoundBy, MemberId};
 
+use crate::found::Joining;
 use crate::probe::{self, Api, EngineProcess};
 use crate::procfs::ProcessTable;
 use crate::sockets;
-use crate::{Discovery, FoundEngine, Joining};
+use crate::{Discovery, FoundEngine};
 
 /// A socket discovery looked at but could not watch an engine at, and
 /// why: it could not connect, or what answered is no engine of the kind.
@@ -356,5 +357,28 @@ impl Discovery {
             .filter_map(|engine| crate::socket_path(&engine.info().api))
             .filter_map(|path| socket_file(path).ok().flatten())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_file_is_told_from_a_plain_file_and_from_none() {
+        let dir = std::env::temp_dir().join(format!("ww-socket-file-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("engine.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let plain = dir.join("plain");
+        std::fs::write(&plain, "").unwrap();
+        assert!(socket_file(&socket).unwrap().is_some());
+        assert_eq!(socket_file(&plain).unwrap(), None, "not a socket");
+        assert_eq!(socket_file(&dir.join("none")).unwrap(), None, "none");
+        // (A socket bound again at its path may get the same inode number:
+        // the file's identity alone does not tell an engine's restart; the
+        // listening process's end does, where it is known.)
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

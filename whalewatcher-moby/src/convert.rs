@@ -166,7 +166,6 @@ fn resources(inspected: &Inspected<'_>) -> Resources {
         None => (host.cpu_quota.filter(|q| *q > 0), positive(host.cpu_period)),
     };
     Resources {
-        cgroup: None,
         cgroup_parent: text(&host.cgroup_parent),
         memory_limit: positive(host.memory),
         cpu_quota,

@@ -26,6 +26,6 @@ pub const DEFAULT_MAX_CONCURRENT_INSPECTS: usize = 16;
 /// Locks a mutex whose guarded state no panic can leave half-done (every
 /// update is one insert, remove or replace), so a poisoned lock is as good
 /// as any.
-pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -28,7 +28,7 @@ pub(super) struct Inspected {
 pub(super) struct Tracked {
     generation: u64,
     pub(super) timestamp: Option<SystemTime>,
-    pub(super) held_back: Vec<EngineEvent>,
+    pub(super) behind_inspect: Vec<EngineEvent>,
     /// Set once the inspect runs.
     abort: Option<AbortHandle>,
 }
@@ -71,7 +71,7 @@ impl Inspections {
             Tracked {
                 generation,
                 timestamp,
-                held_back: Vec::new(),
+                behind_inspect: Vec::new(),
                 abort: None,
             },
         );
@@ -81,7 +81,7 @@ impl Inspections {
 
     pub(super) fn hold_back(&mut self, event: EngineEvent) {
         if let Some(tracked) = self.tracked.get_mut(&event.id) {
-            tracked.held_back.push(event);
+            tracked.behind_inspect.push(event);
         }
     }
 

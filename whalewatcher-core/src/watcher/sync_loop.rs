@@ -505,7 +505,7 @@ impl SyncLoop {
             engine.list_with_omissions(),
         );
         tokio::pin!(listing);
-        let mut held_back = Vec::new();
+        let mut during_list = Vec::new();
         let listed = loop {
             tokio::select! {
                 biased;
@@ -514,7 +514,7 @@ impl SyncLoop {
                 // the list answers must be held back, not applied after
                 // the list is published (the container would flash up).
                 item = events.next() => match item {
-                    Some(Ok(event)) => held_back.push(event),
+                    Some(Ok(event)) => during_list.push(event),
                     Some(Err(error)) => return Err(Interrupt::Lost(error, Call::Events)),
                     None => return Err(Interrupt::Lost(self.stream_ended(), Call::Events)),
                 },
@@ -541,8 +541,10 @@ impl SyncLoop {
             warn!(%omission, "the list left a part of the engine out");
         }
         self.shared.report(Transition::Listed { omitted });
-        let exits = self.exits_of_the_unheard(&listed, &held_back, stop).await?;
-        self.take_in_list(listed, held_back, &exits);
+        let exits = self
+            .exits_of_the_unheard(&listed, &during_list, stop)
+            .await?;
+        self.take_in_list(listed, during_list, &exits);
         Ok(())
     }
 
@@ -552,11 +554,11 @@ impl SyncLoop {
     async fn exits_of_the_unheard(
         &mut self,
         listed: &[Container],
-        held_back: &[EngineEvent],
+        during_list: &[EngineEvent],
         stop: &Stop,
     ) -> Result<HashMap<Arc<str>, Exit>, Interrupt> {
         let listed: HashSet<&str> = listed.iter().map(Container::id).collect();
-        let told: HashSet<&str> = held_back
+        let told: HashSet<&str> = during_list
             .iter()
             .filter(|event| event.kind == EventKind::Exited)
             .map(|event| event.id.as_str())
@@ -585,7 +587,7 @@ impl SyncLoop {
     fn take_in_list(
         &mut self,
         listed: Vec<Container>,
-        held_back: Vec<EngineEvent>,
+        during_list: Vec<EngineEvent>,
         exits: &HashMap<Arc<str>, Exit>,
     ) {
         let _span = debug_span!("take_in_list").entered();
@@ -598,7 +600,7 @@ impl SyncLoop {
         let mut touched: HashSet<Arc<str>> = working.replace_all(listed).into_iter().collect();
         debug!(
             listed = working.len(),
-            held_back = held_back.len(),
+            during_list = during_list.len(),
             "list complete"
         );
         // The held-back events happened after the subscription, so after or
@@ -606,7 +608,7 @@ impl SyncLoop {
         // not resurrect it), pause changes are replayed, and a start the
         // list missed is inspected. Their own changes are subsumed in the
         // difference below.
-        for event in &held_back {
+        for event in &during_list {
             touched.insert(Arc::from(event.id.as_str()));
             self.apply_event(&mut working, event.clone());
         }
@@ -616,7 +618,7 @@ impl SyncLoop {
         }
         // A change the engine reported while the list was in flight keeps
         // its source and time (of the last such report).
-        let reported: HashMap<(&str, EventKind), &EngineEvent> = held_back
+        let reported: HashMap<(&str, EventKind), &EngineEvent> = during_list
             .iter()
             .map(|event| ((event.id.as_str(), event.kind), event))
             .collect();
@@ -755,7 +757,7 @@ impl SyncLoop {
                 change.timestamp = None;
             }
         }
-        for event in tracked.held_back {
+        for event in tracked.behind_inspect {
             changes.extend(self.apply_event(working, event).changes);
         }
         Ok(changes)

@@ -6,12 +6,12 @@
 use std::collections::HashMap;
 use std::process::ExitCode;
 
-use futures::stream::FuturesUnordered;
 use futures::StreamExt;
-use whalewatcher::{Fleet, FleetChange, MemberId, SyncState, SyncStatus, WatchError};
+use whalewatcher::{Fleet, FleetChange, MemberId, SyncState, SyncStatus};
 
 use crate::filter::{self, Filter};
 use crate::output::{self, ContainerJson, EventJson, What};
+use crate::watches::Watches;
 use crate::{exit_after_writing, fail_watch};
 
 /// Prints the alive containers that pass the filters, then each of
@@ -20,9 +20,7 @@ pub async fn follow(
     fleet: &Fleet,
     filters: &[Filter],
     named: usize,
-    watches: &mut FuturesUnordered<
-        impl std::future::Future<Output = (&'static str, Result<(), WatchError>)>,
-    >,
+    watches: &mut Watches,
 ) -> ExitCode {
     let (snapshot, mut changes) = fleet.subscribe();
     // The alive containers in one write, not a write per line.
@@ -48,7 +46,7 @@ pub async fn follow(
         .collect();
     loop {
         let change = tokio::select! {
-            Some((option, ended)) = watches.next() => return fail_watch(option, ended),
+            (option, ended) = watches.ended() => return fail_watch(option, ended),
             change = changes.next() => change,
         };
         let change = match change {

@@ -14,18 +14,18 @@ mod filter;
 mod follow;
 mod live;
 mod output;
+mod watches;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{ArgAction, CommandFactory, Parser};
-use futures::stream::FuturesUnordered;
-use futures::StreamExt;
 use whalewatcher::discovery::Discovery;
-use whalewatcher::{CancellationToken, EngineError, Fleet, FleetMember, WatchError, Watcher};
+use whalewatcher::{EngineError, Fleet, FleetMember, WatchError, Watcher};
 
 use filter::Filter;
 use output::{Format, Printing};
+use watches::Watches;
 
 /// Shows the alive containers of container engines, and follows their
 /// lifecycle events.
@@ -150,7 +150,8 @@ fn main() -> ExitCode {
     code
 }
 
-async fn run() -> ExitCode {
+/// Logs to stderr as `RUST_LOG` says; nothing without it.
+fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -158,18 +159,32 @@ async fn run() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
+}
+
+/// `--completions SHELL` and `--man`: written from the options alone.
+fn about_the_options(args: &Args) -> Option<ExitCode> {
     if let Some(shell) = args.completions {
         let mut command = Args::command();
         clap_complete::generate(shell, &mut command, "whalewatch", &mut std::io::stdout());
-        return exit_after_writing(std::io::Write::flush(&mut std::io::stdout()));
+        return Some(exit_after_writing(std::io::Write::flush(
+            &mut std::io::stdout(),
+        )));
     }
     if args.man {
         let mut out = std::io::stdout().lock();
         let written = clap_mangen::Man::new(Args::command())
             .render(&mut out)
             .and_then(|()| std::io::Write::flush(&mut out));
-        return exit_after_writing(written);
+        return Some(exit_after_writing(written));
+    }
+    None
+}
+
+async fn run() -> ExitCode {
+    init_tracing();
+    let args = Args::parse();
+    if let Some(code) = about_the_options(&args) {
+        return code;
     }
     // Caught from the start in the modes that run until told to stop: a
     // signal that comes while output is blocked is neither lost nor fatal.
@@ -187,14 +202,8 @@ async fn run() -> ExitCode {
     };
     let began = tokio::time::Instant::now();
 
-    let cancel = CancellationToken::new();
-    let mut watches: FuturesUnordered<_> = engines
-        .iter()
-        .map(|engine| {
-            let (watcher, cancel, option) = (engine.watcher.clone(), cancel.clone(), engine.option);
-            async move { (option, watcher.watch(cancel).await) }
-        })
-        .collect();
+    // Each return drops the watches, which stops them.
+    let mut watches = Watches::spawn(&engines);
     // The watches run while we wait for every engine's first sync.
     let all_ready = futures::future::join_all(engines.iter().map(|e| e.watcher.ready()));
     let deadline = || async {
@@ -205,26 +214,19 @@ async fn run() -> ExitCode {
     };
     let synced = tokio::select! {
         synced = all_ready => synced,
-        Some((option, ended)) = watches.next() => {
-            cancel.cancel();
-            return fail_watch(option, ended);
-        }
-        () = deadline() => {
-            cancel.cancel();
-            return fail_timeout(&engines, args.timeout.unwrap_or_default());
-        }
-        () = Signals::requested(&mut signals) => {
-            cancel.cancel();
-            return ExitCode::SUCCESS;
-        }
+        (option, ended) = watches.ended() => return fail_watch(option, ended),
+        () = deadline() => return fail_timeout(&engines, args.timeout.unwrap_or_default()),
+        () = Signals::requested(&mut signals) => return ExitCode::SUCCESS,
     };
     let failed = engines
         .iter()
         .zip(synced)
         .find_map(|(engine, synced)| synced.err().map(|error| (engine.option, error)));
     if let Some((option, error)) = failed {
-        cancel.cancel();
-        while watches.next().await.is_some() {}
+        drop(watches);
+        for engine in &engines {
+            engine.watcher.close().await;
+        }
         return fail_engine(option, &error);
     }
 
@@ -240,33 +242,22 @@ async fn run() -> ExitCode {
     if let Some(discovery) = &discovery {
         let scanned = tokio::select! {
             scanned = discovery.scan() => scanned,
-            Some((option, ended)) = watches.next() => {
-                cancel.cancel();
-                return fail_watch(option, ended);
-            }
+            (option, ended) = watches.ended() => return fail_watch(option, ended),
             () = deadline() => {
-                cancel.cancel();
                 let timeout = args.timeout.unwrap_or_default();
                 return fail("discover", &format!("the scan did not end within {timeout:?}"));
             }
-            () = Signals::requested(&mut signals) => {
-                cancel.cancel();
-                return ExitCode::SUCCESS;
-            }
+            () = Signals::requested(&mut signals) => return ExitCode::SUCCESS,
         };
         let scan = match scanned {
             Ok(scan) => scan,
-            Err(error) => {
-                cancel.cancel();
-                return fail("discover", &whalewatcher::describe(&error));
-            }
+            Err(error) => return fail("discover", &whalewatcher::describe(&error)),
         };
         engines::tell_unreached(&scan);
         // Nothing to show, and nothing to wait for: unless asked to
         // discover while following, where engines that start later join.
         let waits_for_engines = args.discover && (args.follow || args.live);
         if engines.is_empty() && scan.engines.is_empty() && !waits_for_engines {
-            cancel.cancel();
             return engines::fail_nothing_watched(&scan);
         }
     }
@@ -276,57 +267,74 @@ async fn run() -> ExitCode {
         _ => None,
     };
 
-    let code = if args.follow {
-        // Raced here, not inside: a write blocked on a full pipe must not
-        // keep the signal waiting.
-        tokio::select! {
-            code = follow::follow(&fleet, &args.filter, engines.len(), &mut watches) => code,
-            () = Signals::requested(&mut signals) => ExitCode::SUCCESS,
-        }
-    } else if args.live {
-        let until = async {
-            tokio::select! {
-                () = Signals::requested(&mut signals) => None,
-                Some(ended) = watches.next() => Some(ended),
-            }
-        };
-        match live::run(&fleet, &args.filter, engines.len(), until).await {
-            Ok(None | Some(None)) => ExitCode::SUCCESS,
-            Ok(Some(Some((option, ended)))) => fail_watch(option, ended),
-            Err(error) => exit_after_writing(Err(error)),
-        }
-    } else {
-        let format = match (&args.format, args.json) {
-            (Some(format), _) => format.clone(),
-            (None, true) => Format::Json,
-            (None, false) => Format::Table,
-        };
-        let printing = Printing {
-            format: &format,
-            quiet: args.quiet,
-            no_trunc: args.no_trunc,
-            filters: &args.filter,
-            named: engines.len(),
-        };
-        // Buffered: stdout alone writes each line with a system call of
-        // its own, 9,970 of them for 500 containers as JSON.
-        let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
-        let written = printing
-            .print(&fleet.snapshot(), &mut out)
-            .and_then(|()| std::io::Write::flush(&mut out));
-        exit_after_writing(written)
-    };
+    let code = show(&args, &fleet, engines.len(), &mut watches, &mut signals).await;
     if let Some(rescanning) = rescanning {
         let _ = rescanning.stop().await;
     }
-    cancel.cancel();
-    while watches.next().await.is_some() {}
-    // Closes the watchers discovery made; the named ones are closed here.
+    drop(watches);
+    // Closes the watchers discovery made; the named ones are closed here,
+    // each once its watch has ended.
     fleet.close().await;
     for engine in &engines {
         engine.watcher.close().await;
     }
     code
+}
+
+/// What the options ask to be shown of the fleet: its events as JSON
+/// lines (`--follow`), a live screen (`--live`), or its containers once.
+async fn show(
+    args: &Args,
+    fleet: &Fleet,
+    named: usize,
+    watches: &mut Watches,
+    signals: &mut Option<Signals>,
+) -> ExitCode {
+    if args.follow {
+        // Raced here, not inside: a write blocked on a full pipe must not
+        // keep the signal waiting.
+        tokio::select! {
+            code = follow::follow(fleet, &args.filter, named, watches) => code,
+            () = Signals::requested(signals) => ExitCode::SUCCESS,
+        }
+    } else if args.live {
+        let until = async {
+            tokio::select! {
+                () = Signals::requested(signals) => None,
+                ended = watches.ended() => Some(ended),
+            }
+        };
+        match live::run(fleet, &args.filter, named, until).await {
+            Ok(None | Some(None)) => ExitCode::SUCCESS,
+            Ok(Some(Some((option, ended)))) => fail_watch(option, ended),
+            Err(error) => exit_after_writing(Err(error)),
+        }
+    } else {
+        print_once(args, fleet, named)
+    }
+}
+
+/// The fleet's containers, once, in the format asked for.
+fn print_once(args: &Args, fleet: &Fleet, named: usize) -> ExitCode {
+    let format = match (&args.format, args.json) {
+        (Some(format), _) => format.clone(),
+        (None, true) => Format::Json,
+        (None, false) => Format::Table,
+    };
+    let printing = Printing {
+        format: &format,
+        quiet: args.quiet,
+        no_trunc: args.no_trunc,
+        filters: &args.filter,
+        named,
+    };
+    // Buffered: stdout alone writes each line with a system call of its
+    // own, 9,970 of them for 500 containers as JSON.
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    let written = printing
+        .print(&fleet.snapshot(), &mut out)
+        .and_then(|()| std::io::Write::flush(&mut out));
+    exit_after_writing(written)
 }
 
 pub(crate) fn fail(option: &str, message: &str) -> ExitCode {

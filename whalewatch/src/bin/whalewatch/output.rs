@@ -375,7 +375,7 @@ impl Printing<'_> {
                     .map(|(quota, period)| format!("{}", quota as f64 / period as f64))
                     .unwrap_or_default(),
             ),
-            Field::Cgroup => or_dash(resources.and_then(|r| r.cgroup.as_deref()).unwrap_or("")),
+            Field::Cgroup => or_dash(container.cgroup().unwrap_or_default()),
             // As docker run -v writes them: source:destination[:ro].
             Field::Mounts => or_dash(
                 &container
