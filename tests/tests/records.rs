@@ -288,6 +288,21 @@ async fn network_identity_equals_the_inspect(engine: &rig::Engine, subnet: &str,
     let socket = format!("unix://{}", engine.socket());
     let docker =
         |args: &[&str]| run_command("docker", &[&["-H", socket.as_str()][..], args].concat());
+    // What an earlier run that did not end cleanly left holds the subnet.
+    for stale in docker(&[
+        "network",
+        "ls",
+        "-q",
+        "--filter",
+        "name=ww-net-records-net-",
+    ])
+    .lines()
+    {
+        for id in docker(&["ps", "-aq", "--filter", &format!("network={stale}")]).lines() {
+            docker(&["rm", "-f", id]);
+        }
+        docker(&["network", "rm", stale]);
+    }
     if podman {
         podman_network_without_dns(engine, &network, subnet);
     } else {
@@ -354,6 +369,16 @@ async fn network_identity_equals_the_inspect(engine: &rig::Engine, subnet: &str,
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_containers_network_identity_on_dockerd_equals_its_inspect() {
     network_identity_equals_the_inspect(&Rig::load().host_docker, "198.18.0.0/24", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_containers_network_identity_on_dockerd_28_equals_its_inspect() {
+    network_identity_equals_the_inspect(&Rig::load().docker28, "198.18.2.0/24", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_containers_network_identity_on_podman_equals_its_inspect() {
+    network_identity_equals_the_inspect(&Rig::load().podman, "198.18.3.0/24", true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
