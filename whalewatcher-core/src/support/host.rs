@@ -28,7 +28,9 @@ pub async fn serves_our_pid_namespace(path: &Path) -> bool {
 
 /// The cgroup of process `pid` of this host, as `/proc/PID/cgroup` names
 /// it (relative to this process's cgroup namespace); `None` when it cannot
-/// be read. See [`cgroup_in`] for which line.
+/// be read. On a cgroup v2 host that is the unified hierarchy's path; on
+/// a v1 or hybrid host, the `memory` controller's (where limits and OOM
+/// kills are accounted), else `name=systemd`'s.
 pub fn cgroup_of(pid: u32) -> Option<Box<str>> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
     cgroup_in(&text).map(Into::into)
