@@ -600,6 +600,23 @@ fn clock() -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_synced_engine_says_what_its_list_left_out() {
+        let mut status = SyncStatus {
+            state: SyncState::Synced,
+            ..SyncStatus::default()
+        };
+        assert_eq!(condition(&status), "synced");
+        status.omitted = vec![whalewatcher::Omission {
+            part: "namespace \"builds\"".into(),
+            reason: "permission denied".into(),
+        }];
+        assert_eq!(
+            condition(&status),
+            "synced, namespace \"builds\" left out: permission denied"
+        );
+    }
+
     fn row(project: &str, name: &str, image: &str) -> [String; 6] {
         [
             project.into(),
