@@ -263,12 +263,14 @@ impl ContainerdEngine {
 
     /// Whether containerd's PIDs are this host's (it runs in our PID
     /// namespace), so a container's `/proc/PID/cgroup` can be read: asked
-    /// once, of the process listening on the socket.
+    /// of the process listening on the socket, until it answers.
     async fn pids_are_local(&self) -> bool {
-        *self
-            .pids_local
-            .get_or_init(|| whalewatcher_core::support::serves_our_pid_namespace(&self.socket))
-            .await
+        let asked = self.pids_local.get_or_try_init(|| async {
+            whalewatcher_core::support::serves_our_pid_namespace(&self.socket)
+                .await
+                .ok_or(())
+        });
+        asked.await.copied().unwrap_or(false)
     }
 
     /// The container of a record and its task, if alive, packed.

@@ -16,14 +16,14 @@ pub async fn listener_pid(path: &Path) -> std::io::Result<Option<u32>> {
 
 /// Whether the engine listening at `path` runs in this process's PID
 /// namespace, so that the PIDs it reports are this host's: its process
-/// can be read in `/proc` as it is. `false` when it cannot be told.
-pub async fn serves_our_pid_namespace(path: &Path) -> bool {
-    let Ok(Some(pid)) = listener_pid(path).await else {
-        return false;
-    };
+/// can be read in `/proc` as it is. `Some(false)` for a listener this
+/// process cannot see or look at; `None` when nothing answers (ask again
+/// later).
+pub async fn serves_our_pid_namespace(path: &Path) -> Option<bool> {
+    let pid = listener_pid(path).await.ok()?;
     let namespace = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
     let ours = namespace("self");
-    ours.is_some() && namespace(&pid.to_string()) == ours
+    Some(pid.is_some_and(|pid| ours.is_some() && namespace(&pid.to_string()) == ours))
 }
 
 /// The cgroup of process `pid` of this host, as `/proc/PID/cgroup` names
@@ -89,8 +89,12 @@ mod tests {
         let path = dir.join("own.sock");
         let _listener = tokio::net::UnixListener::bind(&path).unwrap();
         assert_eq!(listener_pid(&path).await.unwrap(), Some(std::process::id()));
-        assert!(serves_our_pid_namespace(&path).await);
-        assert!(!serves_our_pid_namespace(&dir.join("none.sock")).await);
+        assert_eq!(serves_our_pid_namespace(&path).await, Some(true));
+        assert_eq!(
+            serves_our_pid_namespace(&dir.join("none.sock")).await,
+            None,
+            "nothing answers: not known yet"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
