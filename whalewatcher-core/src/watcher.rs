@@ -1,8 +1,10 @@
 //! The watcher: keeps a portfolio synchronized with one engine.
 //!
-//! This module is the watcher's public face — its settings, its status and
-//! the read side. The synchronization state machine itself is in
-//! [`sync_loop`], the inspects of started containers in [`inspections`].
+//! This module is the watcher's public face — its status and the read
+//! side. Its settings are in [`builder`], who runs its watch (one at a
+//! time, as a [`WatchHandle`] or a `watch` future) in [`ownership`], the
+//! synchronization state machine in [`sync_loop`], the inspects of
+//! started containers in [`inspections`].
 //!
 //! # Phases
 //!
@@ -28,9 +30,14 @@
 //!   its token, [`Watcher::close`], dropping it, or given up.
 
 mod backoff;
+mod builder;
 mod deadline;
 mod inspections;
+mod ownership;
 mod sync_loop;
+
+pub use builder::{Deadlines, WatcherBuilder};
+pub use ownership::WatchHandle;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -50,6 +57,7 @@ use crate::event::{EventStream, Revision};
 use crate::portfolio::Portfolio;
 use crate::retry::RetryPolicy;
 
+use ownership::{Claim, WatchSlot};
 use sync_loop::{Stop, SyncLoop};
 
 /// Revisions buffered per subscriber before a slow one is told it lagged.
@@ -134,175 +142,6 @@ enum Transition {
     /// ([`EngineError::Panicked`]), or given up (`None`: the last error
     /// stays).
     Ended { error: Option<EngineError> },
-}
-
-/// How long the watcher waits for each kind of engine call before it
-/// counts the engine as lost (and resynchronizes under the retry policy).
-///
-/// An engine that stops answering — a wedged containerd-shim hangs
-/// `docker inspect`, a socket that accepts and never answers — must not
-/// hang the watcher while it says it is synced. The defaults are far above
-/// what a healthy engine needs (measured here: a list of 500 containers in
-/// 0.1 s, an inspect in about 1 ms), so only a stuck engine trips them.
-/// The event stream itself has no deadline: an idle engine sends nothing;
-/// while it is quiet, the liveness probe pings the engine instead (see
-/// [`WatcherBuilder::probe_when_quiet`]). Each deadline is at least 1 ms.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Deadlines {
-    /// The engine describing itself (id, version); default 10 s. It runs
-    /// beside the subscription and the list, and the first sync counts as
-    /// done once the answer is in, refused, or past this deadline: a failed
-    /// or late answer leaves the [`EngineInfo`] partial but does not stop
-    /// the sync.
-    pub info: Duration,
-    /// Subscribing to events, until the subscription is live; default 10 s.
-    pub subscribe: Duration,
-    /// Listing every alive container, fully inspected; default 60 s — a
-    /// list grows with the containers (about 0.2 ms each on dockerd here),
-    /// so this allows far more than 50,000.
-    pub list: Duration,
-    /// Inspecting one started container; default 10 s.
-    pub inspect: Duration,
-    /// The liveness probe's ping (see [`WatcherBuilder::probe_when_quiet`]);
-    /// default 5 s.
-    pub ping: Duration,
-}
-
-impl Default for Deadlines {
-    fn default() -> Self {
-        Deadlines {
-            info: Duration::from_secs(10),
-            subscribe: Duration::from_secs(10),
-            list: Duration::from_secs(60),
-            inspect: Duration::from_secs(10),
-            ping: Duration::from_secs(5),
-        }
-    }
-}
-
-impl Deadlines {
-    fn at_least_minimal(self) -> Self {
-        Deadlines {
-            info: self.info.max(MIN_DEADLINE),
-            subscribe: self.subscribe.max(MIN_DEADLINE),
-            list: self.list.max(MIN_DEADLINE),
-            inspect: self.inspect.max(MIN_DEADLINE),
-            ping: self.ping.max(MIN_DEADLINE),
-        }
-    }
-}
-
-/// Configures a [`Watcher`] beyond the engine and retry policy.
-#[derive(Debug)]
-pub struct WatcherBuilder {
-    engine: Arc<dyn Engine>,
-    retry: RetryPolicy,
-    deadlines: Deadlines,
-    stable_after: Duration,
-    max_concurrent_inspects: usize,
-    event_capacity: usize,
-    safety_relist: Option<Duration>,
-    probe_when_quiet: Option<Duration>,
-}
-
-impl WatcherBuilder {
-    /// Sets the retry policy (default: [`RetryPolicy::default`], forever).
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-
-    /// Sets the deadlines of engine calls (default: [`Deadlines::default`]).
-    pub fn deadlines(mut self, deadlines: Deadlines) -> Self {
-        self.deadlines = deadlines.at_least_minimal();
-        self
-    }
-
-    /// Sets how long a session must stay up to prove the engine works
-    /// (default 10 s); a session that delivers an event proves it at once.
-    /// Only after a proven session does the next failure start the retry
-    /// policy's delays afresh: an engine whose event stream ends right
-    /// after every list (a proxy with a short idle timeout) is backed off,
-    /// not relisted in a tight loop.
-    pub fn stable_after(mut self, period: Duration) -> Self {
-        self.stable_after = period;
-        self
-    }
-
-    /// Sets how many containers may be inspected at once after start
-    /// events (default 16; at least 1).
-    pub fn max_concurrent_inspects(mut self, limit: usize) -> Self {
-        self.max_concurrent_inspects = limit.max(1);
-        self
-    }
-
-    /// Sets how many revisions each subscriber may fall behind before it is
-    /// told it lagged (default 4096; at least 1). A revision is one live
-    /// event or inspected start (or those that were ready at once, up to
-    /// 256 in a burst), or one whole (re)sync, so the size of a resync
-    /// does not matter.
-    pub fn event_capacity(mut self, capacity: usize) -> Self {
-        self.event_capacity = capacity.max(1);
-        self
-    }
-
-    /// Relists every `period` while connected, to heal anything the engine
-    /// failed to report (default: never; events are trusted). Periods
-    /// shorter than 1 s are raised to 1 s: each relist costs the engine as
-    /// much as the initial sync.
-    pub fn safety_relist(mut self, period: Duration) -> Self {
-        self.safety_relist = Some(period.max(MIN_SAFETY_RELIST));
-        self
-    }
-
-    /// Pings the engine once its event stream has been quiet for `period`
-    /// (default 10 s; `None`: never), and counts it as lost when the ping
-    /// fails or passes [`Deadlines::ping`] (default 5 s): an engine whose
-    /// stream stays open but which stopped answering — frozen, deadlocked
-    /// on a lock, stuck on a slow disk — is seen as lost within `period` +
-    /// the ping deadline (15 s by default), and resynchronized when it
-    /// answers again. Never while events flow: any item of the stream
-    /// restarts the quiet period, and cancels a ping under way. As
-    /// client-go's HTTP/2 health check does (30 s read-idle, 15 s ping
-    /// timeout), shorter: a follower most needs to see a hung engine. On an
-    /// idle engine it costs one ping per period (Docker's `/_ping`, a gRPC
-    /// `Version`). Periods shorter than 1 s are raised to 1 s.
-    pub fn probe_when_quiet(mut self, period: Option<Duration>) -> Self {
-        self.probe_when_quiet = period.map(|period| period.max(MIN_PROBE_PERIOD));
-        self
-    }
-
-    /// Builds the watcher; it does nothing until [`Watcher::watch`] runs.
-    pub fn build(self) -> Watcher {
-        let api = self.engine.api().to_owned();
-        let info = EngineInfo {
-            engine_type: self.engine.engine_type().to_owned(),
-            api,
-            pid: self.engine.pid(),
-            ..EngineInfo::default()
-        };
-        Watcher {
-            shared: Arc::new(Shared {
-                engine: self.engine,
-                retry: self.retry,
-                deadlines: self.deadlines,
-                stable_after: self.stable_after,
-                max_concurrent_inspects: self.max_concurrent_inspects,
-                safety_relist: self.safety_relist,
-                probe_when_quiet: self.probe_when_quiet,
-                current: Mutex::new(Portfolio::new()),
-                snapshot: ArcSwapOption::empty(),
-                events: broadcast::channel(self.event_capacity).0,
-                info: ArcSwap::from_pointee(info),
-                info_failure_logged: AtomicBool::new(false),
-                status: watch::channel(SyncStatus::default()).0,
-                watching: watch::channel(WatchSlot::default()).0,
-                closing: CancellationToken::new(),
-                closed: CancellationToken::new(),
-            }),
-        }
-    }
 }
 
 /// Keeps an always-current [`Portfolio`] of one engine's alive containers
@@ -437,16 +276,7 @@ impl Watcher {
 
     /// A builder for a watcher of `engine`, for more settings.
     pub fn builder(engine: impl Engine) -> WatcherBuilder {
-        WatcherBuilder {
-            engine: Arc::new(engine),
-            retry: RetryPolicy::default(),
-            deadlines: Deadlines::default(),
-            stable_after: DEFAULT_STABLE_AFTER,
-            max_concurrent_inspects: crate::support::DEFAULT_MAX_CONCURRENT_INSPECTS,
-            event_capacity: DEFAULT_EVENT_CAPACITY,
-            safety_relist: None,
-            probe_when_quiet: Some(DEFAULT_PROBE_WHEN_QUIET),
-        }
+        WatcherBuilder::new(Arc::new(engine))
     }
 
     /// The current portfolio: an immutable snapshot, cheap to take. The
@@ -647,242 +477,6 @@ impl Watcher {
         let _ = watching.wait_for(|slot| slot.running.is_none()).await;
         self.shared.closed.cancel();
         self.shared.engine.close().await;
-    }
-}
-
-/// A watch running in a task of its own, from [`Watcher::spawn`]. Dropping
-/// it stops the watch (without waiting for it to end).
-#[derive(Debug)]
-pub struct WatchHandle {
-    task: StopOnDrop<Result<(), WatchError>>,
-}
-
-impl WatchHandle {
-    /// Stops the watch and waits until it has ended: `Ok(())`, or the error
-    /// it ended with before it was stopped.
-    pub async fn stop(mut self) -> Result<(), WatchError> {
-        self.task.stop_soon();
-        self.join().await
-    }
-
-    /// Waits until the watch ends by itself: its retry policy gave up, the
-    /// engine cannot be watched, or [`Watcher::close`] was called.
-    pub async fn ended(mut self) -> Result<(), WatchError> {
-        self.join().await
-    }
-
-    /// Whether the watch has ended.
-    pub fn is_finished(&self) -> bool {
-        self.task.is_finished()
-    }
-
-    /// Waits until the watch ends, keeping the handle: cancel-safe, for a
-    /// `select!` that may stop the watch instead. Pending forever once it
-    /// has reported its end.
-    pub(crate) async fn finished(&mut self) -> Result<(), WatchError> {
-        if self.task.reported() {
-            return std::future::pending().await;
-        }
-        self.join().await
-    }
-
-    /// Waits for the task in place, so that dropping this future midway
-    /// keeps the handle whole.
-    async fn join(&mut self) -> Result<(), WatchError> {
-        match self.task.join().await {
-            None => Ok(()),
-            Some(Ok(ended)) => ended,
-            // The watch catches its own panics; this is one outside it.
-            Some(Err(error)) if error.is_panic() => Err(WatchError::Panicked {
-                message: panic_message(&*error.into_panic()),
-            }),
-            // Its runtime shut down.
-            Some(Err(_)) => Ok(()),
-        }
-    }
-}
-
-/// Who runs a watcher's watch: one at a time, and who waits for which.
-#[derive(Debug, Default)]
-struct WatchSlot {
-    /// Watches asked for so far ([`Watcher::watch`] calls, spawns).
-    asked: u64,
-    /// Of those, how many have begun or been refused: [`Watcher::ready`]
-    /// answers once every watch asked for before it has.
-    settled: u64,
-    /// Watches begun so far; the running one is the last.
-    begun: u64,
-    /// The stop token of the running watch: a watch asked for while it is
-    /// cancelled waits for it to end instead of being refused.
-    running: Option<CancellationToken>,
-    /// How the last watch that ended ended, and which one it was.
-    last_end: Option<(u64, Result<(), WatchError>)>,
-}
-
-impl WatchSlot {
-    /// Begins a watch if none runs: `None` when one does.
-    fn try_begin(&mut self, shared: &Arc<Shared>, cancel: &CancellationToken) -> Option<Running> {
-        if self.running.is_some() {
-            return None;
-        }
-        self.running = Some(cancel.clone());
-        self.begun += 1;
-        // Reported before the watch counts as settled: `ready` must not
-        // see the last watch's status after it.
-        shared.report(Transition::Began);
-        self.settled += 1;
-        Some(Running {
-            shared: shared.clone(),
-            watch: self.begun,
-            ended: None,
-            error: None,
-        })
-    }
-
-    /// Whether the running watch is being stopped.
-    fn running_stops(&self, closing: &CancellationToken) -> bool {
-        closing.is_cancelled()
-            || self
-                .running
-                .as_ref()
-                .is_some_and(CancellationToken::is_cancelled)
-    }
-}
-
-/// A watch asked for, from the call until it has begun or been refused.
-enum Claim {
-    /// It runs.
-    Begun(Running),
-    /// It waits for the running watch, which is being stopped, to end.
-    Waiting(Waiting),
-    /// Another watch runs on.
-    Refused,
-}
-
-/// A watch waiting for its turn; counted as settled when it is dropped
-/// before it got one, so nobody's `ready` waits for it.
-struct Waiting {
-    shared: Arc<Shared>,
-    settled: bool,
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        if !self.settled {
-            self.shared.watching.send_modify(|slot| slot.settled += 1);
-        }
-    }
-}
-
-impl Claim {
-    /// Asks for a watch, now: it begins, waits, or is refused.
-    fn ask(shared: Arc<Shared>, cancel: &CancellationToken) -> Claim {
-        let mut claim = Claim::Refused;
-        shared.watching.send_modify(|slot| {
-            slot.asked += 1;
-            claim = match slot.try_begin(&shared, cancel) {
-                Some(running) => Claim::Begun(running),
-                None if slot.running_stops(&shared.closing) => Claim::Waiting(Waiting {
-                    shared: shared.clone(),
-                    settled: false,
-                }),
-                None => {
-                    slot.settled += 1;
-                    Claim::Refused
-                }
-            };
-        });
-        claim
-    }
-
-    /// The watch, once it has begun; `None` when stopped while it waited.
-    async fn begin(self, cancel: &CancellationToken) -> Result<Option<Running>, WatchError> {
-        let mut waiting = match self {
-            Claim::Begun(running) => return Ok(Some(running)),
-            Claim::Refused => return Err(WatchError::AlreadyWatching),
-            Claim::Waiting(waiting) => waiting,
-        };
-        let shared = waiting.shared.clone();
-        let mut slot = shared.watching.subscribe();
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return Ok(None),
-                _ = slot.wait_for(|slot| slot.running.is_none()) => {}
-            }
-            let mut turn = None;
-            shared.watching.send_modify(|slot| {
-                turn = match slot.try_begin(&shared, cancel) {
-                    Some(running) => Some(Ok(running)),
-                    None if slot.running_stops(&shared.closing) => None,
-                    None => {
-                        slot.settled += 1;
-                        Some(Err(WatchError::AlreadyWatching))
-                    }
-                };
-            });
-            if let Some(turn) = turn {
-                waiting.settled = true;
-                return turn.map(Some);
-            }
-        }
-    }
-}
-
-/// A running watch loop, one at a time per watcher; when it ends — also
-/// by being dropped — the status says so and the next watch may begin.
-struct Running {
-    shared: Arc<Shared>,
-    /// Which watch of the watcher this is.
-    watch: u64,
-    /// How it ended, once it has.
-    ended: Option<Result<(), WatchError>>,
-    /// The status's error for an end the engine did not cause (a panic).
-    error: Option<EngineError>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let ended = self.ended.take().unwrap_or(Ok(()));
-        let error = match (&self.error, &ended) {
-            (Some(error), _) => Some(error.clone()),
-            // Given up: the last error stays.
-            (None, Err(_)) => None,
-            (None, Ok(())) => Some(EngineError::Cancelled),
-        };
-        self.shared.report(Transition::Ended { error });
-        if self.shared.closing.is_cancelled() {
-            // Nothing will be published any more.
-            self.shared.closed.cancel();
-        }
-        self.shared.watching.send_modify(|slot| {
-            slot.running = None;
-            slot.last_end = Some((self.watch, ended));
-        });
-    }
-}
-
-impl Watcher {
-    /// The running watch (which one of the watcher's watches it is), if
-    /// one runs and is not being stopped: a fleet member follows it.
-    pub(crate) fn running_watch(&self) -> Option<u64> {
-        let slot = self.shared.watching.borrow();
-        match slot.running_stops(&self.shared.closing) {
-            true => None,
-            false => slot.running.as_ref().map(|_| slot.begun),
-        }
-    }
-
-    /// Waits until watch number `watch` has ended (at once if it has),
-    /// and tells how, where still known.
-    pub(crate) async fn watch_ended(&self, watch: u64) -> Result<(), WatchError> {
-        let mut slot = self.shared.watching.subscribe();
-        let ended = slot
-            .wait_for(|slot| slot.begun != watch || slot.running.is_none())
-            .await;
-        match ended.as_deref().map(|slot| &slot.last_end) {
-            Ok(Some((last, ended))) if *last == watch => ended.clone(),
-            _ => Ok(()),
-        }
     }
 }
 
