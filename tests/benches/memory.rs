@@ -204,6 +204,10 @@ async fn main() {
 
     // The CLI as a process, when asked for.
     let cli = std::env::var("WW_MEMORY_CLI").ok().map(|binary| {
+        // A relative path is the workspace's (cargo runs a bench in its
+        // package's folder), as the doc's example writes it.
+        let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let binary = workspace.join(binary).display().to_string();
         let mut command = tokio::process::Command::new(&binary);
         command.arg("--follow");
         if !discovery_mode {
