@@ -38,7 +38,7 @@ pub const ANNOTATION_KEY_PREFIX: &str = "io.kubernetes.annotation/";
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Pod {
     pub info: Arc<PodInfo>,
-    pub network: Option<Arc<NetworkIdentity>>,
+    pub network: Arc<NetworkIdentity>,
 }
 
 /// The network name given to a pod's addresses: the CRI names none.
@@ -96,7 +96,7 @@ pub(crate) fn pod_of(status: &PodSandboxStatus) -> Pod {
             annotations: status.annotations.iter().collect(),
             host_namespaces,
         }),
-        network: Some(network),
+        network,
     }
 }
 
@@ -341,9 +341,7 @@ fn build(
     if !pod.info.uid.is_empty() {
         container = container.with_pod(pod.info.clone());
     }
-    if let Some(network) = &pod.network {
-        container = container.with_shared_network(network.clone());
-    }
+    container = container.with_shared_network(pod.network.clone());
     if let Some(project) = labels.get(COMPOSE_PROJECT_LABEL) {
         container = container.with_project(project.as_str());
     }
@@ -444,13 +442,13 @@ mod tests {
                 ipc: false
             }
         );
-        let network = own.network.expect("told");
+        let network = own.network;
         assert_eq!(&*network.mode, "pod");
         let ips: Vec<&str> = network.addresses.iter().map(|a| &*a.ip).collect();
         assert_eq!(ips, ["198.18.0.5", "2001:db8::5"]);
         let host = pod_of(&status(NamespaceMode::Node, &[]));
         assert!(host.info.host_namespaces.network);
-        assert_eq!(&*host.network.expect("told").mode, "host");
+        assert_eq!(&*host.network.mode, "host");
     }
 
     #[test]

@@ -80,7 +80,7 @@ use whalewatcher_core::{
 use convert::{Pod, VerboseInfo};
 pub use convert::{
     ANNOTATION_KEY_PREFIX, POD_CONTAINER_NAME_LABEL, POD_NAMESPACE_LABEL, POD_NAME_LABEL,
-    POD_SANDBOX_LABEL, POD_UID_LABEL,
+    POD_NETWORK, POD_SANDBOX_LABEL, POD_UID_LABEL,
 };
 
 /// The engine type reported for CRI runtimes.
@@ -437,8 +437,13 @@ impl CriEngine {
         let ready = |s: &PodSandboxStatus| s.state == PodSandboxState::SandboxReady as i32;
         let (status, info) = self.alive(id, response.status, ready, &response.info)?;
         // One pod record, shared by the pod's containers.
-        let pod = convert::pod_of(&status);
-        self.pods().insert(status.id.clone(), pod.clone());
+        // One pod record, shared by the pod's containers: a pod's
+        // metadata and addresses do not change while its sandbox lives.
+        let pod = self
+            .pods()
+            .entry(status.id.clone())
+            .or_insert_with(|| convert::pod_of(&status))
+            .clone();
         let sandbox = convert::sandbox(&status, &pod, info.pid);
         Ok(self.pack(
             sandbox,

@@ -28,18 +28,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     for unreached in &scan.unreached_sockets {
-        println!(
-            "not watched: {} at {}: {}",
-            unreached.api,
-            unreached.socket.display(),
-            unreached.reason
-        );
+        println!("not watched: {unreached}");
     }
     for unreached in &scan.unreached {
-        println!(
-            "not watched: {} PID {} {:?}: {}",
-            unreached.process, unreached.pid, unreached.api, unreached.reason
-        );
+        println!("not watched: {unreached}");
     }
     let snapshot = discovery.fleet().snapshot();
     for engine in snapshot.engines() {

@@ -79,6 +79,17 @@ pub struct Unreached {
     pub reason: String,
 }
 
+/// As whalewatch says it: `dockerd docker (PID 42): why`.
+impl std::fmt::Display for Unreached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.process)?;
+        if let Some(api) = self.api {
+            write!(f, " {api}")?;
+        }
+        write!(f, " (PID {}): {}", self.pid, self.reason)
+    }
+}
+
 /// An engine a scan found that another member of the fleet — one added
 /// by the fleet's owner, not by discovery — watches already: at the same
 /// socket, or with the same engine type and id. It is not watched twice.

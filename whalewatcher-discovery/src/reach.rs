@@ -31,6 +31,14 @@ pub struct UnreachedSocket {
     pub reason: String,
 }
 
+/// As whalewatch says it: `docker at /var/run/docker.sock: why`.
+impl std::fmt::Display for UnreachedSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (api, socket) = (self.api, self.socket.display());
+        write!(f, "{api} at {socket}: {}", self.reason)
+    }
+}
+
 /// The sockets where each kind of engine listens by default, in the
 /// order they are tried: the engine crates' own lists (root's sockets,
 /// then the user's under `$XDG_RUNTIME_DIR`). containerd's socket is asked

@@ -83,22 +83,10 @@ fn path(path: &str) -> Option<&std::path::Path> {
 /// well-known sockets, discovery could not watch, and why.
 pub fn tell_unreached(scan: &Scan) {
     for unreached in &scan.unreached {
-        let api = unreached
-            .api
-            .map(|api| format!(" {api}"))
-            .unwrap_or_default();
-        eprintln!(
-            "whalewatch: --discover: not watched: {}{api} (PID {}): {}",
-            unreached.process, unreached.pid, unreached.reason
-        );
+        eprintln!("whalewatch: --discover: not watched: {unreached}");
     }
     for unreached in &scan.unreached_sockets {
-        eprintln!(
-            "whalewatch: --discover: not watched: {} at {}: {}",
-            unreached.api,
-            unreached.socket.display(),
-            unreached.reason
-        );
+        eprintln!("whalewatch: --discover: not watched: {unreached}");
     }
     if scan
         .unreached

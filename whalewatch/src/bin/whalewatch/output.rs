@@ -116,9 +116,14 @@ fn bytes(size: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
+    format!("{}{}", decimal(value), UNITS[unit])
+}
+
+/// A number with at most two decimals, none where they are zeros: `0.5`,
+/// `1.33`, `2`.
+fn decimal(value: f64) -> String {
     let text = format!("{value:.2}");
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    format!("{text}{}", UNITS[unit])
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 /// The rows as lines, each column as wide as its widest cell.
@@ -372,7 +377,7 @@ impl Printing<'_> {
                 &resources
                     .and_then(|r| Some((r.cpu_quota?, r.cpu_period?)))
                     .filter(|(_, period)| *period > 0)
-                    .map(|(quota, period)| format!("{}", quota as f64 / period as f64))
+                    .map(|(quota, period)| decimal(quota as f64 / period as f64))
                     .unwrap_or_default(),
             ),
             Field::Cgroup => or_dash(container.cgroup().unwrap_or_default()),
