@@ -141,12 +141,13 @@ impl ContainerdTest {
     /// Runs `ctr -n namespace args…` in the engine's container: its output,
     /// or its error output when it fails.
     fn try_ctr(&self, namespace: &str, args: &[&str]) -> Result<String, String> {
-        let output = std::process::Command::new("docker")
-            .args(["-H", &self.host_docker, "exec", self.engine.container()])
-            .args(["ctr", "-n", namespace])
-            .args(args)
-            .output()
-            .map_err(|e| format!("cannot run docker: {e}"))?;
+        let output = crate::commands::output_within(
+            std::process::Command::new("docker")
+                .args(["-H", &self.host_docker, "exec", self.engine.container()])
+                .args(["ctr", "-n", namespace])
+                .args(args),
+        )
+        .map_err(|e| format!("cannot run docker: {e}"))?;
         if output.status.success() {
             Ok(String::from_utf8_lossy(&output.stdout).into_owned())
         } else {

@@ -197,6 +197,9 @@ impl DockerTest {
     }
 }
 
+/// How many containers a test's cleanup removes with one command.
+const CLEANUP_BATCH: usize = 20;
+
 impl Drop for DockerTest {
     /// Removes this test's containers, also when the test failed: through
     /// the docker CLI, which needs no runtime (this may run in a panic).
@@ -207,11 +210,12 @@ impl Drop for DockerTest {
         let socket = format!("unix://{}", self.engine.socket());
         let host = ["-H", socket.as_str()];
         let docker = |args: &[&str]| {
-            std::process::Command::new("docker")
-                .args([&host[..], args].concat())
-                .output()
-                .ok()
-                .filter(|output| output.status.success())
+            crate::commands::output_within(
+                std::process::Command::new("docker").args([&host[..], args].concat()),
+            )
+            .map_err(|e| eprintln!("cleanup of {}: {e}", self.label))
+            .ok()
+            .filter(|output| output.status.success())
         };
         // Never panics: this may run while a failed test unwinds, perhaps
         // with the engine down.
@@ -221,12 +225,14 @@ impl Drop for DockerTest {
         };
         let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
         let ids: Vec<&str> = listed.split_whitespace().collect();
-        if !ids.is_empty() {
+        // In small batches: the docker CLI works on 50 at once, and the
+        // rig's dockerd 20.10 was seen to deadlock removing 200 at once.
+        for batch in ids.chunks(CLEANUP_BATCH) {
             // Kill first: podman's forced remove otherwise waits out the
             // stop timeout, as `sleep` (PID 1) ignores SIGTERM. Stopped
             // ones make kill fail, which is fine.
-            docker(&[&["kill"], &ids[..]].concat());
-            if docker(&[&["rm", "-f", "-v"], &ids[..]].concat()).is_none() {
+            docker(&[&["kill"], batch].concat());
+            if docker(&[&["rm", "-f", "-v"], batch].concat()).is_none() {
                 eprintln!("cannot remove the containers of {}", self.label);
             }
         }

@@ -5,6 +5,7 @@
 //! A test whose engine cannot be reached fails with the reason; nothing
 //! here skips.
 
+pub mod commands;
 pub mod containerd;
 pub mod cri;
 pub mod docker;
@@ -66,11 +67,10 @@ where
 }
 
 /// Runs a command to completion, failing the test with its output if it
-/// fails; returns its standard output.
+/// fails or outlives [`commands::COMMAND_DEADLINE`]; returns its standard
+/// output.
 pub fn run_command(program: &str, args: &[&str]) -> String {
-    let output = std::process::Command::new(program)
-        .args(args)
-        .output()
+    let output = commands::output_within(std::process::Command::new(program).args(args))
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
     assert!(
         output.status.success(),

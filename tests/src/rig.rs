@@ -186,6 +186,102 @@ impl Rig {
     }
 }
 
+/// The goroutines of the rig's host dockerd that have waited on a lock
+/// for a minute or more, each stack once with how many share it; empty
+/// when none. Asks dockerd for a dump (`SIGUSR1`), which it writes to its
+/// exec root.
+pub fn host_dockerd_stuck_goroutines() -> Result<String, String> {
+    let host = endpoints_file().with_file_name("host");
+    let pid_file = host.join("dockerd.pid");
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .map_err(|e| format!("{}: {e}", pid_file.display()))?
+        .trim()
+        .parse()
+        .map_err(|e| format!("{}: {e}", pid_file.display()))?;
+    let exec_root = host.join("docker-exec");
+    let dumps = || -> Vec<PathBuf> {
+        let mut dumps: Vec<PathBuf> = std::fs::read_dir(&exec_root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.to_string_lossy().contains("goroutine-stacks-"))
+            .collect();
+        dumps.sort();
+        dumps
+    };
+    let before = dumps();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .map_err(|e| format!("cannot signal dockerd {pid}: {e}"))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let dump = loop {
+        // A dump names its second: one taken in the same second replaces
+        // the last, so a changed length counts as new too.
+        if let Some(new) = dumps().into_iter().rev().find(|d| !before.contains(d)) {
+            break new;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "dockerd {pid} wrote no dump to {}",
+                exec_root.display()
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    // dockerd writes the file in one go; wait for a final newline.
+    let text = loop {
+        let text =
+            std::fs::read_to_string(&dump).map_err(|e| format!("{}: {e}", dump.display()))?;
+        if text.ends_with('\n') || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    Ok(stuck_goroutines(&text))
+}
+
+/// From a Go goroutine dump: the goroutines blocked on a lock for minutes
+/// (`[semacquire, 5 minutes]`, `[sync.Mutex.Lock, 2 minutes]`), each stack
+/// (its functions, not their lines, innermost first) once, with how many
+/// goroutines share it.
+fn stuck_goroutines(dump: &str) -> String {
+    let mut stacks: Vec<(String, usize)> = Vec::new();
+    for block in dump.split("\n\n") {
+        let mut lines = block.lines();
+        let Some(header) = lines.next() else { continue };
+        let state = header
+            .split_once('[')
+            .and_then(|(_, rest)| rest.split_once(']'))
+            .map_or("", |(state, _)| state);
+        let on_lock = state.starts_with("semacquire")
+            || state.starts_with("sync.Mutex")
+            || state.starts_with("sync.RWMutex");
+        if !(on_lock && state.contains("minute")) {
+            continue;
+        }
+        let frames: Vec<&str> = lines
+            .filter(|line| !line.starts_with('\t'))
+            .map(|line| line.rsplit_once('(').map_or(line, |(function, _)| function))
+            .filter(|function| !function.starts_with("runtime.") && !function.starts_with("sync."))
+            .take(8)
+            .collect();
+        let kind = state.split(',').next().unwrap_or(state);
+        let stack = format!("[{kind}] {}", frames.join(" < "));
+        match stacks.iter_mut().find(|(known, _)| *known == stack) {
+            Some((_, count)) => *count += 1,
+            None => stacks.push((stack, 1)),
+        }
+    }
+    stacks
+        .iter()
+        .take(30)
+        .map(|(stack, count)| format!("  {count}× {stack}\n"))
+        .collect()
+}
+
 /// The first child of process `init` (an engine container's init: the
 /// engine, which it started; the shims and conmons that the engine's
 /// containers left to the init come later); `None` before it started one.
@@ -247,6 +343,20 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dump_gives_the_goroutines_blocked_on_a_lock_for_minutes_once_per_stack() {
+        let dump = "goroutine 1 [chan receive, 10 minutes]:\nmain.main()\n\t/x.go:1\n\n\
+            goroutine 7 [semacquire, 3 minutes]:\nsync.runtime_SemacquireMutex(0x1)\n\t/s.go:1\n\
+            sync.(*Mutex).Lock(...)\n\t/m.go:2\ngithub.com/docker/libnetwork.(*sandbox).delete(0xc)\n\t/n.go:3\n\n\
+            goroutine 8 [semacquire, 4 minutes]:\nsync.runtime_SemacquireMutex(0x1)\n\t/s.go:1\n\
+            sync.(*Mutex).Lock(...)\n\t/m.go:2\ngithub.com/docker/libnetwork.(*sandbox).delete(0xc)\n\t/n.go:3\n\n\
+            goroutine 9 [semacquire]:\nsync.runtime_SemacquireMutex(0x1)\n\t/s.go:1\n";
+        assert_eq!(
+            stuck_goroutines(dump),
+            "  2× [semacquire] github.com/docker/libnetwork.(*sandbox).delete\n"
+        );
+    }
 
     /// Docker's words for it, from a CI run.
     const SEEN_IN_CI: &str = "Docker responded with status code 500: failed to create task for container: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: waiting for init preliminary setup: read init-p: connection reset by peer: unknown";

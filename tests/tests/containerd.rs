@@ -10,6 +10,7 @@ use whalewatcher_core::{
     CancellationToken, Engine, EngineError, EventKind, EventSource, RetryPolicy, WatchError,
     Watcher, COMPOSE_PROJECT_LABEL,
 };
+use whalewatcher_tests::commands::output_within;
 use whalewatcher_tests::containerd::{wait_for_event, ContainerdTest};
 use whalewatcher_tests::eventually;
 use whalewatcher_tests::http_proxy::{HttpProxy, Rules};
@@ -251,17 +252,15 @@ async fn an_engine_restart_is_resynchronized_and_subscribers_see_the_difference(
     // All tasks die with the engine's container; containerd comes back.
     rig.restart(cd, 5);
     eventually("containerd to answer again", || async {
-        std::process::Command::new("docker")
-            .args([
-                "-H",
-                &rig.host_docker.endpoint,
-                "exec",
-                cd.container(),
-                "ctr",
-                "version",
-            ])
-            .output()
-            .is_ok_and(|o| o.status.success())
+        output_within(std::process::Command::new("docker").args([
+            "-H",
+            &rig.host_docker.endpoint,
+            "exec",
+            cd.container(),
+            "ctr",
+            "version",
+        ]))
+        .is_ok_and(|o| o.status.success())
     })
     .await;
     let after = format!("after-{}", t.label);

@@ -18,6 +18,7 @@ use whalewatcher_core::{
     EventKind, Fleet, FleetChange, FleetEngine, FleetEvent, FleetEvents, FoundBy, MemberId,
 };
 use whalewatcher_discovery::{Api, Discovery, FoundEngine, Scan};
+use whalewatcher_tests::commands::output_within;
 use whalewatcher_tests::containerd::ContainerdTest;
 use whalewatcher_tests::docker::DockerTest;
 use whalewatcher_tests::rig::{self, Rig};
@@ -532,9 +533,10 @@ impl ExtraEngine {
 
 impl Drop for ExtraEngine {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("docker")
-            .args(["-H", &self.host, "rm", "-f", "-v", &self.name])
-            .output();
+        let _ = output_within(
+            std::process::Command::new("docker")
+                .args(["-H", &self.host, "rm", "-f", "-v", &self.name]),
+        );
     }
 }
 

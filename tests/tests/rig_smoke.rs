@@ -224,3 +224,34 @@ async fn a_docker_test_on_the_tcp_and_tls_relays_removes_its_containers_when_dro
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_docker_test_removes_more_containers_than_one_cleanup_batch_when_dropped() {
+    let rig = Rig::load();
+    let t = DockerTest::connect(&rig.host_docker, "batch-cleanup").await;
+    futures::stream::iter((0..45).map(|n| {
+        let name = format!("b{n:02}");
+        let t = &t;
+        async move { t.run(&name, &[]).await }
+    }))
+    .buffer_unordered(8)
+    .collect::<Vec<_>>()
+    .await;
+    let label = t.label.clone();
+    assert_eq!(left_by(&rig, &label).len(), 45);
+    drop(t);
+    assert_eq!(
+        left_by(&rig, &label),
+        Vec::<String>::new(),
+        "removed on drop"
+    );
+}
+
+/// What a test says when a docker command hangs: the host dockerd's
+/// goroutine dump, read from where that dockerd writes it.
+#[test]
+fn the_host_dockerds_goroutine_dump_is_read() {
+    Rig::load();
+    let stuck = rig::host_dockerd_stuck_goroutines().expect("a dump");
+    assert_eq!(stuck, "", "the host dockerd waits on locks for minutes");
+}
