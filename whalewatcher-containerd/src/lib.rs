@@ -21,7 +21,8 @@
 //!   `namespace/id`, just `id` in `default`; its name is nerdctl's name
 //!   label (else the id), prefixed `namespace/` outside `default` as well;
 //!   its project comes from the compose label. The version reads
-//!   `<version> <revision>`. These are the Go whalewatcher's values.
+//!   `<version> <revision>` (the version alone where containerd has no
+//!   revision). These are the Go whalewatcher's values.
 //! - A sync costs one namespace list plus one container list and one task
 //!   list per namespace — never a round trip per container. The container
 //!   records come as a stream, one message each, as containerd's own
@@ -408,6 +409,17 @@ impl ContainerdEngine {
     }
 }
 
+/// The engine's version as the Go module reports it, `<version>
+/// <revision>`; the version alone where containerd has no revision (as
+/// some distributions build it), not with a trailing space.
+fn version_of(version: &str, revision: &str) -> String {
+    if revision.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{version} {revision}")
+    }
+}
+
 /// The container with its cgroup, read from `/proc/PID/cgroup` where its
 /// PID is this host's (`local`). containerd's spec, which names it too, is
 /// not read: it is most of a record's size.
@@ -522,8 +534,7 @@ impl Engine for ContainerdEngine {
         Ok(EngineInfo {
             id: server.uuid,
             engine_type: CONTAINERD_TYPE.to_owned(),
-            // As the Go module reports it: "<version> <revision>".
-            version: format!("{} {}", version.version, version.revision),
+            version: version_of(&version.version, &version.revision),
             api: self.api.clone(),
             // The PID containerd reports is in its own PID namespace,
             // which may not be the reader's: unknown unless given, as the
