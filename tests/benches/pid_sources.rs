@@ -16,13 +16,20 @@
 //!
 //! Wall time (median), dockerd's and containerd's CPU (mean, from every
 //! thread's schedstat; the shims' CPU is not counted), and the per-round
-//! ratio to the inspects. No goal is asserted.
+//! ratio to the inspects.
+//!
+//! Then `WW_PID_BURSTS` (default 5) bursts of 50 concurrent starts: when
+//! each start's event arrives (the floor), and when its PID is known from
+//! the shim's PID file or from an inspect, each asked as the event
+//! arrives. No goal is asserted.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use bollard::query_parameters::{InspectContainerOptions, ListContainersOptionsBuilder};
+use bollard::query_parameters::{
+    EventsOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
+};
 use bollard::Docker;
 use containerd_client::services::v1::tasks_client::TasksClient;
 use containerd_client::services::v1::ListTasksRequest;
@@ -30,7 +37,7 @@ use futures::{StreamExt, TryStreamExt};
 use whalewatcher_moby::MobyEngine;
 use whalewatcher_tests::containerd::namespaced;
 use whalewatcher_tests::docker::DockerTest;
-use whalewatcher_tests::measure::{env_or, host_dockerd_pid, median, ms, threads_cpu};
+use whalewatcher_tests::measure::{env_or, host_dockerd_pid, median, ms, percentile, threads_cpu};
 use whalewatcher_tests::rig::{self, Rig};
 
 /// One dockerd and the containerd it keeps its containers in.
@@ -272,13 +279,116 @@ async fn measure(engines: &Engines<'_>, n: usize, rounds: usize) {
     }
 }
 
+/// Containers started at once in a burst.
+const BURST: usize = 50;
+
+/// A start's latencies, from the engine's `timeNano` (ms): its event
+/// here, its PID from the shim's PID file, its PID from an inspect.
+#[derive(Default)]
+struct StartLatencies {
+    event: Vec<f64>,
+    pid_file: Vec<f64>,
+    inspect: Vec<f64>,
+}
+
+/// Bursts of [`BURST`] concurrent starts, `rounds` times: when each start's
+/// event arrives, and when its PID is known from the shim's PID file (read
+/// as the event arrives) and from an inspect (sent as the event arrives,
+/// as the watcher does).
+async fn bursts(engines: &Engines<'_>, rounds: usize) {
+    let t = DockerTest::connect(engines.docker, "pid-sources-burst").await;
+    let client = std::sync::Arc::new(MobyEngine::new(&engines.docker.endpoint).expect("endpoint"));
+    let since = |stamp: SystemTime| ms(SystemTime::now().duration_since(stamp).unwrap_or_default());
+    let mut latencies = StartLatencies::default();
+    for round in 0..rounds {
+        let mut ids = Vec::new();
+        for i in 0..BURST {
+            ids.push(
+                t.create(&format!("r{round}s{i}"), &[], Default::default())
+                    .await,
+            );
+        }
+        let mut filters = t.label_filter();
+        filters.insert("type".into(), vec!["container".into()]);
+        filters.insert("event".into(), vec!["start".into()]);
+        let options = EventsOptionsBuilder::new().filters(&filters).build();
+        let mut events = client.docker().events(Some(options));
+        let docker = client.docker().clone();
+        let starting = ids.clone();
+        let starts = tokio::spawn(async move {
+            futures::future::join_all(starting.iter().map(|id| docker.start_container(id, None)))
+                .await
+        });
+        let mut inspects = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while inspects.len() < BURST {
+            let Ok(Some(event)) = tokio::time::timeout_at(deadline, events.next()).await else {
+                panic!("{} of {BURST} start events came", inspects.len());
+            };
+            let event = event.expect("the event stream");
+            let nanos = u64::try_from(event.time_nano.unwrap_or_default()).unwrap_or_default();
+            let stamp = SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos);
+            latencies.event.push(since(stamp));
+            let id = event.actor.and_then(|a| a.id).expect("the container's id");
+            let pid = std::fs::read_to_string(engines.task_dir.join(&id).join("init.pid"))
+                .expect("the shim's PID file");
+            latencies.pid_file.push(since(stamp));
+            assert!(
+                pid.trim().parse::<u32>().is_ok_and(|pid| pid > 0),
+                "{pid:?}"
+            );
+            let client = client.clone();
+            inspects.push(tokio::spawn(async move {
+                let inspected = client
+                    .docker()
+                    .inspect_container(&id, None::<InspectContainerOptions>)
+                    .await
+                    .expect("inspect");
+                assert!(inspected
+                    .state
+                    .and_then(|s| s.pid)
+                    .is_some_and(|pid| pid > 0));
+                since(stamp)
+            }));
+        }
+        for inspect in futures::future::join_all(inspects).await {
+            latencies.inspect.push(inspect.expect("the inspect's task"));
+        }
+        for started in starts.await.expect("the starts' task") {
+            started.expect("a start");
+        }
+    }
+
+    println!(
+        "\n{}, {rounds} bursts of {BURST} concurrent starts, from the engine's timeNano:\n",
+        engines.name
+    );
+    println!("| a start's PID known | p50 | p99 | p99 / the event's |");
+    println!("|---|---|---|---|");
+    let floor = percentile(&latencies.event, 99.0);
+    for (what, values) in [
+        ("its event arrives (the floor)", &latencies.event),
+        ("the event, then the shim's PID file", &latencies.pid_file),
+        ("the event, then an inspect", &latencies.inspect),
+    ] {
+        println!(
+            "| {what} | {:.1} ms | {:.1} ms | {:.2}× |",
+            percentile(values, 50.0),
+            percentile(values, 99.0),
+            percentile(values, 99.0) / floor
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let n = env_or("WW_PID_N", 500);
     let rounds = env_or("WW_PID_ROUNDS", 9);
+    let bursts_of = env_or("WW_PID_BURSTS", 5);
     let rig = Rig::load();
     println!("# Where a Docker sync could take its PIDs from");
     for engines in [Engines::host(&rig), Engines::docker28(&rig)] {
         measure(&engines, n, rounds).await;
+        bursts(&engines, bursts_of).await;
     }
 }
