@@ -1,6 +1,6 @@
 //! Where a Docker sync could take its containers' PIDs from instead of one
 //! inspect per container: measured on the rig's host dockerd 20.10 (its
-//! containerd a process of its own) and on Docker 28 (its own containerd,
+//! containerd 1.6 a process of its own) and on Docker 28 (its own containerd 2.1,
 //! inside the engine's container), each with `WW_PID_N` (default 500)
 //! running containers, in `WW_PID_ROUNDS` (default 9) interleaved rounds:
 //!
