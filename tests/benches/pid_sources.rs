@@ -1,8 +1,9 @@
 //! Where a Docker sync could take its containers' PIDs from instead of one
 //! inspect per container: measured on the rig's host dockerd 20.10 (its
-//! containerd 1.6 a process of its own) and on Docker 28 (its own containerd 2.1,
-//! inside the engine's container), each with `WW_PID_N` (default 500)
-//! running containers, in `WW_PID_ROUNDS` (default 9) interleaved rounds:
+//! containerd 1.6 a process of its own) and on Docker 28 (its own
+//! containerd 2.1, inside the engine's container), each with `WW_PID_N`
+//! (default 500) running containers, in `WW_PID_ROUNDS` (default 9)
+//! interleaved rounds:
 //!
 //! - **inspects**: today's sync floor, the list of alive containers, then
 //!   an inspect each, 16 at once (the baseline of every ratio);
