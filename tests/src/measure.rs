@@ -92,16 +92,10 @@ pub fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-/// The PID of the rig's host dockerd, from its pidfile.
+/// The PID of the rig's host dockerd, from its pidfile; fails the
+/// benchmark or test when it cannot be read.
 pub fn host_dockerd_pid() -> u32 {
-    let run =
-        std::env::var("WHALEWATCHER_RIG_RUN").unwrap_or_else(|_| "/run/whalewatcher-rig".into());
-    let pidfile = format!("{run}/host/dockerd.pid");
-    std::fs::read_to_string(&pidfile)
-        .unwrap_or_else(|e| panic!("cannot read {pidfile}: {e}"))
-        .trim()
-        .parse()
-        .expect("a PID in the pidfile")
+    crate::rig::host_dockerd_pid().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The median (the upper one of an even count); `NaN` when empty.

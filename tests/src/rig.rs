@@ -4,11 +4,32 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+/// The directory of the rig's run-time state (`$RIG_RUN` of
+/// `docker/lib.sh`).
+fn run_dir() -> PathBuf {
+    std::env::var_os("WHALEWATCHER_RIG_RUN")
+        .map_or_else(|| "/run/whalewatcher-rig".into(), PathBuf::from)
+}
+
 /// The endpoints file `docker/setup` writes.
 pub fn endpoints_file() -> PathBuf {
-    let run =
-        std::env::var("WHALEWATCHER_RIG_RUN").unwrap_or_else(|_| "/run/whalewatcher-rig".into());
-    PathBuf::from(run).join("endpoints.json")
+    run_dir().join("endpoints.json")
+}
+
+/// Where the host engines keep their run-time state: the host dockerd's
+/// pidfile and exec root.
+fn host_run_dir() -> PathBuf {
+    run_dir().join("host")
+}
+
+/// The PID of the rig's host dockerd, from the pidfile it writes.
+pub fn host_dockerd_pid() -> Result<u32, String> {
+    let pid_file = host_run_dir().join("dockerd.pid");
+    std::fs::read_to_string(&pid_file)
+        .map_err(|e| format!("cannot read {}: {e}", pid_file.display()))?
+        .trim()
+        .parse()
+        .map_err(|e| format!("no PID in {}: {e}", pid_file.display()))
 }
 
 /// One engine of the rig.
@@ -191,26 +212,31 @@ impl Rig {
 /// when none. Asks dockerd for a dump (`SIGUSR1`), which it writes to its
 /// exec root.
 pub fn host_dockerd_stuck_goroutines() -> Result<String, String> {
-    let host = endpoints_file().with_file_name("host");
-    let pid_file = host.join("dockerd.pid");
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .map_err(|e| format!("{}: {e}", pid_file.display()))?
-        .trim()
-        .parse()
-        .map_err(|e| format!("{}: {e}", pid_file.display()))?;
-    let exec_root = host.join("docker-exec");
-    let dumps = || -> Vec<PathBuf> {
-        let mut dumps: Vec<PathBuf> = std::fs::read_dir(&exec_root)
+    let pid = host_dockerd_pid()?;
+    let exec_root = host_run_dir().join("docker-exec");
+    // Each dump with when it was written: a dump names its second, so one
+    // taken in the same second as the last replaces it.
+    let dumps = || -> Vec<(PathBuf, Option<std::time::SystemTime>)> {
+        std::fs::read_dir(&exec_root)
             .into_iter()
             .flatten()
             .flatten()
-            .map(|entry| entry.path())
-            .filter(|path| path.to_string_lossy().contains("goroutine-stacks-"))
-            .collect();
-        dumps.sort();
-        dumps
+            .filter(|entry| {
+                entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("goroutine-stacks-")
+            })
+            .map(|entry| {
+                (
+                    entry.path(),
+                    entry.metadata().and_then(|m| m.modified()).ok(),
+                )
+            })
+            .collect()
     };
     let before = dumps();
+    let pid = i32::try_from(pid).map_err(|e| format!("PID {pid}: {e}"))?;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGUSR1,
@@ -218,9 +244,7 @@ pub fn host_dockerd_stuck_goroutines() -> Result<String, String> {
     .map_err(|e| format!("cannot signal dockerd {pid}: {e}"))?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let dump = loop {
-        // A dump names its second: one taken in the same second replaces
-        // the last, so a changed length counts as new too.
-        if let Some(new) = dumps().into_iter().rev().find(|d| !before.contains(d)) {
+        if let Some((new, _)) = dumps().into_iter().find(|d| !before.contains(d)) {
             break new;
         }
         if std::time::Instant::now() > deadline {

@@ -254,4 +254,7 @@ fn the_host_dockerds_goroutine_dump_is_read() {
     Rig::load();
     let stuck = rig::host_dockerd_stuck_goroutines().expect("a dump");
     assert_eq!(stuck, "", "the host dockerd waits on locks for minutes");
+    // At once again: dockerd's second dump of the same second replaces the
+    // first under its name, and is found as new all the same.
+    rig::host_dockerd_stuck_goroutines().expect("a second dump");
 }
